@@ -1,0 +1,157 @@
+"""The ``kmemspec`` command: check, replay, machine, rules, bench.
+
+Exit codes: 0 conforming (or the command did what it was asked), 1 not
+conforming (or a replay reproduced its failure), 2 a usage error, printed as
+one line. The CLI is the composition root: it is the one place that imports
+``kmemspec.properties`` (for ``check`` and ``bench``) beside the harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ..refmodel.errors import ConformanceFailure, KmemspecError
+from ..refmodel.machine import load_machine
+from ..refmodel.rules import RULES, render_markdown, render_table
+from .loader import load_impl
+from .lockstep import Lockstep
+from .report import write_reports
+from .trace import Ref, load_trace
+
+EXIT_OK, EXIT_NONCONFORMING, EXIT_USAGE = 0, 1, 2
+DEFAULT_MACHINE = "tiny"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kmemspec", description="Check a memory allocator against an executable specification of Linux kernel memory management.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("check", help="run the conformance suite on an implementation and write reports")
+    c.add_argument("impl", nargs="?", default="fast", help="fast, reference, MODULE:FACTORY or path/to/file.py:FACTORY (default: fast)")
+    c.add_argument("--machine", default=DEFAULT_MACHINE, help="preset (tiny, tiny-highmem, x86_64[:SIZE], x86_32[:SIZE]) or a .toml/.json file (default: tiny)")
+    c.add_argument("--profile", default="ci", help="ci (default), dev or campaign")
+    c.add_argument("--seed", type=int, default=None, help="Hypothesis seed, to reproduce a run (default: random, printed)")
+    c.add_argument("--report-dir", type=Path, default=None, help="where reports go (default: conformance_reports/<impl>)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+
+    r = sub.add_parser("replay", help="replay a recorded failing sequence (a failures/*.json file from a report)")
+    r.add_argument("trace", type=Path)
+    r.add_argument("--impl", default=None, help="replay against another implementation than the recorded one")
+
+    m = sub.add_parser("machine", help="print a machine description: zones, PFN ranges, watermarks")
+    m.add_argument("spec", nargs="?", default=DEFAULT_MACHINE)
+    m.add_argument("--json", action="store_true", help="print the machine file format (JSON)")
+
+    ru = sub.add_parser("rules", help="print the rule catalog")
+    ru.add_argument("--markdown", action="store_true", help="print docs/rules.md")
+
+    b = sub.add_parser("bench", help="measure operations per second and the oracle's cost per checked operation")
+    b.add_argument("--ops", type=int, default=20000, help="operations per workload (default 20000)")
+    b.add_argument("--impl", action="append", default=None, help="implementations to time (default: reference and fast)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except KmemspecError as e:
+        print(f"kmemspec: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("kmemspec: interrupted", file=sys.stderr)
+        return 130
+
+
+def _check(args: argparse.Namespace) -> int:
+    properties = importlib.import_module("kmemspec.properties")
+    if args.profile not in properties.PROFILES:
+        print(f"kmemspec: error: profile {args.profile!r} does not exist; choose one of {', '.join(properties.PROFILES)}", file=sys.stderr)
+        return EXIT_USAGE
+    impl = load_impl(args.impl)
+    machine = load_machine(args.machine)
+    out_dir = args.report_dir or Path("conformance_reports") / impl.label
+    result = properties.run_check(
+        impl, machine, machine_spec=args.machine, profile=properties.PROFILES[args.profile],
+        seed_value=args.seed, progress=None if args.quiet else sys.stderr,
+    )
+    _clear_stale(out_dir)
+    doc = write_reports(result, out_dir)
+    s = doc["summary"]
+    verdict = "conforming" if result.conforming else "NOT conforming"
+    print(f"{impl.label} on {machine.name}: {verdict}: {s['pass']} pass, {s['fail']} fail, {s['not claimed']} not claimed, "
+          f"{s['not applicable']} not applicable, {s['not exercised']} not exercised (seed {result.seed}, {result.examples} examples, {result.seconds:.1f}s)")
+    for f in doc["failures"]:
+        print(f"\nFAIL {f['message'] if f['message'].startswith(f['rule_id']) else f['rule_id'] + ': ' + f['message']}")
+        for line in f["steps"]:
+            print(f"    {line}")
+        print(f"  replay: {f['replay']}")
+    print(f"\nreports: {out_dir}/report.json, report.md, junit.xml")
+    return EXIT_OK if result.conforming else EXIT_NONCONFORMING
+
+
+def _clear_stale(out_dir: Path) -> None:
+    stale = out_dir / "failures"
+    if stale.is_dir():
+        for f in stale.iterdir():
+            if f.suffix in (".json", ".py"):
+                f.unlink()
+
+
+def _replay(args: argparse.Namespace) -> int:
+    try:
+        data = load_trace(args.trace.read_text())
+    except OSError as e:
+        raise KmemspecError(f"trace {args.trace}: {e.strerror or e}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise KmemspecError(f"trace {args.trace}: {e}") from None
+    impl = load_impl(args.impl or data["impl"])
+    iut = Lockstep(impl.factory, str(data["machine"]), label=impl.label)
+    steps = data["steps"]
+    try:
+        for i, step in enumerate(steps):
+            _run_step(iut, step.op, {k: iut.value_of(v.name) + v.offset if isinstance(v, Ref) else v for k, v in step.args.items()})
+    except ConformanceFailure as f:
+        print(f"replay reproduced a failure at step {i}: {f}")
+        for s in f.steps:
+            print(f"    {s.render()}")
+        return EXIT_NONCONFORMING
+    print(f"replay of {len(steps)} steps on {impl.label}: no rule broken" + (f" (the recorded failure was {data['rule_id']})" if data.get("rule_id") else ""))
+    return EXIT_OK
+
+
+_REPLAYABLE = ("set_context", "alloc_pages", "free_pages", "get_free_pages", "free_pages_addr", "check_free_area", "check_contents")
+
+
+def _run_step(iut: Lockstep, op: str, args: dict[str, int]) -> None:
+    if op not in _REPLAYABLE:
+        raise KmemspecError(f"trace step {op!r} is not an operation kmemspec knows ({', '.join(_REPLAYABLE)})")
+    getattr(iut, op)(**args)
+
+
+def _machine(args: argparse.Namespace) -> int:
+    m = load_machine(args.spec)
+    if args.json:
+        import json
+        print(json.dumps(m.to_dict(), indent=1))
+    else:
+        print(m.describe())
+    return EXIT_OK
+
+
+def _rules(args: argparse.Namespace) -> int:
+    print(render_markdown(RULES) if args.markdown else render_table(RULES), end="\n" if not args.markdown else "")
+    return EXIT_OK
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+    print(run_bench(args.ops, args.impl or ["reference", "fast"]))
+    return EXIT_OK
+
+
+_COMMANDS = {"check": _check, "replay": _replay, "machine": _machine, "rules": _rules, "bench": _bench}

@@ -1,0 +1,1 @@
+"""Bundled implementations: `reference`, `fast`, and the seeded-bug mutants of `fast`."""

@@ -1,0 +1,158 @@
+"""Conformance reports: report.json (versioned), report.md (the rule matrix), junit.xml, replay files.
+
+A report is built from a finished run (any object with the fields of
+``kmemspec.properties.CheckResult``) and written atomically, so a report
+directory never holds a torn file. The JSON schema is in docs/reports.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Final
+from xml.sax.saxutils import escape, quoteattr
+
+from ..refmodel.rules import RULES, Rule
+from .loader import load_impl
+from .trace import dump_trace, render_test
+
+REPORT_SCHEMA: Final = "kmemspec-report/1"
+SUBSYSTEMS: Final = ("pages", "protocol")
+
+#: Rules that can only be checked when an implementation has the capability.
+RULE_CAPABILITY: Final[dict[str, str]] = {
+    "API-LOWMEM-ADDRESS": "get_free_pages",
+    "API-FREE-ADDR-NULL": "get_free_pages",
+    "API-FREE-BAD-ADDRESS": "get_free_pages",
+    "API-ZERO": "memory",
+    "PAGE-CONTENTS-INTACT": "memory",
+    "INTROSPECT-FREE-AREA": "free_area",
+}
+
+
+def rule_status(rule: Rule, result: Any, failed: set[str]) -> str:
+    """pass / fail / not claimed / not applicable (capability missing) / not exercised."""
+    if rule.id in failed:
+        return "fail"
+    if rule.level.needs_claim and rule.id not in result.claims:
+        return "not claimed"
+    cap = RULE_CAPABILITY.get(rule.id)
+    if cap is not None and cap not in result.capabilities:
+        return "not applicable"
+    return "pass" if result.coverage.get(rule.id, 0) else "not exercised"
+
+
+def build_report(result: Any, out_dir: Path) -> dict[str, Any]:
+    """The report.json document for a finished run."""
+    failed = {f.rule_id for f in result.failures}
+    rules = [
+        {
+            "id": r.id, "level": r.level.value, "subsystem": r.subsystem, "statement": r.statement,
+            "source": r.source, "status": rule_status(r, result, failed), "checks": result.coverage.get(r.id, 0),
+        }
+        for r in RULES if r.subsystem in SUBSYSTEMS
+    ]
+    failures = []
+    for f in result.failures:
+        trace_file = out_dir / "failures" / f"{f.rule_id}.json"
+        failures.append({
+            "rule_id": f.rule_id,
+            "message": f.message,
+            "steps": [s.render() for s in f.steps],
+            "trace_file": str(trace_file),
+            "test_file": str(out_dir / "failures" / f"test_{f.rule_id.lower().replace('-', '_')}.py"),
+            "replay": f"kmemspec replay {trace_file}",
+        })
+    return {
+        "schema": REPORT_SCHEMA,
+        "impl": {"spec": result.impl, "label": result.label, "capabilities": sorted(result.capabilities), "claims": sorted(result.claims)},
+        "machine": {"spec": result.machine_spec, "name": result.machine.name, "description": result.machine.to_dict()},
+        "profile": {"name": result.profile.name, "max_examples": result.profile.max_examples, "step_count": result.profile.step_count},
+        "seed": result.seed,
+        "examples": result.examples,
+        "steps": result.steps,
+        "seconds": round(result.seconds, 3),
+        "conforming": not result.failures,
+        "summary": {s: sum(1 for r in rules if r["status"] == s) for s in ("pass", "fail", "not claimed", "not applicable", "not exercised")},
+        "rules": rules,
+        "failures": failures,
+    }
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    """report.md: verdict, the rule matrix, then each failure with its steps and replay command."""
+    verdict = "CONFORMING" if doc["conforming"] else "NOT CONFORMING"
+    s = doc["summary"]
+    out = [
+        f"# kmemspec conformance: `{doc['impl']['spec']}` on `{doc['machine']['spec']}`: {verdict}",
+        "",
+        f"Profile `{doc['profile']['name']}`, seed {doc['seed']}, {doc['examples']} examples, {doc['steps']} steps, {doc['seconds']} s. "
+        f"{s['pass']} pass, {s['fail']} fail, {s['not claimed']} not claimed, {s['not applicable']} not applicable, {s['not exercised']} not exercised.",
+        "",
+        f"Reproduce: `kmemspec check {doc['impl']['spec']} --machine {doc['machine']['spec']} --profile {doc['profile']['name']} --seed {doc['seed']}`",
+        "",
+        "| rule | level | status | checks | statement |",
+        "|---|---|---|---:|---|",
+    ]
+    for r in doc["rules"]:
+        out.append(f"| `{r['id']}` | {r['level']} | {r['status']} | {r['checks']} | {r['statement']} |")
+    for f in doc["failures"]:
+        out += ["", f"## {f['rule_id']}", "", _md_escape(f["message"]), "", "```python", *f["steps"], "```", "",
+                f"Replay: `{f['replay']}`; pasteable test: `{f['test_file']}`"]
+    return "\n".join(out) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_junit(doc: dict[str, Any]) -> str:
+    """junit.xml: one test case per rule; failures carry the message and steps, unclaimed rules are skipped."""
+    failures = {f["rule_id"]: f for f in doc["failures"]}
+    n_fail = sum(1 for r in doc["rules"] if r["status"] == "fail")
+    n_skip = sum(1 for r in doc["rules"] if r["status"] not in ("pass", "fail"))
+    suite = f"kmemspec.{doc['impl']['label']}"
+    lines = ['<?xml version="1.0" encoding="utf-8"?>',
+             f'<testsuites><testsuite name={quoteattr(suite)} tests="{len(doc["rules"])}" failures="{n_fail}" '
+             f'errors="0" skipped="{n_skip}" time="{doc["seconds"]}">']
+    for r in doc["rules"]:
+        classname = quoteattr(f"kmemspec.{r['subsystem']}.{r['level']}")
+        head = f"<testcase classname={classname} name={quoteattr(r['id'])}"
+        if r["status"] == "pass":
+            lines.append(head + "/>")
+        elif r["status"] == "fail":
+            f = failures[r["id"]]
+            body = escape(f["message"] + "\n\n" + "\n".join(f["steps"]) + "\n\n" + f["replay"])
+            lines.append(head + f"><failure message={quoteattr(f['message'])}>{body}</failure></testcase>")
+        else:
+            lines.append(head + f"><skipped message={quoteattr(r['status'])}/></testcase>")
+    lines.append("</testsuite></testsuites>")
+    return "\n".join(lines) + "\n"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_reports(result: Any, out_dir: Path) -> dict[str, Any]:
+    """Write report.json, report.md, junit.xml and one replay file + pasteable test per failure."""
+    doc = build_report(result, out_dir)
+    impl = load_impl(result.impl)
+    for f, entry in zip(result.failures, doc["failures"]):
+        _atomic_write(Path(entry["trace_file"]), dump_trace(f.steps, impl=result.impl, machine=result.machine_spec,
+                                                           rule_id=f.rule_id, message=f.message))
+        _atomic_write(Path(entry["test_file"]), render_test(f.steps, impl.import_lines(), result.machine_spec, f.rule_id, f.message))
+    _atomic_write(out_dir / "report.md", render_markdown(doc))
+    _atomic_write(out_dir / "junit.xml", render_junit(doc))
+    _atomic_write(out_dir / "report.json", json.dumps(doc, indent=1) + "\n")
+    return doc

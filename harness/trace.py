@@ -1,0 +1,127 @@
+"""Operation traces: recorded steps, printed as a pasteable pytest test, saved and loaded as JSON.
+
+A step's PFN and address arguments are kept as references to earlier results
+(``pfn_0``, ``addr_2 + 4096``), so a replay follows the implementation's own
+placement rather than the numbers of the recorded run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ..refmodel.context import Context
+from ..refmodel.gfp import format_gfp
+
+SCHEMA_VERSION: Final = 1
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An earlier result by name, plus an offset (an interior PFN, an address inside a page)."""
+
+    name: str
+    offset: int = 0
+
+    def render(self) -> str:
+        if not self.offset:
+            return self.name
+        return f"{self.name} {'+' if self.offset > 0 else '-'} {abs(self.offset)}"
+
+
+Arg = int | Ref
+
+
+@dataclass
+class Step:
+    """One call on the lockstep object: ``result = iut.op(**args)  # comment``."""
+
+    op: str
+    args: dict[str, Arg] = field(default_factory=dict)
+    result: str | None = None
+    comment: str = ""
+
+    def render(self) -> str:
+        parts = []
+        for key, value in self.args.items():
+            parts.append(f"{key}={_render_arg(key, value)}")
+        call = f"iut.{self.op}({', '.join(parts)})"
+        line = f"{self.result} = {call}" if self.result else call
+        return f"{line}  # {self.comment}" if self.comment else line
+
+    def to_json(self) -> dict[str, Any]:
+        args = {k: ({"ref": v.name, "offset": v.offset} if isinstance(v, Ref) else v) for k, v in self.args.items()}
+        out: dict[str, Any] = {"op": self.op, "args": args}
+        if self.result:
+            out["result"] = self.result
+        if self.comment:
+            out["comment"] = self.comment
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Step:
+        args: dict[str, Arg] = {}
+        for k, v in data.get("args", {}).items():
+            args[k] = Ref(v["ref"], int(v.get("offset", 0))) if isinstance(v, dict) else int(v)
+        return cls(str(data["op"]), args, data.get("result"), str(data.get("comment", "")))
+
+
+def _render_arg(key: str, value: Arg) -> str:
+    if isinstance(value, Ref):
+        return value.render()
+    if key == "gfp":
+        return format_gfp(value)
+    if key == "ctx":
+        return f"Context.{Context(value).name}"
+    if key in ("pfn", "addr"):
+        return hex(value)
+    return str(value)
+
+
+_GFP_NAME: Final = re.compile(r"\b(__GFP_[A-Z_0-9]+|GFP_[A-Z_0-9]+)\b")
+
+
+def render_test(steps: list[Step], import_lines: list[str], machine_spec: str, rule_id: str, message: str) -> str:
+    """A pytest function that replays ``steps`` through the lockstep checker and fails as the run did."""
+    body = [s.render() for s in steps]
+    gfp_names = sorted({n for line in body for n in _GFP_NAME.findall(line)})
+    lines = ["from kmemspec.harness import Lockstep"]
+    if any("Context." in line for line in body):
+        lines.append("from kmemspec.refmodel import Context")
+    if gfp_names:
+        lines.append(f"from kmemspec.refmodel.gfp import {', '.join(gfp_names)}")
+    lines += import_lines
+    lines += ["", "", f"def test_kmemspec_{rule_id.lower().replace('-', '_')}():"]
+    lines.append(f"    # {rule_id}: {message}".rstrip())
+    lines.append(f"    iut = Lockstep(make, machine={machine_spec!r})")
+    lines += [f"    {line}" for line in body]
+    return "\n".join(lines) + "\n"
+
+
+def dump_trace(steps: list[Step], *, impl: str, machine: Any, rule_id: str = "", message: str = "") -> str:
+    """The replay file (JSON) for ``kmemspec replay``."""
+    return json.dumps(
+        {
+            "schema": SCHEMA_VERSION,
+            "kind": "kmemspec-trace",
+            "impl": impl,
+            "machine": machine,
+            "rule_id": rule_id,
+            "message": message,
+            "steps": [s.to_json() for s in steps],
+        },
+        indent=1,
+    )
+
+
+def load_trace(text: str) -> dict[str, Any]:
+    """Parse a replay file; raises ValueError naming what is wrong."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or data.get("kind") != "kmemspec-trace":
+        raise ValueError("not a kmemspec trace (expected a JSON object with \"kind\": \"kmemspec-trace\")")
+    if data.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"trace schema {data.get('schema')!r} is not {SCHEMA_VERSION}, the one this kmemspec reads")
+    data["steps"] = [Step.from_json(s) for s in data.get("steps", [])]
+    return data

@@ -1,0 +1,179 @@
+"""Running the suite: profiles, the Hypothesis run, progress, and the collected result.
+
+``run_check`` runs the page state machine for one implementation on one
+machine under a profile and returns a ``CheckResult``: the distinct failures
+(each a rule ID, a message and the shrunk steps), how often each rule was
+checked, and the run's numbers. Reports are written by ``kmemspec.harness.report``.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Final, TextIO
+
+from hypothesis import HealthCheck, Verbosity, seed, settings
+from hypothesis.stateful import get_state_machine_test
+
+from ..harness.loader import ImplSpec, build_iut
+from ..harness.lockstep import Lockstep
+from ..harness.protocol import Env
+from ..harness.trace import Step
+from ..refmodel.errors import ConformanceFailure
+from ..refmodel.machine import Machine
+from .page_machine import PageStateMachine, Target
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How hard to look: examples (fresh implementations) and steps per example."""
+
+    name: str
+    max_examples: int
+    step_count: int
+    description: str
+
+
+PROFILES: Final[dict[str, Profile]] = {
+    p.name: p
+    for p in (
+        Profile("ci", 120, 40, "the default: the page suite in well under 2 minutes on 2 cores"),
+        Profile("dev", 500, 60, "a deeper local run, a few minutes"),
+        Profile("campaign", 5000, 120, "long exploration for research and release gating; shows progress"),
+    )
+}
+
+
+@dataclass
+class Failure:
+    """One broken rule with its shrunk counterexample."""
+
+    rule_id: str
+    message: str
+    steps: list[Step]
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one run."""
+
+    impl: str
+    label: str
+    machine: Machine
+    machine_spec: str
+    profile: Profile
+    seed: int
+    capabilities: frozenset[str]
+    claims: frozenset[str]
+    failures: list[Failure] = field(default_factory=list)
+    coverage: Counter[str] = field(default_factory=Counter)
+    examples: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+
+    @property
+    def conforming(self) -> bool:
+        return not self.failures
+
+
+class _Progress:
+    """Example and step counts on the terminal while the run goes (a line every few seconds off a tty)."""
+
+    def __init__(self, result: CheckResult, stream: TextIO | None) -> None:
+        self.result, self.stream = result, stream
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.tty = bool(stream and stream.isatty())
+
+    def example(self, iut: Lockstep) -> None:
+        self.result.examples += 1
+        self.show()
+
+    def teardown(self, iut: Lockstep) -> None:
+        self.result.steps += len(iut.trace)
+        self.result.coverage.update(iut.coverage)
+
+    def show(self, final: bool = False) -> None:
+        if self.stream is None:
+            return
+        now = time.monotonic()
+        if not final and now - self.last < (0.2 if self.tty else 10.0):
+            return
+        self.last = now
+        r = self.result
+        line = (f"kmemspec: {r.label} on {r.machine.name} [{r.profile.name}]: {r.examples} examples "
+                f"(target {r.profile.max_examples}), {r.steps} steps, {now - self.start:.1f}s")
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def run_check(
+    impl: ImplSpec,
+    machine: Machine,
+    *,
+    machine_spec: str,
+    profile: Profile = PROFILES["ci"],
+    seed_value: int | None = None,
+    progress: TextIO | None = sys.stderr,
+) -> CheckResult:
+    """Run the page suite on ``impl``; InvalidDefinition propagates (exit 2), conformance failures are collected."""
+    _, caps, claims = build_iut(impl.factory, machine, Env(), impl.label)
+    chosen = seed_value if seed_value is not None else random.SystemRandom().randrange(1 << 32)
+    result = CheckResult(impl.spec, impl.label, machine, machine_spec, profile, chosen, caps, claims)
+    bar = _Progress(result, progress)
+    target = Target(impl.factory, impl.label, machine, caps, claims, bar.example, bar.teardown)
+    machine_cls = PageStateMachine.for_target(target)
+    test = get_state_machine_test(
+        machine_cls,
+        settings=settings(
+            max_examples=profile.max_examples,
+            stateful_step_count=profile.step_count,
+            deadline=None,
+            database=None,
+            verbosity=Verbosity.quiet,
+            suppress_health_check=list(HealthCheck),
+            report_multiple_bugs=True,
+            print_blob=False,
+        ),
+    )
+    started = time.monotonic()
+    try:
+        seed(chosen)(test)()
+    except BaseException as exc:  # noqa: BLE001 - sorted below, anything else re-raised
+        failures = _conformance_failures(exc)
+        if failures is None:
+            raise
+        result.failures = _dedupe(failures)
+    result.seconds = time.monotonic() - started
+    bar.show(final=True)
+    return result
+
+
+def _conformance_failures(exc: BaseException) -> list[ConformanceFailure] | None:
+    """The ConformanceFailures in ``exc`` (an exception group, or Hypothesis's Flaky wrapper), or None."""
+    if isinstance(exc, ConformanceFailure):
+        return [exc]
+    if isinstance(exc, BaseExceptionGroup):
+        found: list[ConformanceFailure] = []
+        for sub in exc.exceptions:
+            inner = _conformance_failures(sub)
+            if inner is None:
+                return None
+            found += inner
+        return found
+    return None
+
+
+def _dedupe(failures: list[ConformanceFailure]) -> list[Failure]:
+    by_rule: dict[str, Failure] = {}
+    for f in failures:
+        current = by_rule.get(f.rule_id)
+        if current is None or len(f.steps) < len(current.steps):
+            by_rule[f.rule_id] = Failure(f.rule_id, f.message, list(f.steps))
+    return sorted(by_rule.values(), key=lambda f: f.rule_id)

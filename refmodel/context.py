@@ -1,0 +1,66 @@
+"""Execution contexts and the might_sleep rule.
+
+Models ``include/linux/preempt.h`` (the preempt_count layout and the
+in_atomic()/in_interrupt() predicates) and ``kernel/sched/core.c``
+``__might_resched()`` (DEBUG_ATOMIC_SLEEP). Which GFP flags may block is
+``gfp.gfpflags_allow_blocking``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+PREEMPT_OFFSET: Final = 0x1
+SOFTIRQ_OFFSET: Final = 0x100
+HARDIRQ_OFFSET: Final = 0x10000
+NMI_OFFSET: Final = 0x100000
+
+
+class Context(enum.IntEnum):
+    """Where the caller runs. The value is the preempt_count it implies (CTX-PREEMPT-LAYOUT, preempt.h).
+
+    PROCESS is task context with preemption enabled. ATOMIC is task context
+    with preemption disabled or a spinlock held (PREEMPT_LOCK_OFFSET = 1,
+    CTX-SPINLOCK). SOFTIRQ serves a softirq, HARDIRQ a hard interrupt, NMI a
+    non-maskable interrupt.
+    """
+
+    PROCESS = 0
+    ATOMIC = PREEMPT_OFFSET
+    SOFTIRQ = SOFTIRQ_OFFSET
+    HARDIRQ = HARDIRQ_OFFSET
+    NMI = NMI_OFFSET | HARDIRQ_OFFSET
+
+    @property
+    def preempt_count(self) -> int:
+        return int(self)
+
+
+def in_atomic(ctx: Context) -> bool:
+    """CTX-PREDICATES: in_atomic() is preempt_count != 0 (include/linux/preempt.h)."""
+    return ctx.preempt_count != 0
+
+
+def in_interrupt(ctx: Context) -> bool:
+    """CTX-PREDICATES: in_interrupt() is any NMI, hardirq or softirq count (include/linux/preempt.h)."""
+    return bool(ctx.preempt_count & (NMI_OFFSET | HARDIRQ_OFFSET | SOFTIRQ_OFFSET))
+
+
+def in_nmi(ctx: Context) -> bool:
+    """CTX-PREDICATES: in_nmi() tests the NMI bits (include/linux/preempt.h)."""
+    return bool(ctx.preempt_count & NMI_OFFSET)
+
+
+def may_sleep(ctx: Context) -> bool:
+    """CTX-MIGHT-SLEEP: might_sleep() is silent only where preempt_count is 0 (kernel/sched/core.c __might_resched)."""
+    return not in_atomic(ctx)
+
+
+def page_alloc_allowed(ctx: Context) -> bool:
+    """CTX-NMI: the page allocator is not to be called from NMI, even with GFP_ATOMIC (include/linux/gfp_types.h DOC).
+
+    ``alloc_pages_nolock``/``free_pages_nolock`` are the NMI-safe entry points;
+    plain alloc_pages/__free_pages from NMI is a caller bug the suite never generates.
+    """
+    return not in_nmi(ctx)

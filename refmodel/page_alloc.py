@@ -1,0 +1,365 @@
+"""The buddy page allocator oracle: what alloc_pages/free_pages may do.
+
+Models ``mm/page_alloc.c`` as seen by a caller. The oracle never predicts
+which block comes back: ``expect_alloc`` says whether the call must succeed,
+may fail, must fail or must report a misuse; ``check_alloc`` checks the block
+an implementation returned against the safety rules; ``adopt_alloc`` then
+takes that block, so model and implementation stay in step.
+
+Free memory is kept as its canonical buddy decomposition, the maximal aligned
+free blocks of each zone by order (what ``__free_one_page`` merging yields),
+and live blocks are indexed by first PFN. Every operation costs
+O(MAX_PAGE_ORDER + log(live blocks)); nothing scans pages or PFN ranges.
+Zones and watermarks come from ``machine``; GFP rules from ``gfp``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import functools
+from dataclasses import dataclass
+from typing import Iterable
+
+from .context import Context, in_atomic
+from .errors import (
+    BadAddress,
+    BadFree,
+    DoubleFree,
+    FreeInterior,
+    FreeWrongOrder,
+    InvalidGfp,
+    SleepInAtomic,
+    Violation,
+    failure_for,
+)
+from .gfp import GFP, ZoneType, format_gfp, gfp_zone, gfp_zone_bad, gfpflags_allow_blocking, zonelist_eligible
+from .machine import Machine, PfnRange, Zone
+
+
+class Outcome(enum.Enum):
+    """What a conforming implementation may do with a call (DESIGN.md, "what is allowed")."""
+
+    MUST_SUCCEED = "must succeed"
+    MAY_FAIL = "may fail"
+    MUST_FAIL = "must fail"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """The oracle's answer for one call.
+
+    ``outcome`` is what the call itself may do. ``report`` is the misuse the
+    call is, if any, with the rule that makes reporting it a (claimable)
+    detection. ``fatal`` reports are BUG-like: the kernel does not go on, so
+    an implementation reports and refuses. Non-fatal ones (might_sleep's
+    splat) report and carry on with ``outcome``.
+    """
+
+    outcome: Outcome
+    rule_id: str
+    reason: str
+    report: type[Violation] | None = None
+    report_rule: str | None = None
+    fatal: bool = False
+
+    @property
+    def is_misuse(self) -> bool:
+        return self.report is not None
+
+
+@dataclass(frozen=True)
+class LiveBlock:
+    """An allocated block: first PFN, order, the flags it was asked with, its zone, the step that made it."""
+
+    pfn: int
+    order: int
+    gfp: int
+    zone: ZoneType
+    step: int
+
+    @property
+    def end_pfn(self) -> int:
+        return self.pfn + (1 << self.order)
+
+
+_OK_FREE = Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-OVERLAP", "a live block freed with its own order")
+
+
+class PageAllocModel:
+    """The buddy oracle for one machine. Start state: every usable page free, in maximal aligned blocks."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.max_order = machine.max_page_order
+        self._zones: dict[ZoneType, Zone] = {z.zone_type: z for z in machine.populated_zones}
+        self.live: dict[int, LiveBlock] = {}
+        self._live_starts: list[int] = []
+        boot_area, boot_free = _boot_free_area(machine)
+        self.free_area = {t: [set(s) for s in area] for t, area in boot_area.items()}
+        self.nr_free = dict(boot_free)
+
+    # -- queries ---------------------------------------------------------------
+
+    def free_block_containing(self, zone: ZoneType, pfn: int, order: int) -> tuple[int, int] | None:
+        """The canonical free block holding all of [pfn, pfn + 2^order), as (start, order), or None."""
+        area = self.free_area.get(zone)
+        if area is None:
+            return None
+        for k in range(order, self.max_order + 1):
+            start = pfn & ~((1 << k) - 1)
+            if start in area[k]:
+                return start, k
+        return None
+
+    def live_block_at(self, pfn: int) -> LiveBlock | None:
+        """The live block containing ``pfn``, or None."""
+        i = bisect.bisect_right(self._live_starts, pfn) - 1
+        if i >= 0:
+            blk = self.live[self._live_starts[i]]
+            if pfn < blk.end_pfn:
+                return blk
+        return None
+
+    def live_overlapping(self, pfn: int, nr_pages: int) -> LiveBlock | None:
+        """A live block overlapping [pfn, pfn + nr_pages), or None."""
+        blk = self.live_block_at(pfn)
+        if blk is not None:
+            return blk
+        j = bisect.bisect_left(self._live_starts, pfn)
+        if j < len(self._live_starts) and self._live_starts[j] < pfn + nr_pages:
+            return self.live[self._live_starts[j]]
+        return None
+
+    def highest_zoneidx(self, gfp: int) -> ZoneType:
+        return gfp_zone(gfp, self.machine.configured_zones)
+
+    def eligible_zones(self, gfp: int) -> list[ZoneType]:
+        """The zonelist for ``gfp``: populated zones at or below gfp_zone(), highest first (ZONE-FALLBACK)."""
+        high = self.highest_zoneidx(gfp)
+        return sorted((t for t in self._zones if zonelist_eligible(t, high)), reverse=True)
+
+    def has_free_block(self, zone: ZoneType, order: int) -> bool:
+        """free_area[order..MAX_PAGE_ORDER] of ``zone`` is not all empty."""
+        area = self.free_area[zone]
+        return any(area[k] for k in range(order, self.max_order + 1))
+
+    def watermark_ok(self, zone: ZoneType, order: int, highest: ZoneType) -> bool:
+        """WMARK-OK with ALLOC_WMARK_LOW, as the fast path asks (mm/page_alloc.c __zone_watermark_ok).
+
+        free - (2^order - 1) > low + lowmem_reserve[highest_zoneidx], and for
+        order > 0 some free_area[order..MAX] non-empty.
+        """
+        z = self._zones[zone]
+        free = self.nr_free[zone] - ((1 << order) - 1)
+        if free <= z.watermark.low + z.lowmem_reserve[highest]:
+            return False
+        return self.has_free_block(zone, order)
+
+    # -- alloc -----------------------------------------------------------------
+
+    def expect_alloc(self, gfp: int, order: int, ctx: Context = Context.PROCESS, *, logical: bool = False) -> Expectation:
+        """What alloc_pages(gfp, order) (or __get_free_pages with ``logical``) may do in ``ctx``."""
+        base = self._expect_placement(gfp, order, logical)
+        if gfp_zone_bad(gfp):
+            # Without DEBUG_VM the bad slot reads as zone 0 and the call goes on (GFP-ZONE-BAD-NODEBUG).
+            return Expectation(base.outcome, base.rule_id, base.reason, InvalidGfp, "GFP-ZONE-BAD", fatal=True)
+        if gfpflags_allow_blocking(gfp) and in_atomic(ctx):
+            return Expectation(
+                base.outcome, base.rule_id, base.reason, SleepInAtomic, "CTX-MIGHT-SLEEP", fatal=False,
+            )
+        return base
+
+    def _expect_placement(self, gfp: int, order: int, logical: bool) -> Expectation:
+        if order > self.max_order or order < 0:
+            return Expectation(Outcome.MUST_FAIL, "BUDDY-ORDER-LIMIT", f"order {order} is above MAX_PAGE_ORDER {self.max_order}")
+        if logical:
+            gfp &= ~GFP.HIGHMEM
+        high = self.highest_zoneidx(gfp)
+        zones = [t for t in self.eligible_zones(gfp) if not logical or self._zone_is_lowmem(t)]
+        candidates = [t for t in zones if self.has_free_block(t, order)]
+        if not candidates:
+            where = ", ".join(f"ZONE_{t.name}" for t in zones) or "no populated zone"
+            return Expectation(Outcome.MUST_FAIL, "BUDDY-NO-OVERLAP", f"no free order-{order} block in {where}")
+        ok = [t for t in candidates if self.watermark_ok(t, order, high)]
+        if ok:
+            return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
+                               f"ZONE_{ok[0].name} has a free order-{order} block above its low watermark")
+        if gfp & GFP.MEMALLOC and not gfp & GFP.NOMEMALLOC:
+            return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
+                               f"__GFP_MEMALLOC ignores watermarks and ZONE_{candidates[0].name} has a free order-{order} block")
+        if gfp & GFP.NOFAIL and gfpflags_allow_blocking(gfp):
+            return Expectation(Outcome.MUST_SUCCEED, "NOFAIL-NEVER-NULL",
+                               f"__GFP_NOFAIL never returns NULL and ZONE_{candidates[0].name} has a free order-{order} block")
+        return Expectation(Outcome.MAY_FAIL, "BUDDY-NO-SPURIOUS-FAIL",
+                           f"every eligible zone with a free order-{order} block is at or below its low watermark")
+
+    def _zone_is_lowmem(self, zone: ZoneType) -> bool:
+        return self._zones[zone].end_pfn <= self.machine.max_low_pfn
+
+    def check_alloc(self, gfp: int, order: int, pfn: int, *, logical: bool = False) -> None:
+        """Raise the ConformanceFailure of the first safety rule the returned block breaks."""
+        m = self.machine
+        what = f"order-{order} block at pfn {pfn:#x}"
+        if order > self.max_order:
+            raise failure_for("BUDDY-ORDER-LIMIT", f"alloc_pages({format_gfp(gfp)}, order={order}) returned pfn {pfn:#x}; orders above MAX_PAGE_ORDER {self.max_order} must return NULL")
+        if pfn & ((1 << order) - 1):
+            raise failure_for("BUDDY-ALIGN", f"{what} is not aligned to {1 << order} pages (pfn % {1 << order} = {pfn % (1 << order)})")
+        nr = 1 << order
+        end = pfn + nr
+        if pfn < 0 or end > m.max_pfn:
+            raise failure_for("PAGE-RAM-ONLY", f"{what} ends at pfn {end:#x}, beyond the end of RAM (max_pfn {m.max_pfn:#x})")
+        first, last = m.zone_of_pfn(pfn), m.zone_of_pfn(end - 1)
+        if first is not None and last is not None and first is not last:
+            raise failure_for("BUDDY-NO-CROSS-ZONE", f"{what} spans ZONE_{first.zone_type.name} and ZONE_{last.zone_type.name} (boundary pfn {first.end_pfn:#x})")
+        if first is None or last is None:
+            bad = pfn if first is None else end - 1
+            raise failure_for("PAGE-RAM-ONLY", f"{what} covers pfn {bad:#x}, which lies in no zone")
+        high = self.highest_zoneidx(gfp & ~GFP.HIGHMEM if logical else gfp)
+        if not zonelist_eligible(first.zone_type, high):
+            raise failure_for("GFP-ZONE-ELIGIBLE", f"{what} is in ZONE_{first.zone_type.name}, but {format_gfp(gfp)} allows only ZONE_{high.name} and below")
+        if logical and not m.is_lowmem(end - 1):
+            raise failure_for("API-LOWMEM-ADDRESS", f"__get_free_pages returned {what}, which is highmem (max_low_pfn {m.max_low_pfn:#x}) and has no logical address")
+        if not m.is_usable_block(pfn, nr):
+            r = m.usable_range_of(pfn)
+            bad = pfn if r is None else r.end
+            kind = "reserved" if m.is_ram(bad) else "a hole"
+            raise failure_for("PAGE-RAM-ONLY", f"{what} covers pfn {bad:#x}, which is {kind}, not free RAM")
+        if self.free_block_containing(first.zone_type, pfn, order) is None:
+            blk = self.live_overlapping(pfn, nr)
+            if blk is not None:
+                raise failure_for("BUDDY-NO-OVERLAP", f"{what} overlaps the live order-{blk.order} block at pfn {blk.pfn:#x} allocated at step {blk.step}")
+            raise failure_for("BUDDY-NO-OVERLAP", f"{what} is not free")  # unreachable while the model is consistent
+
+    def adopt_alloc(self, gfp: int, order: int, pfn: int, step: int = 0) -> LiveBlock:
+        """Take the (checked) block [pfn, pfn + 2^order) out of the free area: split the holding block (expand())."""
+        zone = self.machine.zone_of_pfn(pfn)
+        assert zone is not None
+        found = self.free_block_containing(zone.zone_type, pfn, order)
+        assert found is not None, "adopt_alloc of a block check_alloc would reject"
+        start, k = found
+        area = self.free_area[zone.zone_type]
+        area[k].discard(start)
+        while k > order:
+            k -= 1
+            half = 1 << k
+            if pfn >= start + half:
+                area[k].add(start)
+                start += half
+            else:
+                area[k].add(start + half)
+        self.nr_free[zone.zone_type] -= 1 << order
+        blk = LiveBlock(pfn, order, gfp, zone.zone_type, step)
+        self.live[pfn] = blk
+        bisect.insort(self._live_starts, pfn)
+        return blk
+
+    # -- free ------------------------------------------------------------------
+
+    def expect_free(self, pfn: int, order: int) -> Expectation:
+        """Whether free_pages(pfn, order) is valid, or which misuse it is (reports are fatal: VM_BUG_ON)."""
+        m = self.machine
+        blk = self.live_block_at(pfn)
+        if blk is not None:
+            if blk.pfn == pfn and blk.order == order:
+                return _OK_FREE
+            if blk.pfn == pfn:
+                return _misuse(FreeWrongOrder, "BUDDY-FREE-WRONG-ORDER",
+                               f"pfn {pfn:#x} heads a live order-{blk.order} block, freed as order {order}")
+            return _misuse(FreeInterior, "BUDDY-FREE-INTERIOR",
+                           f"pfn {pfn:#x} is inside the live order-{blk.order} block at pfn {blk.pfn:#x}")
+        if pfn < 0 or m.usable_range_of(pfn) is None:
+            kind = "reserved" if pfn >= 0 and m.is_ram(pfn) else "not RAM"
+            return _misuse(BadFree, "BUDDY-BAD-FREE", f"pfn {pfn:#x} is {kind}; it was never handed to the buddy allocator")
+        return _misuse(DoubleFree, "BUDDY-DOUBLE-FREE", f"pfn {pfn:#x} is already free")
+
+    def adopt_free(self, pfn: int, order: int) -> None:
+        """Return a live block to the free area, merging with free buddies in the same zone (__free_one_page)."""
+        blk = self.live.pop(pfn)
+        del self._live_starts[bisect.bisect_left(self._live_starts, pfn)]
+        area = self.free_area[blk.zone]
+        self.nr_free[blk.zone] += 1 << order
+        while order < self.max_order:
+            buddy = pfn ^ (1 << order)
+            if buddy not in area[order]:
+                break
+            area[order].discard(buddy)
+            pfn &= buddy
+            order += 1
+        area[order].add(pfn)
+
+    def expect_free_addr(self, addr: int, order: int) -> tuple[Expectation, int | None]:
+        """free_pages(addr, order): 0 is a no-op; a non-lowmem address is BadAddress; else as free_pages(virt_to_pfn(addr))."""
+        if addr == 0:
+            return Expectation(Outcome.MUST_SUCCEED, "API-FREE-ADDR-NULL", "free_pages(0) does nothing"), None
+        # virt_to_page() rounds down: an address inside the page frees that page.
+        pfn = self.machine.virt_to_pfn(addr)
+        if pfn is None:
+            return _misuse(BadAddress, "API-FREE-BAD-ADDRESS", f"{addr:#x} is not a lowmem logical address (virt_addr_valid fails)"), None
+        return self.expect_free(pfn, order), pfn
+
+    # -- canonical view --------------------------------------------------------
+
+    def free_blocks(self) -> dict[ZoneType, set[tuple[int, int]]]:
+        """The canonical free area: (pfn, order) of each maximal aligned free block, per zone."""
+        return {t: {(pfn, k) for k, s in enumerate(area) for pfn in s} for t, area in self.free_area.items()}
+
+    def check_free_area(self, reported: Iterable[tuple[int, int]]) -> None:
+        """INTROSPECT-FREE-AREA: ``reported`` (pfn, order) blocks, merged, equal the model's canonical free area."""
+        m = self.machine
+        merged: dict[ZoneType, list[set[int]]] = {t: [set() for _ in range(m.nr_page_orders)] for t in self._zones}
+        for pfn, order in reported:
+            what = f"reported free order-{order} block at pfn {pfn:#x}"
+            if not 0 <= order <= self.max_order or pfn & ((1 << order) - 1):
+                raise failure_for("INTROSPECT-FREE-AREA", f"{what} is not an aligned block of order 0..{self.max_order}")
+            zone = m.zone_of_pfn(pfn)
+            if zone is None or m.zone_of_pfn(pfn + (1 << order) - 1) is not zone:
+                raise failure_for("INTROSPECT-FREE-AREA", f"{what} is not inside one zone")
+            area = merged[zone.zone_type]
+            for k in range(order, self.max_order + 1):
+                if pfn & ~((1 << k) - 1) in area[k]:
+                    raise failure_for("INTROSPECT-FREE-AREA", f"{what} overlaps another reported free block")
+            while order < self.max_order and (pfn ^ (1 << order)) in area[order]:
+                area[order].discard(pfn ^ (1 << order))
+                pfn &= ~(1 << order)
+                order += 1
+            area[order].add(pfn)
+        for t, area in self.free_area.items():
+            for k in range(m.nr_page_orders):
+                if merged[t][k] != area[k]:
+                    extra = sorted(merged[t][k] - area[k])
+                    missing = sorted(area[k] - merged[t][k])
+                    detail = (f"reports free order-{k} block at pfn {extra[0]:#x} the model does not have" if extra
+                              else f"does not report the free order-{k} block at pfn {missing[0]:#x}")
+                    raise failure_for("INTROSPECT-FREE-AREA", f"ZONE_{t.name}: the implementation {detail} (after merging buddies)")
+
+
+def _misuse(kind: type[Violation], rule_id: str, reason: str) -> Expectation:
+    return Expectation(Outcome.MUST_FAIL, rule_id, reason, kind, rule_id, fatal=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _boot_free_area(machine: Machine) -> tuple[dict[ZoneType, tuple[frozenset[int], ...]], dict[ZoneType, int]]:
+    """The free area right after boot (HOLE-BOOT-HANDOVER), computed once per machine and copied per model."""
+    area: dict[ZoneType, list[set[int]]] = {}
+    free: dict[ZoneType, int] = {}
+    for zone in machine.populated_zones:
+        orders: list[set[int]] = [set() for _ in range(machine.nr_page_orders)]
+        free[zone.zone_type] = 0
+        for r in machine.zone_free_ranges(zone):
+            for pfn, order in split_aligned(r, machine.max_page_order):
+                orders[order].add(pfn)
+                free[zone.zone_type] += 1 << order
+        area[zone.zone_type] = orders
+    return {t: tuple(frozenset(s) for s in a) for t, a in area.items()}, free
+
+
+def split_aligned(r: PfnRange, max_order: int) -> Iterable[tuple[int, int]]:
+    """Split a PFN range into maximal aligned blocks, as boot does (mm/memblock.c __free_pages_memory)."""
+    pfn = r.start
+    while pfn < r.end:
+        order = min(max_order, (pfn & -pfn).bit_length() - 1) if pfn else max_order
+        while pfn + (1 << order) > r.end:
+            order -= 1
+        yield pfn, order
+        pfn += 1 << order

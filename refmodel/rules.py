@@ -1,0 +1,139 @@
+"""The rule catalog: every rule the suite checks, with its level and kernel source.
+
+Rules are data (as the kernel keeps GFP_ZONE_TABLE as data): one ``Rule`` row
+each, in ``RULES``. ``detection`` and ``policy`` rules are checked only for
+implementations that list the rule ID in their ``claims``; ``safety``,
+``liveness`` and ``protocol`` rules bind every implementation of the
+subsystem. ``kmemspec rules`` prints this table; docs/rules.md is generated
+from it (``render_markdown``) and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+
+class Level(enum.Enum):
+    """What kind of promise a rule is (DESIGN.md "Capabilities and levels")."""
+
+    SAFETY = "safety"  # never overlap, never cross a zone, ...
+    LIVENESS = "liveness"  # no spurious failure
+    DETECTION = "detection"  # misuse reported, when claimed
+    POLICY = "policy"  # kernel behaviour an allocator may choose differently, when claimed
+    PROTOCOL = "protocol"  # the implementation speaks the protocol (returns ints, does not crash)
+
+    @property
+    def needs_claim(self) -> bool:
+        return self in (Level.DETECTION, Level.POLICY)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: a stable ID, the subsystem, its level, a one-line statement, the kernel source."""
+
+    id: str
+    subsystem: str
+    level: Level
+    statement: str
+    source: str
+
+
+def _r(id: str, subsystem: str, level: Level, statement: str, source: str) -> Rule:
+    return Rule(id, subsystem, level, statement, source)
+
+
+S, L, D, P, X = Level.SAFETY, Level.LIVENESS, Level.DETECTION, Level.POLICY, Level.PROTOCOL
+
+RULES: Final[tuple[Rule, ...]] = (
+    # -- page allocator: what a returned block must be ------------------------
+    _r("BUDDY-ORDER-LIMIT", "pages", S, "alloc_pages with order > MAX_PAGE_ORDER returns NULL, even with __GFP_NOFAIL",
+       "mm/page_alloc.c __alloc_frozen_pages_noprof (WARN_ON_ONCE_GFP, then NULL)"),
+    _r("BUDDY-ALIGN", "pages", S, "a block of order k starts at a PFN that is a multiple of 2^k",
+       "mm/page_alloc.c __free_one_page / expand; VM_BUG_ON_PAGE(pfn & ((1 << order) - 1))"),
+    _r("PAGE-RAM-ONLY", "pages", S, "every page of a returned block is RAM handed to the buddy allocator: no hole, no reserved page, nothing beyond memory",
+       "mm/memblock.c memblock_free_all / free_low_memory_core_early; mm/page_alloc.c __free_pages_core"),
+    _r("BUDDY-NO-CROSS-ZONE", "pages", S, "a block lies within one zone; buddies merge only within a zone",
+       "mm/internal.h page_is_buddy (page_zone_id match); include/linux/mmzone.h zone_spans_pfn"),
+    _r("GFP-ZONE-ELIGIBLE", "pages", S, "a block comes from the zone gfp_zone() selects or a lower one, never a higher one",
+       "include/linux/gfp.h gfp_zone / GFP_ZONE_TABLE; mm/page_alloc.c get_page_from_freelist; include/linux/mmzone.h next_zones_zonelist"),
+    _r("BUDDY-NO-OVERLAP", "pages", S, "a returned block is free: it overlaps no live allocation",
+       "mm/page_alloc.c __rmqueue_smallest / expand (only PageBuddy blocks are handed out)"),
+    _r("API-LOWMEM-ADDRESS", "pages", S, "__get_free_pages returns the logical address page_address() of a lowmem block, never a highmem one (__GFP_HIGHMEM is stripped)",
+       "mm/page_alloc.c get_free_pages_noprof; include/linux/mm.h lowmem_page_address"),
+    _r("API-FREE-ADDR-NULL", "pages", S, "free_pages(0, order) does nothing",
+       "mm/page_alloc.c free_pages (if (addr != 0))"),
+    _r("API-ZERO", "pages", S, "a block allocated with __GFP_ZERO reads back as zero",
+       "mm/page_alloc.c post_alloc_hook / kernel_init_pages; include/linux/mm.h want_init_on_alloc"),
+    _r("PAGE-CONTENTS-INTACT", "pages", S, "the allocator never writes a live block: what the caller stored is there until it frees the block",
+       "mm/page_alloc.c (only free pages are written: init_on_free, poisoning, free-list links)"),
+    _r("CTX-NO-SLEEP", "pages", S, "an allocator sleeps only for GFP flags that allow blocking; freeing never sleeps",
+       "include/linux/gfp.h gfpflags_allow_blocking; include/linux/sched/mm.h might_alloc; mm/page_alloc.c __free_pages (callable from IRQ context)"),
+    _r("INTROSPECT-FREE-AREA", "pages", S, "the free blocks an implementation reports are aligned, disjoint, and cover exactly the free pages",
+       "mm/page_alloc.c free_area[] / __free_one_page (every free page is in exactly one PageBuddy block)"),
+    # -- page allocator: liveness ---------------------------------------------
+    _r("BUDDY-NO-SPURIOUS-FAIL", "pages", L, "alloc_pages does not return NULL when an eligible zone has a free block of the order above its low watermark plus lowmem_reserve (or __GFP_MEMALLOC ignores watermarks)",
+       "mm/page_alloc.c get_page_from_freelist / __zone_watermark_ok (ALLOC_WMARK_LOW fast path), __gfp_pfmemalloc_flags"),
+    _r("NOFAIL-NEVER-NULL", "pages", L, "a blocking __GFP_NOFAIL allocation of order <= MAX_PAGE_ORDER does not return NULL while an eligible block is free",
+       "mm/page_alloc.c __alloc_pages_slowpath (nopage: loops forever), __alloc_pages_may_oom (ALLOC_NO_WATERMARKS fallback)"),
+    # -- page allocator: detections (claimed) ---------------------------------
+    _r("CTX-MIGHT-SLEEP", "pages", D, "an allocation whose GFP flags allow blocking, made in atomic context, reports SleepInAtomic (and may then proceed)",
+       "include/linux/sched/mm.h might_alloc -> might_sleep_if; kernel/sched/core.c __might_resched (DEBUG_ATOMIC_SLEEP)"),
+    _r("GFP-ZONE-BAD", "pages", D, "a GFP mask with more than one of __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM reports InvalidGfp",
+       "include/linux/gfp.h gfp_zone (GFP_ZONE_BAD, VM_BUG_ON under DEBUG_VM)"),
+    _r("BUDDY-DOUBLE-FREE", "pages", D, "freeing pages that are already free reports DoubleFree and changes nothing",
+       "include/linux/mm.h put_page_testzero (VM_BUG_ON_PAGE refcount == 0, DEBUG_VM)"),
+    _r("BUDDY-BAD-FREE", "pages", D, "freeing a PFN that is a hole, reserved, or beyond RAM reports BadFree and changes nothing",
+       "mm/page_alloc.c free_pages_prepare / bad_page (PageReserved); include/linux/mmzone.h pfn_valid"),
+    _r("BUDDY-FREE-WRONG-ORDER", "pages", D, "freeing a live block with another order than it was allocated with reports FreeWrongOrder and changes nothing",
+       "mm/page_alloc.c free_pages_prepare (VM_BUG_ON_PAGE compound_order != order)"),
+    _r("BUDDY-FREE-INTERIOR", "pages", D, "freeing a PFN inside a live block that is not its first page reports FreeInterior and changes nothing",
+       "include/linux/mm.h put_page_testzero (tail page refcount 0); mm/page_alloc.c __free_one_page (VM_BUG_ON_PAGE misaligned pfn)"),
+    _r("API-FREE-BAD-ADDRESS", "pages", D, "free_pages of an address that is not a lowmem logical address reports BadAddress and changes nothing",
+       "mm/page_alloc.c free_pages (VM_BUG_ON(!virt_addr_valid(addr)))"),
+    # -- the implementation protocol -------------------------------------------
+    _r("IUT-NO-CRASH", "protocol", X, "an implementation raises nothing but the Violation types of refmodel.errors",
+       "DESIGN.md \"The implementation protocol\""),
+    _r("IUT-RETURN-TYPE", "protocol", X, "an implementation returns what the protocol says: an int or None from allocations, None from frees",
+       "DESIGN.md \"The implementation protocol\""),
+    _r("IUT-NO-FALSE-REPORT", "protocol", X, "an implementation reports a violation only for a misuse, and then exactly the kind the kernel reports",
+       "DESIGN.md \"Misuse is part of the suite\""),
+)
+
+RULES_BY_ID: Final[dict[str, Rule]] = {r.id: r for r in RULES}
+CLAIMABLE: Final[frozenset[str]] = frozenset(r.id for r in RULES if r.level.needs_claim)
+
+
+def rule(rule_id: str) -> Rule:
+    """The rule with this ID; KeyError names the known prefixes."""
+    try:
+        return RULES_BY_ID[rule_id]
+    except KeyError:
+        raise KeyError(f"no rule {rule_id!r}; `kmemspec rules` lists them") from None
+
+
+def render_table(rules: tuple[Rule, ...] = RULES) -> str:
+    """The catalog as ``kmemspec rules`` prints it."""
+    width = max(len(r.id) for r in rules)
+    lines = []
+    for r in rules:
+        lines.append(f"{r.id:<{width}}  {r.level.value:<9}  {r.subsystem:<8}  {r.statement}")
+        lines.append(f"{'':<{width}}  {'':<9}  {'':<8}  source: {r.source}")
+    return "\n".join(lines)
+
+
+def render_markdown(rules: tuple[Rule, ...] = RULES) -> str:
+    """docs/rules.md, generated. ``kmemspec rules --markdown > docs/rules.md`` rewrites it."""
+    out = [
+        "# Rule catalog",
+        "",
+        "Generated by `kmemspec rules --markdown` from `refmodel/rules.py`; a test fails when this file",
+        "and the catalog differ. `detection` and `policy` rules bind only implementations that claim them.",
+        "",
+        "| rule | level | subsystem | statement | kernel source |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rules:
+        out.append(f"| `{r.id}` | {r.level.value} | {r.subsystem} | {r.statement} | {r.source} |")
+    return "\n".join(out) + "\n"
