@@ -43,6 +43,7 @@ class Lockstep:
         self.model = PageAllocModel(self.machine)
         self.trace: list[Step] = []
         self.coverage: Counter[str] = Counter()
+        self.outcomes: Counter[str] = Counter()  # MUST_SUCCEED / MAY_FAIL / MUST_FAIL expectations met
         self._check_memory = check_memory and "memory" in self.capabilities
         self._values: dict[str, int] = {}  # every name ever bound -> its value
         self._names: dict[int, str] = {}  # live block first pfn -> name
@@ -61,7 +62,7 @@ class Lockstep:
 
     def alloc_pages(self, gfp: int, order: int) -> int | None:
         """alloc_pages(gfp, order): the first PFN of a 2^order block, or None."""
-        e = self.model.expect_alloc(gfp, order, self.env.context)
+        e = self._expect(gfp, order, logical=False)
         self._refuse_unclaimed(e, f"alloc_pages(gfp={format_gfp(gfp)}, order={order})")
         step = self._record("alloc_pages", {"gfp": gfp, "order": order}, e)
         result, refused = self._call(e, gfp, lambda: self.iut.alloc_pages(gfp, order))
@@ -83,7 +84,7 @@ class Lockstep:
 
     def get_free_pages(self, gfp: int, order: int) -> int:
         """__get_free_pages(gfp, order): a logical address, or 0."""
-        e = self.model.expect_alloc(gfp, order, self.env.context, logical=True)
+        e = self._expect(gfp, order, logical=True)
         self._refuse_unclaimed(e, f"get_free_pages(gfp={format_gfp(gfp)}, order={order})")
         step = self._record("get_free_pages", {"gfp": gfp, "order": order}, e)
         result, refused = self._call(e, gfp, lambda: self.iut.get_free_pages(gfp, order))
@@ -175,6 +176,13 @@ class Lockstep:
 
     # -- judging ---------------------------------------------------------------------
 
+    def _expect(self, gfp: int, order: int, *, logical: bool) -> Expectation:
+        e = self.model.expect_alloc(gfp, order, self.env.context, logical=logical)
+        self.outcomes[e.outcome.name] += 1
+        if e.outcome is Outcome.MUST_SUCCEED and e.report is None:
+            self.coverage[e.rule_id] += 1
+        return e
+
     def _record(self, op: str, args: dict[str, Any], e: Expectation) -> Step:
         comment = f"misuse: {e.reason}; expects {e.report.__name__}" if e.report is not None else ""
         step = Step(op, args, comment=comment)
@@ -234,7 +242,6 @@ class Lockstep:
 
     def _expect_null(self, e: Expectation, call: str) -> None:
         if e.outcome is Outcome.MUST_SUCCEED:
-            self.coverage[e.rule_id] += 1
             raise self._fail(e.rule_id, f"{call} returned NULL, but {e.reason}")
         return None
 

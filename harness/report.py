@@ -75,6 +75,7 @@ def build_report(result: Any, out_dir: Path) -> dict[str, Any]:
         "steps": result.steps,
         "seconds": round(result.seconds, 3),
         "conforming": not result.failures,
+        "expectations": {k: result.outcomes.get(k, 0) for k in ("MUST_SUCCEED", "MAY_FAIL", "MUST_FAIL")},
         "summary": {s: sum(1 for r in rules if r["status"] == s) for s in ("pass", "fail", "not claimed", "not applicable", "not exercised")},
         "rules": rules,
         "failures": failures,
@@ -89,7 +90,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"# kmemspec conformance: `{doc['impl']['spec']}` on `{doc['machine']['spec']}`: {verdict}",
         "",
         f"Profile `{doc['profile']['name']}`, seed {doc['seed']}, {doc['examples']} examples, {doc['steps']} steps, {doc['seconds']} s. "
-        f"{s['pass']} pass, {s['fail']} fail, {s['not claimed']} not claimed, {s['not applicable']} not applicable, {s['not exercised']} not exercised.",
+        f"{s['pass']} pass, {s['fail']} fail, {s['not claimed']} not claimed, {s['not applicable']} not applicable, {s['not exercised']} not exercised. "
+        f"Allocations judged: " + ", ".join(f"{n} {k}" for k, n in doc["expectations"].items()) + ".",
         "",
         f"Reproduce: `kmemspec check {doc['impl']['spec']} --machine {doc['machine']['spec']} --profile {doc['profile']['name']} --seed {doc['seed']}`",
         "",

@@ -70,6 +70,7 @@ class CheckResult:
     claims: frozenset[str]
     failures: list[Failure] = field(default_factory=list)
     coverage: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
     examples: int = 0
     steps: int = 0
     seconds: float = 0.0
@@ -95,6 +96,7 @@ class _Progress:
     def teardown(self, iut: Lockstep) -> None:
         self.result.steps += len(iut.trace)
         self.result.coverage.update(iut.coverage)
+        self.result.outcomes.update(iut.outcomes)
 
     def show(self, final: bool = False) -> None:
         if self.stream is None:

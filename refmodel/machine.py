@@ -447,6 +447,18 @@ def tiny() -> Machine:
     )
 
 
+def tiny_wmark() -> Machine:
+    """``tiny`` with small non-zero watermarks and lowmem_reserve, so the MAY_FAIL band between
+    "a block is free" and "the low watermark holds" is reachable in a few steps (WMARK-OK)."""
+    base = tiny()
+    marks = {ZoneType.DMA: (Watermarks(2, 4, 6), (0, 6, 10, 10, 10)),
+             ZoneType.DMA32: (Watermarks(3, 6, 9), (0, 0, 8, 8, 8)),
+             ZoneType.NORMAL: (Watermarks(3, 6, 9), (0, 0, 0, 0, 0))}
+    zones = tuple(Zone(z.zone_type, z.start_pfn, z.end_pfn, *marks[z.zone_type]) if z.zone_type in marks else z for z in base.zones)
+    return Machine("tiny-wmark", base.page_shift, base.phys_addr_bits, base.max_page_order, base.ram, base.reserved,
+                   zones, base.page_offset, base.max_low_pfn, base.word_bits, base.nr_cpus)
+
+
 def tiny_highmem() -> Machine:
     """A 32-bit tiny machine with ZONE_HIGHMEM above a lowmem boundary at PFN 200 (not 16-aligned)."""
     return _build(
@@ -504,7 +516,7 @@ def x86_32(mem_bytes: int = 2 << 30) -> Machine:
     )
 
 
-PRESETS: Final = {"tiny": tiny, "tiny-highmem": tiny_highmem, "x86_64": x86_64, "x86_32": x86_32}
+PRESETS: Final = {"tiny": tiny, "tiny-wmark": tiny_wmark, "tiny-highmem": tiny_highmem, "x86_64": x86_64, "x86_32": x86_32}
 _SIZED: Final = {"x86_64", "x86_32"}
 
 

@@ -215,11 +215,11 @@ class PageAllocModel:
         if first is None or last is None:
             bad = pfn if first is None else end - 1
             raise failure_for("PAGE-RAM-ONLY", f"{what} covers pfn {bad:#x}, which lies in no zone")
+        if logical and not m.is_lowmem(end - 1):
+            raise failure_for("API-LOWMEM-ADDRESS", f"__get_free_pages returned {what}, which is highmem (max_low_pfn {m.max_low_pfn:#x}) and has no logical address")
         high = self.highest_zoneidx(gfp & ~GFP.HIGHMEM if logical else gfp)
         if not zonelist_eligible(first.zone_type, high):
             raise failure_for("GFP-ZONE-ELIGIBLE", f"{what} is in ZONE_{first.zone_type.name}, but {format_gfp(gfp)} allows only ZONE_{high.name} and below")
-        if logical and not m.is_lowmem(end - 1):
-            raise failure_for("API-LOWMEM-ADDRESS", f"__get_free_pages returned {what}, which is highmem (max_low_pfn {m.max_low_pfn:#x}) and has no logical address")
         if not m.is_usable_block(pfn, nr):
             r = m.usable_range_of(pfn)
             bad = pfn if r is None else r.end

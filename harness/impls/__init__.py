@@ -1,1 +1,1 @@
-"""Bundled implementations: `reference`, `fast`, and the seeded-bug mutants of `fast`."""
+"""Bundled implementations under test: ``fast`` (the optimized buddy allocator) and its seeded-bug ``mutants``."""

@@ -1,0 +1,7 @@
+"""``python -m kmemspec.harness`` is the ``kmemspec`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
