@@ -132,6 +132,9 @@ class Lockstep:
         if not self._check_memory:
             return
         self.trace.append(Step("check_contents"))
+        self._verify_all()
+
+    def _verify_all(self) -> None:
         for pfn in list(self._patterns):
             self._verify_pattern(self.model.live[pfn])
 
@@ -273,7 +276,7 @@ class Lockstep:
             self._patterns.pop(pfn, None)
             self._names.pop(pfn, None)
         elif self._check_memory:
-            self.check_contents()  # a refused misuse leaves every live block intact
+            self._verify_all()  # a refused misuse leaves every live block intact
 
     # -- memory contents ---------------------------------------------------------------
 

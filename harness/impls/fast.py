@@ -324,12 +324,13 @@ class FastBuddy:
         return None
 
     def free_pages_addr(self, addr: int, order: int) -> None:
-        """free_pages(addr, order): 0 does nothing; else VM_BUG_ON(!virt_addr_valid(addr)) then __free_pages (API-FREE-ADDR)."""
+        """free_pages(addr, order): 0 does nothing; else VM_BUG_ON(!virt_addr_valid(addr)), then
+        __free_pages(virt_to_page(addr), order), which rounds down to the page (API-FREE-ADDR)."""
         if addr == 0:
             return
         pfn = self.machine.virt_to_pfn(addr)
-        if pfn is None or addr & (self._page_size - 1):
-            raise BadAddress(f"free_pages: {addr:#x} is not a page-aligned lowmem logical address")
+        if pfn is None:
+            raise BadAddress(f"free_pages: {addr:#x} is not a lowmem logical address (virt_addr_valid fails)")
         self.free_pages(pfn, order)
 
     # -- memory ------------------------------------------------------------------

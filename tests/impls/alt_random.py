@@ -176,9 +176,9 @@ class RandomBuddy:
     def free_pages_addr(self, addr: int, order: int) -> None:
         if addr == 0:
             return
-        pfn = self.machine.virt_to_pfn(addr)
-        if pfn is None or addr % self.machine.page_size:
-            raise BadAddress(f"{addr:#x} is not a page-aligned lowmem logical address")
+        pfn = self.machine.virt_to_pfn(addr)  # virt_to_page() rounds down to the page
+        if pfn is None:
+            raise BadAddress(f"{addr:#x} is not a lowmem logical address")
         self.free_pages(pfn, order)
 
     # -- memory ------------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""The lockstep checker: what happens with misuse, crashes, wrong types, false reports and sleeps."""
+
+import pytest
+
+from kmemspec.harness import Lockstep, load_impl
+from kmemspec.refmodel import ConformanceFailure, Context
+from kmemspec.refmodel.errors import InvalidArgument, InvalidDefinition
+from kmemspec.refmodel.gfp import GFP, GFP_ATOMIC, GFP_KERNEL
+
+from conftest import IMPLS
+
+
+def broken(name):
+    return load_impl(f"{IMPLS / 'broken.py'}:{name}").factory
+
+
+def reference():
+    return load_impl("reference").factory
+
+
+def test_valid_sequence_and_names():
+    iut = Lockstep(reference(), "tiny")
+    pfn = iut.alloc_pages(GFP_KERNEL | GFP.DMA, 2)
+    iut.free_pages(pfn, 2)
+    assert [s.render() for s in iut.trace] == [
+        "pfn_0 = iut.alloc_pages(gfp=GFP_KERNEL|__GFP_DMA, order=2)",
+        "iut.free_pages(pfn=pfn_0, order=2)",
+    ]
+
+
+def test_claimed_misuse_is_reported_and_nothing_changes():
+    iut = Lockstep(reference(), "tiny")
+    pfn = iut.alloc_pages(GFP_KERNEL, 2)
+    iut.free_pages(pfn + 1, 0)
+    iut.free_pages(pfn, 1)
+    iut.free_pages(pfn, 2)
+    iut.free_pages(pfn, 2)
+    assert "misuse" in iut.trace[1].render() and "pfn_0 + 1" in iut.trace[1].render()
+    assert iut.trace[-1].render().startswith("iut.free_pages(pfn=pfn_0, order=2)  # misuse")
+    iut.check_free_area()
+
+
+def test_blocking_allocation_in_atomic_context_is_reported_then_served():
+    iut = Lockstep(reference(), "tiny")
+    iut.set_context(Context.HARDIRQ)
+    assert iut.alloc_pages(GFP_KERNEL, 0) is not None
+    assert iut.alloc_pages(GFP_ATOMIC, 0) is not None
+
+
+def test_unclaimed_misuse_is_refused_with_an_explanation():
+    iut = Lockstep(broken("make_unclaiming"), "tiny", label="nofree")
+    with pytest.raises(InvalidArgument, match="does not claim BUDDY-DOUBLE-FREE"):
+        iut.free_pages(0x10, 0)
+
+
+@pytest.mark.parametrize("factory,op,rule,text", [
+    ("make_crash", lambda i: i.alloc_pages(GFP_KERNEL, 1), "IUT-NO-CRASH", "ZeroDivisionError: division by zero in my_buddy.c:42"),
+    ("make_str", lambda i: i.alloc_pages(GFP_KERNEL, 0), "IUT-RETURN-TYPE", "(str); it must return an int or None"),
+    ("make_false_report", lambda i: i.free_pages(i.alloc_pages(GFP_KERNEL, 0), 0), "IUT-NO-FALSE-REPORT", "reported DoubleFree"),
+    ("make_sleeps", lambda i: i.free_pages(i.alloc_pages(GFP_KERNEL, 0), 0), "CTX-NO-SLEEP", "slept"),
+])
+def test_protocol_breaches_are_conformance_failures(factory, op, rule, text):
+    iut = Lockstep(broken(factory), "tiny")
+    with pytest.raises(ConformanceFailure) as e:
+        op(iut)
+    assert e.value.rule_id == rule and text in str(e.value), str(e.value)
+    assert e.value.steps, "the failure carries its steps"
+
+
+@pytest.mark.parametrize("factory,text", [
+    ("make_no_free", "declares capability 'pages' but has no method free_pages()"),
+    ("make_raises", "the factory raised RuntimeError: cannot open /dev/mem"),
+    ("make_bad_claim", "not claimable rule IDs"),
+])
+def test_definition_errors(factory, text):
+    with pytest.raises(InvalidDefinition, match=text.replace("(", r"\(").replace(")", r"\)")):
+        Lockstep(broken(factory), "tiny")
