@@ -34,6 +34,8 @@ class ImplSpec:
 
     def import_lines(self) -> list[str]:
         """Python lines that bind ``make`` to this factory, for a pasteable test."""
+        if self.spec.startswith("mutant:"):
+            return ["from kmemspec.harness import load_impl", f"make = load_impl({self.spec!r}).factory"]
         target = BUNDLED.get(self.spec, self.spec)
         module, _, attr = target.rpartition(":")
         if module.endswith(".py") or "/" in module:
@@ -45,6 +47,8 @@ class ImplSpec:
 
 def load_impl(spec: str) -> ImplSpec:
     """Resolve ``spec`` to a factory. Raises InvalidDefinition with one line on any failure."""
+    if spec.startswith("mutant:"):
+        return _load_mutant(spec)
     target = BUNDLED.get(spec, spec)
     module, sep, attr = target.rpartition(":")
     if not sep or not module or not attr:
@@ -65,6 +69,16 @@ def load_impl(spec: str) -> ImplSpec:
         raise InvalidDefinition(f"implementation {spec!r}: {attr} is a {type(factory).__name__}, not a factory make(machine, env)")
     label = spec if spec in BUNDLED else _label(module, attr)
     return ImplSpec(spec, label, factory)
+
+
+def _load_mutant(spec: str) -> ImplSpec:
+    """``mutant:NAME``: a seeded-bug variant of ``fast`` (harness/impls/mutants.py)."""
+    from .impls.mutants import MUTANTS
+
+    name = spec.partition(":")[2]
+    if name not in MUTANTS:
+        raise InvalidDefinition(f"implementation {spec!r}: no such mutant; mutants are {', '.join(sorted(MUTANTS))}")
+    return ImplSpec(spec, f"mutant-{name}", MUTANTS[name].factory)
 
 
 def _label(module: str, attr: str) -> str:

@@ -1,0 +1,264 @@
+"""Seeded-bug variants of ``fast``: one realistic allocator slip each, and the rule that must kill it.
+
+Each mutant is a small subclass of FastBuddy that overrides one method. Those
+whose bug corrupts the free lists do not expose ``free_area()``: the
+introspection check would otherwise report the corruption first (as
+INTROSPECT-FREE-AREA), and the mutant would not measure the rule it targets.
+``MUTANTS`` maps each name to its factory, the rule that must kill it and the
+preset machine on which short random sequences reach the bug.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Final, Iterator
+
+from ...refmodel.errors import BadFree, DoubleFree, FreeInterior, FreeWrongOrder, InvalidGfp
+from ...refmodel.gfp import GFP, ZoneType
+from ...refmodel.machine import Machine, PfnRange, Zone
+from ..protocol import Env
+from .fast import FastBuddy, ZoneState
+
+_NO_INTROSPECTION: Final = FastBuddy.capabilities - {"free_area"}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A seeded bug: ``factory(machine, env)`` builds it; ``rule_id`` must kill it on preset ``machine``."""
+
+    name: str
+    factory: Callable[[Machine, Env], FastBuddy]
+    rule_id: str
+    machine: str
+    description: str
+
+
+# -- placement: where a block comes from --------------------------------------------
+
+
+class CrossZoneMerge(FastBuddy):
+    """page_is_buddy compares zone indices with <= instead of ==: a free buddy in a lower zone merges."""
+
+    capabilities = _NO_INTROSPECTION
+
+    def _take_buddy(self, zs: ZoneState, buddy: int, order: int) -> bool:
+        for other in self._zones:
+            if other.zone_type <= zs.zone_type and buddy in other.free_area[order]:
+                self._del(other, buddy, order)
+                other.nr_free -= 1 << order
+                zs.nr_free += 1 << order
+                return True
+        return False
+
+
+class BootMisaligned(FastBuddy):
+    """Boot hands each free range over in the largest chunks that fit its length, ignoring alignment."""
+
+    capabilities = _NO_INTROSPECTION
+
+    def _boot_blocks(self, r: PfnRange) -> Iterator[tuple[int, int]]:
+        pfn = r.start
+        while pfn < r.end:
+            order = min(self._max_order, (r.end - pfn).bit_length() - 1)
+            yield pfn, order
+            pfn += 1 << order
+
+
+class BuddyPlus(FastBuddy):
+    """__find_buddy_pfn written as pfn + (1 << order): right for a lower half, wrong for an upper one."""
+
+    capabilities = _NO_INTROSPECTION
+
+    def _buddy_pfn(self, pfn: int, order: int) -> int:
+        return pfn + (1 << order)
+
+
+class MaxOrderExclusive(FastBuddy):
+    """The free_area search treats MAX_PAGE_ORDER as exclusive (the pre-6.4 MAX_ORDER meaning): top-order blocks are never found."""
+
+    def _has_block(self, zs: ZoneState, order: int) -> bool:
+        return (zs.nonempty & ((1 << self._max_order) - 1)) >> order != 0
+
+
+class ZonelistUnfiltered(FastBuddy):
+    """The zonelist is built from every populated zone, forgetting to skip those above highest_zoneidx."""
+
+    def _zonelist(self, highest: ZoneType, lowmem_only: bool) -> tuple[ZoneState, ...]:
+        limit = self.machine.max_low_pfn
+        return tuple(zs for zs in reversed(self._zones) if not lowmem_only or zs.end_pfn <= limit)
+
+
+class GetFreePagesKeepsHighmem(FastBuddy):
+    """__get_free_pages neither strips __GFP_HIGHMEM nor restricts itself to lowmem zones."""
+
+    def get_free_pages(self, gfp: int, order: int) -> int:
+        pfn = self._alloc(gfp, order, self._zonelists)
+        return 0 if pfn is None else self.machine.pfn_to_virt(pfn)
+
+
+class BootKeepsReserved(FastBuddy):
+    """Boot hands every RAM page of the zone to the buddy, memblock-reserved ones included."""
+
+    capabilities = _NO_INTROSPECTION
+
+    def _boot_ranges(self, zone: Zone) -> Iterator[PfnRange]:
+        for r in self.machine.ram:
+            start, end = max(r.start, zone.start_pfn), min(r.end, zone.end_pfn)
+            if start < end:
+                yield PfnRange(start, end)
+
+
+class BootKeepsHoles(FastBuddy):
+    """Boot hands the zone's whole span to the buddy (spanned_pages for present_pages): holes become free pages."""
+
+    capabilities = _NO_INTROSPECTION
+
+    def _boot_ranges(self, zone: Zone) -> Iterator[PfnRange]:
+        first = max(zone.start_pfn, self.machine.ram[0].start)
+        for r in self.machine.zone_free_ranges(zone):
+            if r.start > first:
+                yield PfnRange(first, r.start)  # the hole (or reserved gap) before this range
+            yield r
+            first = r.end
+
+
+class OrderClamped(FastBuddy):
+    """An oversized request is rounded down to MAX_PAGE_ORDER instead of failing."""
+
+    def _checked_order(self, order: int) -> int | None:
+        return min(order, self._max_order) if order >= 0 else None
+
+
+class UnlinkForgotten(FastBuddy):
+    """The head block is read from free_area[order] (list_first_entry) but never unlinked (no list_del)."""
+
+    capabilities = _NO_INTROSPECTION
+
+    def _pop_block(self, zs: ZoneState, order: int) -> int:
+        return next(reversed(zs.free_area[order]))
+
+
+# -- memory contents ---------------------------------------------------------------
+
+
+class ZeroHeadOnly(FastBuddy):
+    """__GFP_ZERO clears only the first page of the block (clear_page instead of a loop over 1 << order)."""
+
+    def _clear_block(self, pfn: int, order: int) -> None:
+        self._mem.pop(pfn, None)
+
+
+class LinkPastBlock(FastBuddy):
+    """Freeing writes the free-list link into the page one block too far (page + (1 << order)), which may be live."""
+
+    def _release(self, zs: ZoneState, pfn: int, order: int) -> None:
+        super()._release(zs, pfn, order)
+        link = (pfn ^ 0x4C494E4B).to_bytes(8, "little")
+        self.write_phys((pfn + (1 << order)) << self._page_shift, link)
+
+
+# -- context -------------------------------------------------------------------------
+
+
+class ReclaimAlwaysSleeps(FastBuddy):
+    """The slow path enters direct reclaim without testing __GFP_DIRECT_RECLAIM (can_direct_reclaim)."""
+
+    def _direct_reclaim(self, gfp: int, zonelist: tuple[ZoneState, ...], order: int) -> ZoneState | None:
+        self.env.sleep()
+        return self._any_zone(zonelist, order) if gfp & GFP.NOFAIL and gfp & GFP.DIRECT_RECLAIM else None
+
+
+class MightSleepMissing(FastBuddy):
+    """might_alloc() is left out of the entry path: a blocking allocation in atomic context goes unreported."""
+
+    def _might_alloc(self, gfp: int) -> None:
+        return None
+
+
+# -- misuse detection ---------------------------------------------------------------------
+
+
+class DoubleFreeUnchecked(FastBuddy):
+    """A PFN that heads no live block is freed anyway (the PageBuddy test is missing): double frees corrupt the lists."""
+
+    def _check_free(self, pfn: int, order: int) -> None:
+        try:
+            super()._check_free(pfn, order)
+        except DoubleFree:
+            return
+
+
+class FreeOrderTrusted(FastBuddy):
+    """free_pages trusts the caller's order for a live head (no compound_order check)."""
+
+    def _check_free(self, pfn: int, order: int) -> None:
+        if pfn in self._live:
+            return
+        super()._check_free(pfn, order)
+
+
+class BadFreeAsDoubleFree(FastBuddy):
+    """Free checks use pfn_valid() (pfn < max_pfn) for "is RAM": a reserved or hole page is reported as a double free."""
+
+    def _check_free(self, pfn: int, order: int) -> None:
+        try:
+            super()._check_free(pfn, order)
+        except BadFree:
+            if 0 <= pfn < self.machine.max_pfn:
+                raise DoubleFree(f"pfn {pfn:#x} is already free") from None
+            raise
+
+
+class FreeAddrUnchecked(FastBuddy):
+    """free_pages(addr) converts with __pa() without virt_addr_valid(): a bad address frees whatever PFN it maps to."""
+
+    def free_pages_addr(self, addr: int, order: int) -> None:
+        if addr:
+            self.free_pages((addr - self.machine.page_offset) >> self._page_shift, order)
+
+
+class ZoneBadPartial(FastBuddy):
+    """GFP_ZONE_BAD is tested only for __GFP_DMA|__GFP_DMA32; combinations with __GFP_HIGHMEM go through."""
+
+    def _check_gfp_zone(self, gfp: int) -> None:
+        if gfp & GFP.DMA and gfp & GFP.DMA32:
+            raise InvalidGfp(f"gfp_zone: bad zone modifiers in gfp {gfp:#x}")
+
+
+# -- introspection ---------------------------------------------------------------------------
+
+
+class FreeAreaSkipsMax(FastBuddy):
+    """free_area() walks orders 0..MAX_PAGE_ORDER - 1 and omits the top-order blocks."""
+
+    def free_area(self) -> list[tuple[int, int]]:
+        return [(pfn, k) for zs in self._zones for k, area in enumerate(zs.free_area[:self._max_order]) for pfn in area]
+
+
+_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
+    ("cross-zone-merge", CrossZoneMerge, "BUDDY-NO-CROSS-ZONE", "tiny"),
+    ("boot-misaligned", BootMisaligned, "BUDDY-ALIGN", "tiny"),
+    ("buddy-plus", BuddyPlus, "BUDDY-ALIGN", "tiny"),
+    ("max-order-exclusive", MaxOrderExclusive, "BUDDY-NO-SPURIOUS-FAIL", "tiny"),
+    ("zonelist-unfiltered", ZonelistUnfiltered, "GFP-ZONE-ELIGIBLE", "tiny"),
+    ("getfree-keeps-highmem", GetFreePagesKeepsHighmem, "API-LOWMEM-ADDRESS", "tiny-highmem"),
+    ("boot-keeps-reserved", BootKeepsReserved, "PAGE-RAM-ONLY", "tiny"),
+    ("boot-keeps-holes", BootKeepsHoles, "PAGE-RAM-ONLY", "tiny"),
+    ("order-clamped", OrderClamped, "BUDDY-ORDER-LIMIT", "tiny"),
+    ("unlink-forgotten", UnlinkForgotten, "BUDDY-NO-OVERLAP", "tiny"),
+    ("zero-head-only", ZeroHeadOnly, "API-ZERO", "tiny"),
+    ("link-past-block", LinkPastBlock, "PAGE-CONTENTS-INTACT", "tiny"),
+    ("reclaim-always-sleeps", ReclaimAlwaysSleeps, "CTX-NO-SLEEP", "tiny"),
+    ("might-sleep-missing", MightSleepMissing, "CTX-MIGHT-SLEEP", "tiny"),
+    ("double-free-unchecked", DoubleFreeUnchecked, "BUDDY-DOUBLE-FREE", "tiny"),
+    ("free-order-trusted", FreeOrderTrusted, "BUDDY-FREE-WRONG-ORDER", "tiny"),
+    ("bad-free-as-double-free", BadFreeAsDoubleFree, "BUDDY-BAD-FREE", "tiny"),
+    ("free-addr-unchecked", FreeAddrUnchecked, "API-FREE-BAD-ADDRESS", "tiny-highmem"),
+    ("zone-bad-partial", ZoneBadPartial, "GFP-ZONE-BAD", "tiny"),
+    ("free-area-skips-max", FreeAreaSkipsMax, "INTROSPECT-FREE-AREA", "tiny"),
+)
+
+MUTANTS: Final[dict[str, Mutant]] = {
+    name: Mutant(name, cls, rule_id, machine, (cls.__doc__ or "").strip())
+    for name, cls, rule_id, machine in _TABLE
+}
