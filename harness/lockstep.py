@@ -19,6 +19,7 @@ from ..refmodel.errors import ConformanceFailure, InvalidArgument, Violation, fa
 from ..refmodel.gfp import GFP, format_gfp
 from ..refmodel.machine import Machine, load_machine
 from ..refmodel.page_alloc import Expectation, LiveBlock, Outcome, PageAllocModel
+from ..refmodel.rules import CLAIMABLE
 from .loader import build_iut
 from .protocol import Env, Factory
 from .trace import Ref, Step
@@ -182,9 +183,13 @@ class Lockstep:
     def _expect(self, gfp: int, order: int, *, logical: bool) -> Expectation:
         e = self.model.expect_alloc(gfp, order, self.env.context, logical=logical)
         self.outcomes[e.outcome.name] += 1
-        if e.outcome is Outcome.MUST_SUCCEED and e.report is None:
+        if e.outcome is Outcome.MUST_SUCCEED and self._binds(e.rule_id):
             self.coverage[e.rule_id] += 1
         return e
+
+    def _binds(self, rule_id: str) -> bool:
+        """A rule is checked unless it is claimable and not claimed."""
+        return rule_id not in CLAIMABLE or rule_id in self.claims
 
     def _record(self, op: str, args: dict[str, Any], e: Expectation) -> Step:
         comment = f"misuse: {e.reason}; expects {e.report.__name__}" if e.report is not None else ""
@@ -195,6 +200,8 @@ class Lockstep:
     def _refuse_unclaimed(self, e: Expectation, call: str) -> None:
         # A fatal misuse the implementation does not claim to detect is undefined behaviour
         # in the kernel (VM_BUG_ON compiled out): nothing can be judged after it.
+        if e.fatal and e.report_rule is None:
+            raise InvalidArgument(f"{call} is a misuse the kernel does not check ({e.reason}): its behaviour is undefined, so the suite cannot judge it")
         if e.fatal and e.report_rule not in self.claims and e.report_rule != "GFP-ZONE-BAD":
             raise InvalidArgument(
                 f"{call} is a misuse ({e.reason}) and {self.label} does not claim {e.report_rule}; "
@@ -244,7 +251,7 @@ class Lockstep:
                 raise self._fail(e.report_rule, f"{e.reason}: {self.label} reported {e.report.__name__} but went on; the kernel stops at this BUG, so raise the Violation and change nothing")  # type: ignore[arg-type]
 
     def _expect_null(self, e: Expectation, call: str) -> None:
-        if e.outcome is Outcome.MUST_SUCCEED:
+        if e.outcome is Outcome.MUST_SUCCEED and self._binds(e.rule_id):
             raise self._fail(e.rule_id, f"{call} returned NULL, but {e.reason}")
         return None
 
@@ -258,6 +265,9 @@ class Lockstep:
         for rule in _PLACEMENT_RULES:
             self.coverage[rule] += 1
         self._checked(lambda: self.model.check_alloc(gfp, order, pfn, logical=logical))
+        if "WMARK-RESERVES-KEPT" in self.claims:
+            self.coverage["WMARK-RESERVES-KEPT"] += 1
+            self._checked(lambda: self.model.check_reserves(gfp, order, pfn))
         blk = self.model.adopt_alloc(gfp, order, pfn, step=len(self.trace) - 1)
         if self._check_memory:
             if gfp & GFP.ZERO:

@@ -69,10 +69,10 @@ class Env:
         """The implementation blocks here. Allowed only inside a call whose GFP flags allow blocking."""
         if not self._in_call:
             return
+        # A blocking request made in atomic context is the caller's bug (reported by
+        # might_sleep); the kernel then goes on into reclaim and sleeps, so may the allocator.
         if self._call_gfp is None or not gfpflags_allow_blocking(self._call_gfp):
             self.sleeps.append("non-blocking call")
-        elif in_atomic(self.context):
-            self.sleeps.append("atomic context")
 
     def report(self, violation: Violation) -> None:
         """A non-fatal report of a caller's misuse (the kernel's WARN-and-continue)."""

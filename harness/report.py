@@ -36,7 +36,7 @@ def rule_status(rule: Rule, result: Any, failed: set[str]) -> str:
     """pass / fail / not claimed / not applicable (capability missing) / not exercised."""
     if rule.id in failed:
         return "fail"
-    if rule.level.needs_claim and rule.id not in result.claims:
+    if rule.needs_claim and rule.id not in result.claims:
         return "not claimed"
     cap = RULE_CAPABILITY.get(rule.id)
     if cap is not None and cap not in result.capabilities:

@@ -23,6 +23,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, multipl
 from ..harness.lockstep import Lockstep
 from ..harness.protocol import Factory
 from ..refmodel.context import Context, in_atomic
+from ..refmodel.gfp import GFP
 from ..refmodel.machine import Machine
 from .strategies import bad_gfp_masks, contexts, gfp_masks, orders
 
@@ -108,6 +109,11 @@ class PageStateMachine(RuleBasedStateMachine):
             got.append(Block(pfn, order))
         return multiple(*got)
 
+    @precondition(lambda self: "get_free_pages" in self.target.capabilities and not in_atomic(self.iut.env.context))
+    @rule(target=addrs, gfp=gfp_masks(blocking=True), data=st.data())
+    def get_free_pages_blocking(self, gfp: int, data: st.DataObject) -> Any:
+        return self.get_free_pages(gfp, data)
+
     @precondition(_has("get_free_pages"))
     @rule(target=addrs, gfp=gfp_masks(blocking=False), data=st.data())
     def get_free_pages(self, gfp: int, data: st.DataObject) -> Any:
@@ -156,8 +162,16 @@ class PageStateMachine(RuleBasedStateMachine):
     @precondition(_claims("BUDDY-FREE-WRONG-ORDER"))
     @rule(block=blocks, order=st.integers(0, 10))
     def free_wrong_order(self, block: Block, order: int) -> None:
-        assume(block.order != order and order <= self.max_order and block.start in self.iut.model.live)
+        live = self.iut.model.live.get(block.start)
+        # The kernel checks the order only for compound pages; elsewhere it is undefined.
+        assume(live is not None and live.order == block.order and live.gfp & GFP.COMP)
+        assume(block.order != order and order <= self.max_order)
         self.iut.free_pages(block.start, order)
+
+    @precondition(_claims("BUDDY-FREE-WRONG-ORDER"))
+    @rule(target=blocks, gfp=gfp_masks(blocking=False), order=st.integers(1, 3))
+    def alloc_compound(self, gfp: int, order: int) -> Any:
+        return self._alloc(gfp | GFP.COMP, min(order, self.max_order))
 
     @precondition(_claims("BUDDY-FREE-INTERIOR"))
     @rule(block=blocks, data=st.data())
@@ -170,14 +184,20 @@ class PageStateMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def free_bad_pfn(self, data: st.DataObject) -> None:
         m = self.iut.machine
-        candidates = [r.start for r in m.reserved] + [a.end for a, b in zip(m.ram, m.ram[1:])] + [m.max_pfn, m.max_phys_pfn]
+        # Reserved pages and holes that have a struct page; a PFN with none is undefined.
+        candidates = [r.start for r in m.reserved] + [a.end for a, b in zip(m.ram, m.ram[1:])]
+        candidates = [pfn for pfn in candidates if m.pfn_valid(pfn) and m.usable_range_of(pfn) is None]
+        assume(candidates)
         self.iut.free_pages(data.draw(st.sampled_from(candidates), label="pfn"), 0)
 
     @precondition(lambda self: "API-FREE-BAD-ADDRESS" in self.target.claims and "get_free_pages" in self.target.capabilities)
     @rule(data=st.data())
     def free_bad_addr(self, data: st.DataObject) -> None:
         m = self.iut.machine
-        candidates = [m.page_offset - m.page_size, m.page_offset + (m.max_low_pfn << m.page_shift), m.page_size]
+        beyond = -(-m.max_pfn >> (m.section_size_bits - m.page_shift)) << (m.section_size_bits - m.page_shift)
+        candidates = [m.page_offset - m.page_size, m.page_size]
+        if m.page_offset + (beyond << m.page_shift) < 1 << m.word_bits:
+            candidates.append(m.page_offset + (beyond << m.page_shift))  # no struct page there
         self.iut.free_pages_addr(data.draw(st.sampled_from(candidates), label="addr"), 0)
 
     @precondition(lambda self: "GFP-ZONE-BAD" in self.target.claims and not in_atomic(self.iut.env.context))

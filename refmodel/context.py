@@ -15,6 +15,9 @@ PREEMPT_OFFSET: Final = 0x1
 SOFTIRQ_OFFSET: Final = 0x100
 HARDIRQ_OFFSET: Final = 0x10000
 NMI_OFFSET: Final = 0x100000
+SOFTIRQ_MASK: Final = 0xFF00
+HARDIRQ_MASK: Final = 0xF0000
+NMI_MASK: Final = 0xF00000
 
 
 class Context(enum.IntEnum):
@@ -43,8 +46,8 @@ def in_atomic(ctx: Context) -> bool:
 
 
 def in_interrupt(ctx: Context) -> bool:
-    """CTX-PREDICATES: in_interrupt() is any NMI, hardirq or softirq count (include/linux/preempt.h)."""
-    return bool(ctx.preempt_count & (NMI_OFFSET | HARDIRQ_OFFSET | SOFTIRQ_OFFSET))
+    """CTX-PREDICATES: in_interrupt() is irq_count() != 0: NMI, hardirq, softirq served or BH disabled (include/linux/preempt.h)."""
+    return bool(ctx.preempt_count & (NMI_MASK | HARDIRQ_MASK | SOFTIRQ_MASK))
 
 
 def in_nmi(ctx: Context) -> bool:
@@ -53,7 +56,11 @@ def in_nmi(ctx: Context) -> bool:
 
 
 def may_sleep(ctx: Context) -> bool:
-    """CTX-MIGHT-SLEEP: might_sleep() is silent only where preempt_count is 0 (kernel/sched/core.c __might_resched)."""
+    """CTX-MIGHT-SLEEP: might_sleep() reports wherever preempt_count is not 0 (kernel/sched/core.c __might_resched).
+
+    The kernel also reports with IRQs disabled, in the idle task and under
+    non_block_count; the model has no such contexts yet.
+    """
     return not in_atomic(ctx)
 
 

@@ -178,7 +178,8 @@ def gfp_zone(gfp_mask: int, configured: frozenset[ZoneType]) -> ZoneType:
     if bits in GFP_ZONE_BAD:
         return min(configured)
     zone = GFP_ZONE_TABLE[bits]
-    if zone not in configured:
+    # Only DMA, DMA32 and HIGHMEM are OPT_ZONE_*; ZONE_MOVABLE is always in enum zone_type.
+    if zone not in configured and zone is not ZoneType.MOVABLE:
         return ZoneType.NORMAL
     return zone
 

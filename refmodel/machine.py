@@ -107,6 +107,7 @@ class Machine:
     max_low_pfn: int
     word_bits: int = 64
     nr_cpus: int = 1
+    section_size_bits: int = 27
     _usable: tuple[PfnRange, ...] = field(init=False, repr=False, compare=False)
     _zone_starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _populated: tuple[Zone, ...] = field(init=False, repr=False, compare=False)
@@ -181,6 +182,18 @@ class Machine:
         r = self.usable_range_of(pfn)
         return r is not None and pfn + nr_pages <= r.end
 
+    def pfn_valid(self, pfn: int) -> bool:
+        """A struct page exists: the PFN's memory section holds some RAM (HOLE-PFN-VALID, include/linux/mmzone.h).
+
+        Holes and reserved ranges inside a present section have struct pages.
+        """
+        shift = self.section_size_bits - self.page_shift
+        start = (pfn >> shift) << shift
+        i = bisect.bisect_right(self.ram, PfnRange(start, 1 << 62))
+        if i > 0 and self.ram[i - 1].end > start:
+            return True
+        return i < len(self.ram) and self.ram[i].start < start + (1 << shift)
+
     def is_lowmem(self, pfn: int) -> bool:
         """PFNs below max_low_pfn have a permanent logical address (API-PAGE-ADDRESS)."""
         return pfn < self.max_low_pfn
@@ -190,13 +203,16 @@ class Machine:
         return self.page_offset + (pfn << self.page_shift)
 
     def virt_to_pfn(self, addr: int) -> int | None:
-        """__pa(addr) >> PAGE_SHIFT when ``virt_addr_valid(addr)``, else None."""
-        if addr < self.page_offset:
+        """__pa(addr) >> PAGE_SHIFT when ``virt_addr_valid(addr)``, else None.
+
+        arch/x86/mm/physaddr.c __virt_addr_valid: at or above PAGE_OFFSET,
+        inside the address space, and pfn_valid(); it does not compare with
+        max_low_pfn, so on 32-bit an address past high_memory maps to a highmem PFN.
+        """
+        if addr < self.page_offset or addr >= 1 << self.word_bits:
             return None
         pfn = (addr - self.page_offset) >> self.page_shift
-        if pfn >= self.max_low_pfn or not self.is_ram(pfn):
-            return None
-        return pfn
+        return pfn if self.pfn_valid(pfn) else None
 
     def zone_free_ranges(self, zone: Zone) -> Iterator[PfnRange]:
         """The ranges of ``zone`` that boot hands to the buddy allocator (HOLE-BOOT-HANDOVER)."""
@@ -245,6 +261,7 @@ class Machine:
             "page_offset": self.page_offset,
             "max_low_pfn": self.max_low_pfn,
             "nr_cpus": self.nr_cpus,
+            "section_size_bits": self.section_size_bits,
             "ram": [[r.start, r.end] for r in self.ram],
             "reserved": [[r.start, r.end] for r in self.reserved],
             "zones": [
@@ -301,6 +318,9 @@ def _validate(m: Machine) -> None:
         raise InvalidMachine(f"phys_addr_bits: {m.phys_addr_bits} must be above page_shift and at most 52 (BITS-PHYSMASK)")
     if not 0 <= m.max_page_order <= m.phys_addr_bits - m.page_shift:
         raise InvalidMachine(f"max_page_order: {m.max_page_order} must be between 0 and phys_addr_bits - page_shift")
+    if not m.max_page_order + m.page_shift <= m.section_size_bits <= m.phys_addr_bits:
+        raise InvalidMachine(f"section_size_bits: {m.section_size_bits} must be at least max_page_order + page_shift "
+                             f"({m.max_page_order + m.page_shift}) and at most phys_addr_bits (include/linux/mmzone.h build check)")
     if m.nr_cpus < 1:
         raise InvalidMachine(f"nr_cpus: {m.nr_cpus} must be at least 1")
     if not m.ram:
@@ -411,17 +431,19 @@ def _build(
     word_bits: int,
     nr_cpus: int,
     watermarks: bool,
+    section_size_bits: int | None = None,
 ) -> Machine:
     ram_r = tuple(PfnRange(a, b) for a, b in ram)
     res_r = tuple(PfnRange(a, b) for a, b in reserved)
     plain = tuple(Zone(t, a, b) for t, a, b in zones)
-    draft = Machine(name, page_shift, phys_addr_bits, max_page_order, ram_r, res_r, plain, page_offset, max_low_pfn, word_bits, nr_cpus)
+    ssb = section_size_bits if section_size_bits is not None else (27 if word_bits == 64 else 26)
+    draft = Machine(name, page_shift, phys_addr_bits, max_page_order, ram_r, res_r, plain, page_offset, max_low_pfn, word_bits, nr_cpus, ssb)
     if not watermarks:
         return draft
     managed = {z.zone_type: draft.managed_pages(z) for z in plain}
     return Machine(
         name, page_shift, phys_addr_bits, max_page_order, ram_r, res_r,
-        tuple(kernel_watermarks(zones, managed, page_shift)), page_offset, max_low_pfn, word_bits, nr_cpus,
+        tuple(kernel_watermarks(zones, managed, page_shift)), page_offset, max_low_pfn, word_bits, nr_cpus, ssb,
     )
 
 
@@ -443,7 +465,7 @@ def tiny() -> Machine:
         "tiny", page_shift=12, phys_addr_bits=21, max_page_order=4,
         ram=[(0, 150), (170, 384)], reserved=[(0, 3)],
         zones=[(ZoneType.DMA, 0, 100), (ZoneType.DMA32, 100, 250), (ZoneType.NORMAL, 250, 384), (ZoneType.MOVABLE, 384, 384)],
-        page_offset=X86_64_PAGE_OFFSET, max_low_pfn=384, word_bits=64, nr_cpus=2, watermarks=False,
+        page_offset=X86_64_PAGE_OFFSET, max_low_pfn=384, word_bits=64, nr_cpus=2, watermarks=False, section_size_bits=18,
     )
 
 
@@ -456,7 +478,7 @@ def tiny_wmark() -> Machine:
              ZoneType.NORMAL: (Watermarks(3, 6, 9), (0, 0, 0, 0, 0))}
     zones = tuple(Zone(z.zone_type, z.start_pfn, z.end_pfn, *marks[z.zone_type]) if z.zone_type in marks else z for z in base.zones)
     return Machine("tiny-wmark", base.page_shift, base.phys_addr_bits, base.max_page_order, base.ram, base.reserved,
-                   zones, base.page_offset, base.max_low_pfn, base.word_bits, base.nr_cpus)
+                   zones, base.page_offset, base.max_low_pfn, base.word_bits, base.nr_cpus, base.section_size_bits)
 
 
 def tiny_highmem() -> Machine:
@@ -465,7 +487,7 @@ def tiny_highmem() -> Machine:
         "tiny-highmem", page_shift=12, phys_addr_bits=21, max_page_order=4,
         ram=[(0, 120), (130, 330)], reserved=[(0, 2)],
         zones=[(ZoneType.DMA, 0, 70), (ZoneType.NORMAL, 70, 200), (ZoneType.HIGHMEM, 200, 330), (ZoneType.MOVABLE, 330, 330)],
-        page_offset=X86_32_PAGE_OFFSET, max_low_pfn=200, word_bits=32, nr_cpus=2, watermarks=False,
+        page_offset=X86_32_PAGE_OFFSET, max_low_pfn=200, word_bits=32, nr_cpus=2, watermarks=False, section_size_bits=18,
     )
 
 
@@ -507,12 +529,13 @@ def x86_32(mem_bytes: int = 2 << 30) -> Machine:
         raise InvalidMachine(f"x86_32: {_size(mem_bytes)} is too small; give at least 32 MiB")
     bits = 32 if pages <= 1 << 20 else 36
     max_low = min(X86_32_MAX_LOW_PFN, pages)
+    section_bits = 26 if bits == 32 else 29  # SECTION_SIZE_BITS without / with PAE (BITS-PHYSMEM)
     return _build(
         "x86_32", page_shift=12, phys_addr_bits=bits, max_page_order=10,
         ram=[(0, 0x9F), (0x100, pages)], reserved=[(0, 0x9F), (0x1000, 0x1800)],
         zones=[(ZoneType.DMA, 0, MAX_DMA_PFN), (ZoneType.NORMAL, MAX_DMA_PFN, max_low),
                (ZoneType.HIGHMEM, max_low, pages), (ZoneType.MOVABLE, pages, pages)],
-        page_offset=X86_32_PAGE_OFFSET, max_low_pfn=max_low, word_bits=32, nr_cpus=4, watermarks=True,
+        page_offset=X86_32_PAGE_OFFSET, max_low_pfn=max_low, word_bits=32, nr_cpus=4, watermarks=True, section_size_bits=section_bits,
     )
 
 
@@ -603,7 +626,7 @@ def machine_from_dict(data: Any, default_name: str = "custom") -> Machine:
     """Build a machine from the dict form of ``Machine.to_dict`` (watermarks may be omitted: the kernel's are computed)."""
     if not isinstance(data, dict):
         raise InvalidMachine("expected a table of machine fields at the top level")
-    known = {"name", "page_shift", "phys_addr_bits", "max_page_order", "word_bits", "page_offset", "max_low_pfn", "nr_cpus", "ram", "reserved", "zones", "watermarks"}
+    known = {"section_size_bits", "name", "page_shift", "phys_addr_bits", "max_page_order", "word_bits", "page_offset", "max_low_pfn", "nr_cpus", "ram", "reserved", "zones", "watermarks"}
     for key in data:
         if key not in known:
             raise InvalidMachine(f"{key}: unknown field; known fields are {', '.join(sorted(known))}")
@@ -651,6 +674,7 @@ def machine_from_dict(data: Any, default_name: str = "custom") -> Machine:
         word_bits=_field(data, "word_bits", int, default=64),
         nr_cpus=_field(data, "nr_cpus", int, default=1),
         watermarks=mode == "kernel",
+        section_size_bits=_field(data, "section_size_bits", int) if "section_size_bits" in data else None,
     )
     if any(e is not None for e in explicit):
         fixed = tuple(
@@ -658,5 +682,5 @@ def machine_from_dict(data: Any, default_name: str = "custom") -> Machine:
             for z, e in zip(m.zones, explicit)
         )
         m = Machine(m.name, m.page_shift, m.phys_addr_bits, m.max_page_order, m.ram, m.reserved, fixed,
-                    m.page_offset, m.max_low_pfn, m.word_bits, m.nr_cpus)
+                    m.page_offset, m.max_low_pfn, m.word_bits, m.nr_cpus, m.section_size_bits)
     return m

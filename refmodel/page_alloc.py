@@ -161,6 +161,10 @@ class PageAllocModel:
     def expect_alloc(self, gfp: int, order: int, ctx: Context = Context.PROCESS, *, logical: bool = False) -> Expectation:
         """What alloc_pages(gfp, order) (or __get_free_pages with ``logical``) may do in ``ctx``."""
         base = self._expect_placement(gfp, order, logical)
+        if order > self.max_order or order < 0:
+            return base  # __alloc_pages returns NULL before gfp_zone() and might_alloc() run
+        if logical:
+            gfp &= ~GFP.HIGHMEM  # __get_free_pages strips it before alloc_pages sees the mask
         if gfp_zone_bad(gfp):
             # Without DEBUG_VM the bad slot reads as zone 0 and the call goes on (GFP-ZONE-BAD-NODEBUG).
             return Expectation(base.outcome, base.rule_id, base.reason, InvalidGfp, "GFP-ZONE-BAD", fatal=True)
@@ -231,6 +235,30 @@ class PageAllocModel:
                 raise failure_for("BUDDY-NO-OVERLAP", f"{what} overlaps the live order-{blk.order} block at pfn {blk.pfn:#x} allocated at step {blk.step}")
             raise failure_for("BUDDY-NO-OVERLAP", f"{what} is not free")  # unreachable while the model is consistent
 
+    def check_reserves(self, gfp: int, order: int, pfn: int) -> None:
+        """WMARK-RESERVES-KEPT (policy): the block at ``pfn`` was taken without breaking the reduced min watermark.
+
+        mm/page_alloc.c __zone_watermark_ok with the slow path's flags
+        (gfp_to_alloc_flags): ALLOC_MIN_RESERVE (= __GFP_HIGH) halves min,
+        ALLOC_NON_BLOCK (no direct reclaim, no __GFP_NOMEMALLOC) then takes
+        a quarter more; __GFP_MEMALLOC and __GFP_NOFAIL may use the reserves.
+        """
+        if (gfp & GFP.MEMALLOC and not gfp & GFP.NOMEMALLOC) or gfp & GFP.NOFAIL:
+            return
+        zone = self.machine.zone_of_pfn(pfn)
+        assert zone is not None
+        wmin = zone.watermark.min
+        if gfp & GFP.HIGH:
+            wmin -= wmin // 2
+            if not gfpflags_allow_blocking(gfp) and not gfp & GFP.NOMEMALLOC:
+                wmin -= wmin // 4
+        high = self.highest_zoneidx(gfp)
+        reserve = zone.lowmem_reserve[high]
+        free = self.nr_free[zone.zone_type] - ((1 << order) - 1)
+        if free <= wmin + reserve:
+            raise failure_for("WMARK-RESERVES-KEPT", f"{format_gfp(gfp)} took an order-{order} block from ZONE_{zone.zone_type.name} with "
+                                                     f"{self.nr_free[zone.zone_type]} pages free; it may go no lower than min {wmin} + lowmem_reserve {reserve}")
+
     def adopt_alloc(self, gfp: int, order: int, pfn: int, step: int = 0) -> LiveBlock:
         """Take the (checked) block [pfn, pfn + 2^order) out of the free area: split the holding block (expand())."""
         zone = self.machine.zone_of_pfn(pfn)
@@ -257,19 +285,27 @@ class PageAllocModel:
     # -- free ------------------------------------------------------------------
 
     def expect_free(self, pfn: int, order: int) -> Expectation:
-        """Whether free_pages(pfn, order) is valid, or which misuse it is (reports are fatal: VM_BUG_ON)."""
+        """Whether free_pages(pfn, order) is valid, or which misuse it is (reports are fatal: VM_BUG_ON).
+
+        A misuse the kernel does not check (a wrong order on a non-compound
+        block, a PFN with no struct page) has ``report_rule`` None: undefined.
+        """
         m = self.machine
         blk = self.live_block_at(pfn)
         if blk is not None:
             if blk.pfn == pfn and blk.order == order:
                 return _OK_FREE
             if blk.pfn == pfn:
-                return _misuse(FreeWrongOrder, "BUDDY-FREE-WRONG-ORDER",
-                               f"pfn {pfn:#x} heads a live order-{blk.order} block, freed as order {order}")
+                reason = f"pfn {pfn:#x} heads a live order-{blk.order} block, freed as order {order}"
+                if blk.gfp & GFP.COMP and blk.order > 0:
+                    return _misuse(FreeWrongOrder, "BUDDY-FREE-WRONG-ORDER", reason)
+                return _misuse(FreeWrongOrder, None, reason + " (not compound: __free_pages does not check the order)")
             return _misuse(FreeInterior, "BUDDY-FREE-INTERIOR",
                            f"pfn {pfn:#x} is inside the live order-{blk.order} block at pfn {blk.pfn:#x}")
-        if pfn < 0 or m.usable_range_of(pfn) is None:
-            kind = "reserved" if pfn >= 0 and m.is_ram(pfn) else "not RAM"
+        if pfn < 0 or not m.pfn_valid(pfn):
+            return _misuse(BadFree, None, f"pfn {pfn:#x} has no struct page (pfn_valid() is false)")
+        if m.usable_range_of(pfn) is None:
+            kind = "reserved" if m.is_ram(pfn) else "a hole"
             return _misuse(BadFree, "BUDDY-BAD-FREE", f"pfn {pfn:#x} is {kind}; it was never handed to the buddy allocator")
         return _misuse(DoubleFree, "BUDDY-DOUBLE-FREE", f"pfn {pfn:#x} is already free")
 
@@ -295,7 +331,7 @@ class PageAllocModel:
         # virt_to_page() rounds down: an address inside the page frees that page.
         pfn = self.machine.virt_to_pfn(addr)
         if pfn is None:
-            return _misuse(BadAddress, "API-FREE-BAD-ADDRESS", f"{addr:#x} is not a lowmem logical address (virt_addr_valid fails)"), None
+            return _misuse(BadAddress, "API-FREE-BAD-ADDRESS", f"{addr:#x} fails virt_addr_valid() (below PAGE_OFFSET, or no struct page behind it)"), None
         return self.expect_free(pfn, order), pfn
 
     # -- canonical view --------------------------------------------------------
@@ -334,8 +370,8 @@ class PageAllocModel:
                     raise failure_for("INTROSPECT-FREE-AREA", f"ZONE_{t.name}: the implementation {detail} (after merging buddies)")
 
 
-def _misuse(kind: type[Violation], rule_id: str, reason: str) -> Expectation:
-    return Expectation(Outcome.MUST_FAIL, rule_id, reason, kind, rule_id, fatal=True)
+def _misuse(kind: type[Violation], rule_id: str | None, reason: str) -> Expectation:
+    return Expectation(Outcome.MUST_FAIL, rule_id or "undefined", reason, kind, rule_id, fatal=True)
 
 
 @functools.lru_cache(maxsize=8)

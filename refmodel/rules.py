@@ -38,10 +38,16 @@ class Rule:
     level: Level
     statement: str
     source: str
+    claimable: bool = False
+
+    @property
+    def needs_claim(self) -> bool:
+        """Checked only for implementations that list the rule in ``claims``."""
+        return self.claimable or self.level.needs_claim
 
 
-def _r(id: str, subsystem: str, level: Level, statement: str, source: str) -> Rule:
-    return Rule(id, subsystem, level, statement, source)
+def _r(id: str, subsystem: str, level: Level, statement: str, source: str, *, claimable: bool = False) -> Rule:
+    return Rule(id, subsystem, level, statement, source, claimable)
 
 
 S, L, D, P, X = Level.SAFETY, Level.LIVENESS, Level.DETECTION, Level.POLICY, Level.PROTOCOL
@@ -68,15 +74,17 @@ RULES: Final[tuple[Rule, ...]] = (
        "mm/page_alloc.c post_alloc_hook / kernel_init_pages; include/linux/mm.h want_init_on_alloc"),
     _r("PAGE-CONTENTS-INTACT", "pages", S, "the allocator never writes a live block: what the caller stored is there until it frees the block",
        "mm/page_alloc.c (only free pages are written: init_on_free, poisoning, free-list links)"),
-    _r("CTX-NO-SLEEP", "pages", S, "an allocator sleeps only for GFP flags that allow blocking; freeing never sleeps",
+    _r("CTX-NO-SLEEP", "pages", S, "an allocator sleeps only for GFP flags that allow blocking (after might_sleep's report, even in atomic context, as the kernel does); freeing never sleeps",
        "include/linux/gfp.h gfpflags_allow_blocking; include/linux/sched/mm.h might_alloc; mm/page_alloc.c __free_pages (callable from IRQ context)"),
     _r("INTROSPECT-FREE-AREA", "pages", S, "the free blocks an implementation reports are aligned, disjoint, and cover exactly the free pages",
        "mm/page_alloc.c free_area[] / __free_one_page (every free page is in exactly one PageBuddy block)"),
     # -- page allocator: liveness ---------------------------------------------
-    _r("BUDDY-NO-SPURIOUS-FAIL", "pages", L, "alloc_pages does not return NULL when an eligible zone has a free block of the order above its low watermark plus lowmem_reserve (or __GFP_MEMALLOC ignores watermarks)",
-       "mm/page_alloc.c get_page_from_freelist / __zone_watermark_ok (ALLOC_WMARK_LOW fast path), __gfp_pfmemalloc_flags"),
-    _r("NOFAIL-NEVER-NULL", "pages", L, "a blocking __GFP_NOFAIL allocation of order <= MAX_PAGE_ORDER does not return NULL while an eligible block is free",
-       "mm/page_alloc.c __alloc_pages_slowpath (nopage: loops forever), __alloc_pages_may_oom (ALLOC_NO_WATERMARKS fallback)"),
+    _r("BUDDY-NO-SPURIOUS-FAIL", "pages", L, "with every free page in the buddy lists (no per-CPU lists, high-atomic reserve or watermark boost held back), alloc_pages does not return NULL when an eligible zone has a free block of the order above its low watermark plus lowmem_reserve, or when __GFP_MEMALLOC lifts the watermarks",
+       "mm/page_alloc.c get_page_from_freelist / __zone_watermark_ok (ALLOC_WMARK_LOW fast path), __gfp_pfmemalloc_flags", claimable=True),
+    _r("NOFAIL-NEVER-NULL", "pages", L, "a blocking __GFP_NOFAIL allocation of order <= MAX_PAGE_ORDER does not return NULL while an eligible block is free (the kernel retries for ever; a model allocator must reach into its reserves)",
+       "mm/page_alloc.c __alloc_pages_slowpath (nopage: retry for ever), __alloc_pages_may_oom (ALLOC_NO_WATERMARKS fallback)"),
+    _r("WMARK-RESERVES-KEPT", "pages", P, "an allocation without __GFP_MEMALLOC or __GFP_NOFAIL takes a block from zone z only while free - (2^order - 1) > min + lowmem_reserve[gfp_zone], min halved for __GFP_HIGH and cut by a further quarter when the flags cannot block",
+       "mm/page_alloc.c __zone_watermark_ok (ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK), gfp_to_alloc_flags, setup_per_zone_lowmem_reserve"),
     # -- page allocator: detections (claimed) ---------------------------------
     _r("CTX-MIGHT-SLEEP", "pages", D, "an allocation whose GFP flags allow blocking, made in atomic context, reports SleepInAtomic (and may then proceed)",
        "include/linux/sched/mm.h might_alloc -> might_sleep_if; kernel/sched/core.c __might_resched (DEBUG_ATOMIC_SLEEP)"),
@@ -84,14 +92,14 @@ RULES: Final[tuple[Rule, ...]] = (
        "include/linux/gfp.h gfp_zone (GFP_ZONE_BAD, VM_BUG_ON under DEBUG_VM)"),
     _r("BUDDY-DOUBLE-FREE", "pages", D, "freeing pages that are already free reports DoubleFree and changes nothing",
        "include/linux/mm.h put_page_testzero (VM_BUG_ON_PAGE refcount == 0, DEBUG_VM)"),
-    _r("BUDDY-BAD-FREE", "pages", D, "freeing a PFN that is a hole, reserved, or beyond RAM reports BadFree and changes nothing",
-       "mm/page_alloc.c free_pages_prepare / bad_page (PageReserved); include/linux/mmzone.h pfn_valid"),
-    _r("BUDDY-FREE-WRONG-ORDER", "pages", D, "freeing a live block with another order than it was allocated with reports FreeWrongOrder and changes nothing",
-       "mm/page_alloc.c free_pages_prepare (VM_BUG_ON_PAGE compound_order != order)"),
+    _r("BUDDY-BAD-FREE", "pages", D, "freeing a reserved PFN, or a hole PFN that has a struct page, reports BadFree and changes nothing",
+       "mm/page_alloc.c free_pages_prepare / free_page_is_bad / bad_page (\"PAGE_FLAGS_CHECK_AT_FREE flag(s) set\", check_pages_enabled)"),
+    _r("BUDDY-FREE-WRONG-ORDER", "pages", D, "freeing a live compound (__GFP_COMP) block with another order than it was allocated with reports FreeWrongOrder and changes nothing (for a non-compound block the kernel does not check: undefined)",
+       "mm/page_alloc.c free_pages_prepare (VM_BUG_ON_PAGE(compound && compound_order(page) != order))"),
     _r("BUDDY-FREE-INTERIOR", "pages", D, "freeing a PFN inside a live block that is not its first page reports FreeInterior and changes nothing",
-       "include/linux/mm.h put_page_testzero (tail page refcount 0); mm/page_alloc.c __free_one_page (VM_BUG_ON_PAGE misaligned pfn)"),
-    _r("API-FREE-BAD-ADDRESS", "pages", D, "free_pages of an address that is not a lowmem logical address reports BadAddress and changes nothing",
-       "mm/page_alloc.c free_pages (VM_BUG_ON(!virt_addr_valid(addr)))"),
+       "include/linux/mm.h put_page_testzero (VM_BUG_ON_PAGE: a tail page has refcount 0)"),
+    _r("API-FREE-BAD-ADDRESS", "pages", D, "free_pages of an address for which virt_addr_valid() fails (below PAGE_OFFSET, or no struct page behind it) reports BadAddress and changes nothing",
+       "mm/page_alloc.c free_pages (VM_BUG_ON(!virt_addr_valid(addr))); arch/x86/mm/physaddr.c __virt_addr_valid"),
     # -- the implementation protocol -------------------------------------------
     _r("IUT-NO-CRASH", "protocol", X, "an implementation raises nothing but the Violation types of refmodel.errors",
        "DESIGN.md \"The implementation protocol\""),
@@ -102,7 +110,7 @@ RULES: Final[tuple[Rule, ...]] = (
 )
 
 RULES_BY_ID: Final[dict[str, Rule]] = {r.id: r for r in RULES}
-CLAIMABLE: Final[frozenset[str]] = frozenset(r.id for r in RULES if r.level.needs_claim)
+CLAIMABLE: Final[frozenset[str]] = frozenset(r.id for r in RULES if r.needs_claim)
 
 
 def rule(rule_id: str) -> Rule:

@@ -30,7 +30,7 @@ def test_valid_sequence_and_names():
 
 def test_claimed_misuse_is_reported_and_nothing_changes():
     iut = Lockstep(reference(), "tiny")
-    pfn = iut.alloc_pages(GFP_KERNEL, 2)
+    pfn = iut.alloc_pages(GFP_KERNEL | GFP.COMP, 2)
     iut.free_pages(pfn + 1, 0)
     iut.free_pages(pfn, 1)
     iut.free_pages(pfn, 2)
@@ -45,6 +45,13 @@ def test_blocking_allocation_in_atomic_context_is_reported_then_served():
     iut.set_context(Context.HARDIRQ)
     assert iut.alloc_pages(GFP_KERNEL, 0) is not None
     assert iut.alloc_pages(GFP_ATOMIC, 0) is not None
+
+
+def test_unchecked_misuse_is_refused_as_undefined():
+    iut = Lockstep(reference(), "tiny")
+    pfn = iut.alloc_pages(GFP_KERNEL, 2)
+    with pytest.raises(InvalidArgument, match="does not check .* undefined"):
+        iut.free_pages(pfn, 1)
 
 
 def test_unclaimed_misuse_is_refused_with_an_explanation():

@@ -39,7 +39,17 @@ def test_x86_32_highmem_boundary():
     m = load_machine("x86_32")
     assert m.zone(ZoneType.HIGHMEM).start_pfn == m.max_low_pfn == 0x377FE
     assert m.pfn_to_virt(0) == 0xC0000000
-    assert m.virt_to_pfn(m.pfn_to_virt(m.max_low_pfn)) is None
+    # __virt_addr_valid does not compare with high_memory: past lowmem, a highmem PFN (arch/x86/mm/physaddr.c).
+    assert m.virt_to_pfn(m.pfn_to_virt(m.max_low_pfn)) == m.max_low_pfn
+    assert m.virt_to_pfn(m.page_offset - 4096) is None
+    assert not m.is_lowmem(m.max_low_pfn)
+
+
+def test_pfn_valid_is_per_memory_section():
+    m = load_machine("x86_64:16G")
+    assert m.pfn_valid(0xA0)  # the legacy hole below 1 MiB has struct pages
+    assert not m.pfn_valid(0xD0000)  # the PCI hole between 3 and 4 GiB has none
+    assert not m.pfn_valid(m.max_pfn + (1 << 15))
 
 
 def test_ram_must_fit_the_physical_address_width():

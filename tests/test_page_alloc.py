@@ -123,14 +123,17 @@ def test_highmem_is_never_a_logical_address():
 
 def test_free_misuse_kinds():
     model = PageAllocModel(load_machine("tiny"))
-    model.adopt_alloc(GFP_KERNEL, 2, 0x100)
+    model.adopt_alloc(GFP_KERNEL | GFP.COMP, 2, 0x100)
     assert model.expect_free(0x100, 2).report is None
     assert model.expect_free(0x100, 1).report is FreeWrongOrder
     assert model.expect_free(0x101, 0).report is FreeInterior
     assert model.expect_free(0x104, 0).report is DoubleFree
     assert model.expect_free(0x97, 0).report is BadFree  # hole
     assert model.expect_free(0x1, 0).report is BadFree  # reserved
-    assert model.expect_free(0x500, 0).report is BadFree  # beyond RAM
+    beyond = model.expect_free(0x500, 0)  # beyond RAM: no struct page, undefined
+    assert beyond.report is BadFree and beyond.report_rule is None
+    model.adopt_alloc(GFP_KERNEL, 1, 0x108)
+    assert model.expect_free(0x108, 0).report_rule is None  # not compound: the kernel does not check
     e, pfn = model.expect_free_addr(0, 0)
     assert e.report is None and pfn is None
     e, pfn = model.expect_free_addr(model.machine.pfn_to_virt(0x100) + 5, 2)

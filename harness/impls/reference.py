@@ -22,7 +22,7 @@ class ReferenceAllocator:
     """The model as an allocator. Claims every page detection."""
 
     capabilities = frozenset({"pages", "get_free_pages", "memory", "free_area"})
-    claims = frozenset(r.id for r in RULES if r.subsystem == "pages" and r.level.needs_claim)
+    claims = frozenset(r.id for r in RULES if r.subsystem == "pages" and r.needs_claim)
 
     def __init__(self, machine: Machine, env: Env) -> None:
         self.machine = machine
