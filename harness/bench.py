@@ -97,18 +97,21 @@ def oracle_cost(machine: Machine, w: Workload, n: int) -> float:
         recorded.append(("free", pfn, order, None))
 
     _drive(_ops(w, n), alloc, free)
-    model = PageAllocModel(machine)
-    t0 = time.perf_counter()
-    for kind, a, b, pfn in recorded:
-        if kind == "alloc":
-            model.expect_alloc(a, b)
-            if pfn is not None:
-                model.check_alloc(a, b, pfn)
-                model.adopt_alloc(a, b, pfn)
-        else:
-            model.expect_free(a, b)
-            model.adopt_free(a, b)
-    return (time.perf_counter() - t0) * 1e6 / len(recorded)
+    best = float("inf")
+    for _ in range(3):  # best of three: the least disturbed run
+        model = PageAllocModel(machine)
+        t0 = time.perf_counter()
+        for kind, a, b, pfn in recorded:
+            if kind == "alloc":
+                model.expect_alloc(a, b)
+                if pfn is not None:
+                    model.check_alloc(a, b, pfn)
+                    model.adopt_alloc(a, b, pfn)
+            else:
+                model.expect_free(a, b)
+                model.adopt_free(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e6 / len(recorded)
 
 
 def run_bench(n: int, impls: list[str]) -> str:

@@ -164,7 +164,7 @@ class PageStateMachine(RuleBasedStateMachine):
     def free_wrong_order(self, block: Block, order: int) -> None:
         live = self.iut.model.live.get(block.start)
         # The kernel checks the order only for compound pages; elsewhere it is undefined.
-        assume(live is not None and live.order == block.order and live.gfp & GFP.COMP)
+        assume(live is not None and live.order == block.order > 0 and live.gfp & GFP.COMP)
         assume(block.order != order and order <= self.max_order)
         self.iut.free_pages(block.start, order)
 

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
-from hypothesis import HealthCheck, Verbosity, seed, settings
+from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
 from hypothesis.stateful import get_state_machine_test
 
 from ..harness.loader import ImplSpec, build_iut
@@ -142,6 +142,9 @@ def run_check(
             suppress_health_check=list(HealthCheck),
             report_multiple_bugs=True,
             print_blob=False,
+            # No explain phase: its coverage tracing costs more than the rest of a
+            # shrink, and the lockstep message already says what went wrong.
+            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
         ),
     )
     started = time.monotonic()
