@@ -26,6 +26,7 @@ from .trace import Ref, Step
 
 _PLACEMENT_RULES = ("BUDDY-ORDER-LIMIT", "BUDDY-ALIGN", "PAGE-RAM-ONLY", "BUDDY-NO-CROSS-ZONE", "GFP-ZONE-ELIGIBLE", "BUDDY-NO-OVERLAP")
 _PATTERN_LEN = 16
+_ZERO = int(GFP.ZERO)
 
 
 class Lockstep:
@@ -64,7 +65,8 @@ class Lockstep:
     def alloc_pages(self, gfp: int, order: int) -> int | None:
         """alloc_pages(gfp, order): the first PFN of a 2^order block, or None."""
         e = self._expect(gfp, order, logical=False)
-        self._refuse_unclaimed(e, f"alloc_pages(gfp={format_gfp(gfp)}, order={order})")
+        if e.fatal:
+            self._refuse_unclaimed(e, f"alloc_pages(gfp={format_gfp(gfp)}, order={order})")
         step = self._record("alloc_pages", {"gfp": gfp, "order": order}, e)
         result, refused = self._call(e, gfp, lambda: self.iut.alloc_pages(gfp, order))
         if refused:  # a reported misuse, refused: nothing was allocated
@@ -79,14 +81,16 @@ class Lockstep:
     def free_pages(self, pfn: int, order: int) -> None:
         """free_pages(pfn, order) (the kernel's __free_pages(pfn_to_page(pfn), order))."""
         e = self.model.expect_free(pfn, order)
-        self._refuse_unclaimed(e, f"free_pages(pfn={pfn:#x}, order={order})")
+        if e.fatal:
+            self._refuse_unclaimed(e, f"free_pages(pfn={pfn:#x}, order={order})")
         self._record("free_pages", {"pfn": self._pfn_arg(pfn), "order": order}, e)
         self._free(e, pfn, order, lambda: self.iut.free_pages(pfn, order))
 
     def get_free_pages(self, gfp: int, order: int) -> int:
         """__get_free_pages(gfp, order): a logical address, or 0."""
         e = self._expect(gfp, order, logical=True)
-        self._refuse_unclaimed(e, f"get_free_pages(gfp={format_gfp(gfp)}, order={order})")
+        if e.fatal:
+            self._refuse_unclaimed(e, f"get_free_pages(gfp={format_gfp(gfp)}, order={order})")
         step = self._record("get_free_pages", {"gfp": gfp, "order": order}, e)
         result, refused = self._call(e, gfp, lambda: self.iut.get_free_pages(gfp, order))
         if refused:
@@ -106,7 +110,8 @@ class Lockstep:
     def free_pages_addr(self, addr: int, order: int) -> None:
         """free_pages(addr, order) on a logical address; free_pages(0, order) does nothing."""
         e, pfn = self.model.expect_free_addr(addr, order)
-        self._refuse_unclaimed(e, f"free_pages_addr(addr={addr:#x}, order={order})")
+        if e.fatal:
+            self._refuse_unclaimed(e, f"free_pages_addr(addr={addr:#x}, order={order})")
         self._record("free_pages_addr", {"addr": self._addr_arg(addr), "order": order}, e)
         call = lambda: self.iut.free_pages_addr(addr, order)  # noqa: E731
         if pfn is None and e.report is None:  # free_pages(0): nothing to adopt
@@ -270,7 +275,7 @@ class Lockstep:
             self._checked(lambda: self.model.check_reserves(gfp, order, pfn))
         blk = self.model.adopt_alloc(gfp, order, pfn, step=len(self.trace) - 1)
         if self._check_memory:
-            if gfp & GFP.ZERO:
+            if gfp & _ZERO:
                 self._verify_zero(blk)
             self._write_pattern(blk)
 
@@ -297,11 +302,18 @@ class Lockstep:
         mid = (blk.pfn + (1 << blk.order) // 2) * ps + ps // 2
         return sorted({first, mid, last})
 
+    def _memory_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """read_phys/write_phys: only a crash is judged (they take no flags and report nothing)."""
+        try:
+            return fn(*args)
+        except Exception as ex:
+            raise self._fail("IUT-NO-CRASH", f"{self.label} raised {type(ex).__name__} in {fn.__name__}{args[:1]!r}: {ex}") from ex
+
     def _write_pattern(self, blk: LiveBlock) -> None:
         pattern = hashlib.blake2b(f"{blk.pfn}:{blk.order}:{blk.step}".encode(), digest_size=_PATTERN_LEN).digest()
         self._patterns[blk.pfn] = pattern
         for site in self._pattern_sites(blk):
-            self._call(None, None, lambda: self.iut.write_phys(site, pattern))
+            self._memory_call(self.iut.write_phys, site, pattern)
 
     def _verify_pattern(self, blk: LiveBlock) -> None:
         pattern = self._patterns.get(blk.pfn)
@@ -309,7 +321,7 @@ class Lockstep:
             return
         self.coverage["PAGE-CONTENTS-INTACT"] += 1
         for site in self._pattern_sites(blk):
-            got, _ = self._call(None, None, lambda: self.iut.read_phys(site, _PATTERN_LEN))
+            got = self._memory_call(self.iut.read_phys, site, _PATTERN_LEN)
             if bytes(got) != pattern:
                 raise self._fail("PAGE-CONTENTS-INTACT", f"the order-{blk.order} block at pfn {blk.pfn:#x} (allocated at step {blk.step}) "
                                                          f"changed while live: at physical address {site:#x} the caller wrote {pattern.hex()}, it now reads {bytes(got).hex()}")
@@ -318,7 +330,7 @@ class Lockstep:
         self.coverage["API-ZERO"] += 1
         ps = self.machine.page_size
         for pfn in sorted({blk.pfn, blk.pfn + (1 << blk.order) // 2, blk.end_pfn - 1}):
-            got, _ = self._call(None, None, lambda: self.iut.read_phys(pfn * ps, ps))
+            got = self._memory_call(self.iut.read_phys, pfn * ps, ps)
             data = bytes(got)
             if data != bytes(ps):
                 off = next(i for i, b in enumerate(data) if b)

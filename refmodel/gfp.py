@@ -161,9 +161,14 @@ GFP_ZONE_TABLE: Final[dict[int, ZoneType]] = {
 GFP_ZONE_BAD: Final[frozenset[int]] = frozenset({0x3, 0x5, 0x6, 0x7, 0xB, 0xD, 0xE, 0xF})
 
 
+# Plain ints for the hot paths: IntFlag arithmetic costs an enum construction per operation.
+_ZONEMASK: Final = int(GFP_ZONEMASK)
+_DIRECT_RECLAIM: Final = int(GFP.DIRECT_RECLAIM)
+
+
 def gfp_zone_bad(gfp_mask: int) -> bool:
     """True for a zone-modifier combination in GFP_ZONE_BAD (GFP-ZONE-BAD, include/linux/gfp.h)."""
-    return (gfp_mask & GFP_ZONEMASK) in GFP_ZONE_BAD
+    return (gfp_mask & _ZONEMASK) in GFP_ZONE_BAD
 
 
 def gfp_zone(gfp_mask: int, configured: frozenset[ZoneType]) -> ZoneType:
@@ -174,7 +179,7 @@ def gfp_zone(gfp_mask: int, configured: frozenset[ZoneType]) -> ZoneType:
     ``VM_BUG_ON`` under DEBUG_VM; without it the table slot is 0, i.e. the
     lowest configured zone (GFP-ZONE-BAD-NODEBUG), which is what this returns.
     """
-    bits = gfp_mask & GFP_ZONEMASK
+    bits = gfp_mask & _ZONEMASK
     if bits in GFP_ZONE_BAD:
         return min(configured)
     zone = GFP_ZONE_TABLE[bits]
@@ -195,7 +200,7 @@ def zonelist_eligible(zone: ZoneType, highest_zoneidx: ZoneType) -> bool:
 
 def gfpflags_allow_blocking(gfp_mask: int) -> bool:
     """CTX-BLOCKING: a request may sleep iff it has __GFP_DIRECT_RECLAIM (include/linux/gfp.h)."""
-    return bool(gfp_mask & GFP.DIRECT_RECLAIM)
+    return bool(gfp_mask & _DIRECT_RECLAIM)
 
 
 def format_gfp(gfp_mask: int) -> str:

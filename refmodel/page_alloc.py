@@ -37,6 +37,11 @@ from .gfp import GFP, ZoneType, format_gfp, gfp_zone, gfp_zone_bad, gfpflags_all
 from .machine import Machine, PfnRange, Zone
 
 
+# Plain ints for the hot paths (IntFlag arithmetic builds an enum per operation).
+_HIGHMEM, _HIGH, _NOFAIL = int(GFP.HIGHMEM), int(GFP.HIGH), int(GFP.NOFAIL)
+_MEMALLOC, _NOMEMALLOC, _COMP = int(GFP.MEMALLOC), int(GFP.NOMEMALLOC), int(GFP.COMP)
+
+
 class Outcome(enum.Enum):
     """What a conforming implementation may do with a call (DESIGN.md, "what is allowed")."""
 
@@ -164,7 +169,7 @@ class PageAllocModel:
         if order > self.max_order or order < 0:
             return base  # __alloc_pages returns NULL before gfp_zone() and might_alloc() run
         if logical:
-            gfp &= ~GFP.HIGHMEM  # __get_free_pages strips it before alloc_pages sees the mask
+            gfp &= ~_HIGHMEM  # __get_free_pages strips it before alloc_pages sees the mask
         if gfp_zone_bad(gfp):
             # Without DEBUG_VM the bad slot reads as zone 0 and the call goes on (GFP-ZONE-BAD-NODEBUG).
             return Expectation(base.outcome, base.rule_id, base.reason, InvalidGfp, "GFP-ZONE-BAD", fatal=True)
@@ -178,7 +183,7 @@ class PageAllocModel:
         if order > self.max_order or order < 0:
             return Expectation(Outcome.MUST_FAIL, "BUDDY-ORDER-LIMIT", f"order {order} is above MAX_PAGE_ORDER {self.max_order}")
         if logical:
-            gfp &= ~GFP.HIGHMEM
+            gfp &= ~_HIGHMEM
         high = self.highest_zoneidx(gfp)
         zones = [t for t in self.eligible_zones(gfp) if not logical or self._zone_is_lowmem(t)]
         candidates = [t for t in zones if self.has_free_block(t, order)]
@@ -189,10 +194,10 @@ class PageAllocModel:
         if ok:
             return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
                                f"ZONE_{ok[0].name} has a free order-{order} block above its low watermark")
-        if gfp & GFP.MEMALLOC and not gfp & GFP.NOMEMALLOC:
+        if gfp & _MEMALLOC and not gfp & _NOMEMALLOC:
             return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
                                f"__GFP_MEMALLOC ignores watermarks and ZONE_{candidates[0].name} has a free order-{order} block")
-        if gfp & GFP.NOFAIL and gfpflags_allow_blocking(gfp):
+        if gfp & _NOFAIL and gfpflags_allow_blocking(gfp):
             return Expectation(Outcome.MUST_SUCCEED, "NOFAIL-NEVER-NULL",
                                f"__GFP_NOFAIL never returns NULL and ZONE_{candidates[0].name} has a free order-{order} block")
         return Expectation(Outcome.MAY_FAIL, "BUDDY-NO-SPURIOUS-FAIL",
@@ -221,7 +226,7 @@ class PageAllocModel:
             raise failure_for("PAGE-RAM-ONLY", f"{what} covers pfn {bad:#x}, which lies in no zone")
         if logical and not m.is_lowmem(end - 1):
             raise failure_for("API-LOWMEM-ADDRESS", f"__get_free_pages returned {what}, which is highmem (max_low_pfn {m.max_low_pfn:#x}) and has no logical address")
-        high = self.highest_zoneidx(gfp & ~GFP.HIGHMEM if logical else gfp)
+        high = self.highest_zoneidx(gfp & ~_HIGHMEM if logical else gfp)
         if not zonelist_eligible(first.zone_type, high):
             raise failure_for("GFP-ZONE-ELIGIBLE", f"{what} is in ZONE_{first.zone_type.name}, but {format_gfp(gfp)} allows only ZONE_{high.name} and below")
         if not m.is_usable_block(pfn, nr):
@@ -243,14 +248,14 @@ class PageAllocModel:
         ALLOC_NON_BLOCK (no direct reclaim, no __GFP_NOMEMALLOC) then takes
         a quarter more; __GFP_MEMALLOC and __GFP_NOFAIL may use the reserves.
         """
-        if (gfp & GFP.MEMALLOC and not gfp & GFP.NOMEMALLOC) or gfp & GFP.NOFAIL:
+        if (gfp & _MEMALLOC and not gfp & _NOMEMALLOC) or gfp & _NOFAIL:
             return
         zone = self.machine.zone_of_pfn(pfn)
         assert zone is not None
         wmin = zone.watermark.min
-        if gfp & GFP.HIGH:
+        if gfp & _HIGH:
             wmin -= wmin // 2
-            if not gfpflags_allow_blocking(gfp) and not gfp & GFP.NOMEMALLOC:
+            if not gfpflags_allow_blocking(gfp) and not gfp & _NOMEMALLOC:
                 wmin -= wmin // 4
         high = self.highest_zoneidx(gfp)
         reserve = zone.lowmem_reserve[high]
@@ -297,7 +302,7 @@ class PageAllocModel:
                 return _OK_FREE
             if blk.pfn == pfn:
                 reason = f"pfn {pfn:#x} heads a live order-{blk.order} block, freed as order {order}"
-                if blk.gfp & GFP.COMP and blk.order > 0:
+                if blk.gfp & _COMP and blk.order > 0:
                     return _misuse(FreeWrongOrder, "BUDDY-FREE-WRONG-ORDER", reason)
                 return _misuse(FreeWrongOrder, None, reason + " (not compound: __free_pages does not check the order)")
             return _misuse(FreeInterior, "BUDDY-FREE-INTERIOR",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import bisect
 from typing import Final, Iterator
 
-from ...refmodel.context import in_atomic
 from ...refmodel.errors import BadAddress, BadFree, DoubleFree, FreeInterior, FreeWrongOrder, InvalidGfp
 from ...refmodel.gfp import GFP, GFP_ZONE_BAD, GFP_ZONEMASK, ZoneType, gfp_zone
 from ...refmodel.machine import Machine, PfnRange, Zone
@@ -90,6 +89,8 @@ class FastBuddy:
     claims: frozenset[str] = frozenset({
         "CTX-MIGHT-SLEEP", "GFP-ZONE-BAD", "BUDDY-DOUBLE-FREE", "BUDDY-BAD-FREE",
         "BUDDY-FREE-WRONG-ORDER", "BUDDY-FREE-INTERIOR", "API-FREE-BAD-ADDRESS",
+        "BUDDY-NO-SPURIOUS-FAIL",  # no per-CPU lists: every free page is in free_area[]
+        "WMARK-RESERVES-KEPT",  # the slow path's min watermark, as __zone_watermark_ok applies it
     })
 
     def __init__(self, machine: Machine, env: Env) -> None:
@@ -121,15 +122,16 @@ class FastBuddy:
         return self.machine.zone_free_ranges(zone)
 
     def _boot_blocks(self, r: PfnRange) -> Iterator[tuple[int, int]]:
+        """The aligned blocks ``r`` is handed over in (mm/memblock.c __free_pages_memory)."""
         return boot_blocks(r, self._max_order)
 
-    def _build_zonelists(self, lowmem_only: bool) -> list[tuple[ZoneType, tuple[ZoneState, ...]]]:
+    def _build_zonelists(self, lowmem_only: bool) -> list[tuple[int, tuple[ZoneState, ...]]]:
         """(highest_zoneidx, zonelist) for each value of gfp & GFP_ZONEMASK (include/linux/gfp.h gfp_zone)."""
         configured = self.machine.configured_zones
         table = []
         for bits in range(_ZONEMASK + 1):
             highest = gfp_zone(bits, configured)
-            table.append((highest, self._zonelist(highest, lowmem_only)))
+            table.append((int(highest), self._zonelist(highest, lowmem_only)))
         return table
 
     def _zonelist(self, highest: ZoneType, lowmem_only: bool) -> tuple[ZoneState, ...]:
@@ -201,9 +203,13 @@ class FastBuddy:
             buddy = self._buddy_pfn(pfn, order)
             if not self._take_buddy(zs, buddy, order):
                 break
-            pfn = min(pfn, buddy)
+            pfn = self._combined_pfn(pfn, buddy)
             order += 1
         self._add(zs, pfn, order)
+
+    def _combined_pfn(self, pfn: int, buddy: int) -> int:
+        """The merged block starts at buddy_pfn & pfn (mm/page_alloc.c __free_one_page combined_pfn)."""
+        return pfn & buddy
 
     def _zone_of(self, pfn: int) -> ZoneState:
         """page_zone(): the zone state whose span holds ``pfn`` (pfn is known to be usable RAM)."""
@@ -213,14 +219,14 @@ class FastBuddy:
 
     def alloc_pages(self, gfp: int, order: int) -> int | None:
         """alloc_pages(gfp, order): the first PFN of a free 2^order block, or None (mm/page_alloc.c __alloc_pages)."""
-        return self._alloc(gfp, order, self._zonelists)
+        return self._alloc(int(gfp), order, self._zonelists)
 
     def get_free_pages(self, gfp: int, order: int) -> int:
         """__get_free_pages: alloc_pages(gfp & ~__GFP_HIGHMEM) from lowmem, as page_address(), or 0 (API-GETFREE)."""
-        pfn = self._alloc(gfp & ~_HIGHMEM, order, self._lowmem_zonelists)
+        pfn = self._alloc(int(gfp) & ~_HIGHMEM, order, self._lowmem_zonelists)
         return 0 if pfn is None else self.machine.pfn_to_virt(pfn)
 
-    def _alloc(self, gfp: int, order: int, zonelists: list[tuple[ZoneType, tuple[ZoneState, ...]]]) -> int | None:
+    def _alloc(self, gfp: int, order: int, zonelists: list[tuple[int, tuple[ZoneState, ...]]]) -> int | None:
         """__alloc_frozen_pages_noprof: order check, prepare_alloc_pages (gfp_zone, might_alloc), fast then slow path."""
         order = self._checked_order(order)
         if order is None:
@@ -253,7 +259,7 @@ class FastBuddy:
         if gfp & _DIRECT_RECLAIM:
             self.env.might_sleep()
 
-    def _fast_zone(self, zonelist: tuple[ZoneState, ...], order: int, highest: ZoneType) -> ZoneState | None:
+    def _fast_zone(self, zonelist: tuple[ZoneState, ...], order: int, highest: int) -> ZoneState | None:
         """get_page_from_freelist with ALLOC_WMARK_LOW: free - (2^order - 1) > low + lowmem_reserve[highest]."""
         need = (1 << order) - 1
         for zs in zonelist:
@@ -261,7 +267,7 @@ class FastBuddy:
                 return zs
         return None
 
-    def _slow_zone(self, gfp: int, zonelist: tuple[ZoneState, ...], order: int, highest: ZoneType) -> ZoneState | None:
+    def _slow_zone(self, gfp: int, zonelist: tuple[ZoneState, ...], order: int, highest: int) -> ZoneState | None:
         """__alloc_pages_slowpath: min watermark with reserves, __GFP_MEMALLOC without watermarks, then direct reclaim."""
         need = (1 << order) - 1
         for zs in zonelist:
@@ -273,16 +279,15 @@ class FastBuddy:
         return self._direct_reclaim(gfp, zonelist, order)
 
     def _direct_reclaim(self, gfp: int, zonelist: tuple[ZoneState, ...], order: int) -> ZoneState | None:
-        """Reclaim only if can_direct_reclaim (CTX-NO-SLEEP); a blocking __GFP_NOFAIL then ignores watermarks.
+        """Reclaim (sleep) only if can_direct_reclaim (CTX-NO-SLEEP); a blocking __GFP_NOFAIL then ignores watermarks.
 
         The simulated reclaim frees nothing. In atomic context might_sleep has
-        already reported the caller's misuse; this allocator then does not
-        block (it fails or, for __GFP_NOFAIL, takes any free block).
+        already reported the caller's misuse and, as in the kernel, the call
+        still blocks here.
         """
         if not gfp & _DIRECT_RECLAIM:
             return None
-        if not in_atomic(self.env.context):
-            self.env.sleep()
+        self.env.sleep()
         return self._any_zone(zonelist, order) if gfp & _NOFAIL else None
 
     def _any_zone(self, zonelist: tuple[ZoneState, ...], order: int) -> ZoneState | None:

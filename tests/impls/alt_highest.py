@@ -3,7 +3,8 @@
 Placement is the mirror image of the kernel's (mm/page_alloc.c expand()
 keeps the lowest piece; this keeps the highest), and watermarks are ignored
 entirely, which the oracle allows: it only forbids failing when the kernel's
-fast path would succeed. It claims no detections, so it does not check frees.
+fast path would succeed. It claims no detections, so it does not check frees; it
+claims BUDDY-NO-SPURIOUS-FAIL, since it keeps every free page in its lists.
 Free blocks are kept per zone and order in sorted lists; simple, not fast.
 """
 
@@ -21,7 +22,7 @@ class HighestFirst:
     """Highest zone first, then the highest-addressed block of any order >= the request; split keeps the top piece."""
 
     capabilities: frozenset[str] = frozenset({"pages", "free_area"})
-    claims: frozenset[str] = frozenset()
+    claims: frozenset[str] = frozenset({"BUDDY-NO-SPURIOUS-FAIL"})  # liveness only: every free page is in the lists
 
     def __init__(self, machine: Machine, env: Env) -> None:
         self.machine = machine

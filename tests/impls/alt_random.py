@@ -7,7 +7,8 @@ that order, and keeps a random half at each split. Runs are deterministic:
 the generator is seeded with a constant. Memory follows init_on_free: a freed
 block's pages are dropped, so every free page reads as zero and __GFP_ZERO
 needs no work at allocation (include/linux/mm.h want_init_on_free).
-It claims only BUDDY-DOUBLE-FREE and BUDDY-FREE-INTERIOR.
+Of the detections it claims only BUDDY-DOUBLE-FREE and BUDDY-FREE-INTERIOR;
+it also claims the liveness rule BUDDY-NO-SPURIOUS-FAIL.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class RandomBuddy:
     """Random placement; the kernel's rules for everything the oracle checks."""
 
     capabilities: frozenset[str] = frozenset({"pages", "get_free_pages", "memory"})
-    claims: frozenset[str] = frozenset({"BUDDY-DOUBLE-FREE", "BUDDY-FREE-INTERIOR"})
+    claims: frozenset[str] = frozenset({"BUDDY-DOUBLE-FREE", "BUDDY-FREE-INTERIOR", "BUDDY-NO-SPURIOUS-FAIL"})
 
     def __init__(self, machine: Machine, env: Env) -> None:
         self.machine = machine
