@@ -238,7 +238,7 @@ class FreeAreaSkipsMax(FastBuddy):
 
 
 _TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
-    ("cross-zone-merge", CrossZoneMerge, "BUDDY-NO-CROSS-ZONE", "tiny-highmem"),
+    ("cross-zone-merge", CrossZoneMerge, "BUDDY-NO-CROSS-ZONE", "tiny"),
     ("boot-misaligned", BootMisaligned, "BUDDY-ALIGN", "tiny"),
     ("merge-head-from-buddy", MergeHeadFromBuddy, "INTROSPECT-FREE-AREA", "tiny"),
     ("max-order-exclusive", MaxOrderExclusive, "BUDDY-NO-SPURIOUS-FAIL", "tiny"),
