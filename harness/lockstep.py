@@ -26,7 +26,7 @@ from .trace import Ref, Step
 
 _PLACEMENT_RULES = ("BUDDY-ORDER-LIMIT", "BUDDY-ALIGN", "PAGE-RAM-ONLY", "BUDDY-NO-CROSS-ZONE", "GFP-ZONE-ELIGIBLE", "BUDDY-NO-OVERLAP")
 _PATTERN_LEN = 16
-_ZERO = int(GFP.ZERO)
+_ZERO, _HIGHMEM = int(GFP.ZERO), int(GFP.HIGHMEM)
 
 
 class Lockstep:
@@ -46,6 +46,7 @@ class Lockstep:
         self.trace: list[Step] = []
         self.coverage: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()  # MUST_SUCCEED / MAY_FAIL / MUST_FAIL expectations met
+        self.failed = False  # after a failure model and implementation are out of step
         self._check_memory = check_memory and "memory" in self.capabilities
         self._values: dict[str, int] = {}  # every name ever bound -> its value
         self._names: dict[int, str] = {}  # live block first pfn -> name
@@ -272,7 +273,8 @@ class Lockstep:
         self._checked(lambda: self.model.check_alloc(gfp, order, pfn, logical=logical))
         if "WMARK-RESERVES-KEPT" in self.claims:
             self.coverage["WMARK-RESERVES-KEPT"] += 1
-            self._checked(lambda: self.model.check_reserves(gfp, order, pfn))
+            mask = gfp & ~_HIGHMEM if logical else gfp  # __get_free_pages strips __GFP_HIGHMEM
+            self._checked(lambda: self.model.check_reserves(mask, order, pfn))
         blk = self.model.adopt_alloc(gfp, order, pfn, step=len(self.trace) - 1)
         if self._check_memory:
             if gfp & _ZERO:
@@ -343,9 +345,11 @@ class Lockstep:
             check()
         except ConformanceFailure as f:
             f.steps = list(self.trace)
+            self.failed = True
             raise
 
     def _fail(self, rule_id: str, message: str) -> ConformanceFailure:
+        self.failed = True
         f = failure_for(rule_id, message)
         f.steps = list(self.trace)
         return f

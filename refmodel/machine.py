@@ -17,7 +17,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Iterator
+from typing import Any, Final, Iterable, Iterator
 
 from .errors import InvalidMachine
 from .gfp import ZoneType
@@ -277,6 +277,17 @@ class Machine:
         }
 
 
+def split_aligned(r: PfnRange, max_order: int) -> Iterable[tuple[int, int]]:
+    """Split a PFN range into maximal aligned blocks, as boot does (mm/memblock.c __free_pages_memory)."""
+    pfn = r.start
+    while pfn < r.end:
+        order = min(max_order, (pfn & -pfn).bit_length() - 1) if pfn else max_order
+        while pfn + (1 << order) > r.end:
+            order -= 1
+        yield pfn, order
+        pfn += 1 << order
+
+
 def _size(nbytes: int) -> str:
     for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if nbytes >= 1 << shift and nbytes % (1 << shift) == 0:
@@ -499,8 +510,8 @@ def x86_64(mem_bytes: int = 8 << 30) -> Machine:
     (HOLE-X86-LOW1M), 46 physical address bits (BITS-PHYSMEM), kernel watermarks.
     """
     pages = mem_bytes >> 12
-    if pages < 0x2000:
-        raise InvalidMachine(f"x86_64: {_size(mem_bytes)} is too small; give at least 32 MiB")
+    if pages < 0x4000:  # RAM must hold the reserved kernel image at 16-48 MiB
+        raise InvalidMachine(f"x86_64: {_size(mem_bytes)} is too small; give at least 64 MiB")
     low_top = 0xC0000  # 3 GiB: the PCI hole starts here
     ram = [(0, 0x9F)]
     if pages <= low_top:

@@ -34,7 +34,7 @@ from .errors import (
     failure_for,
 )
 from .gfp import GFP, ZoneType, format_gfp, gfp_zone, gfp_zone_bad, gfpflags_allow_blocking, zonelist_eligible
-from .machine import Machine, PfnRange, Zone
+from .machine import Machine, Zone, split_aligned
 
 
 # Plain ints for the hot paths (IntFlag arithmetic builds an enum per operation).
@@ -181,7 +181,7 @@ class PageAllocModel:
 
     def _expect_placement(self, gfp: int, order: int, logical: bool) -> Expectation:
         if order > self.max_order or order < 0:
-            return Expectation(Outcome.MUST_FAIL, "BUDDY-ORDER-LIMIT", f"order {order} is above MAX_PAGE_ORDER {self.max_order}")
+            return Expectation(Outcome.MUST_FAIL, "BUDDY-ORDER-LIMIT", f"order {order} is outside 0..MAX_PAGE_ORDER {self.max_order}")
         if logical:
             gfp &= ~_HIGHMEM
         high = self.highest_zoneidx(gfp)
@@ -210,8 +210,8 @@ class PageAllocModel:
         """Raise the ConformanceFailure of the first safety rule the returned block breaks."""
         m = self.machine
         what = f"order-{order} block at pfn {pfn:#x}"
-        if order > self.max_order:
-            raise failure_for("BUDDY-ORDER-LIMIT", f"alloc_pages({format_gfp(gfp)}, order={order}) returned pfn {pfn:#x}; orders above MAX_PAGE_ORDER {self.max_order} must return NULL")
+        if not 0 <= order <= self.max_order:
+            raise failure_for("BUDDY-ORDER-LIMIT", f"alloc_pages({format_gfp(gfp)}, order={order}) returned pfn {pfn:#x}; orders outside 0..MAX_PAGE_ORDER {self.max_order} must return NULL")
         if pfn & ((1 << order) - 1):
             raise failure_for("BUDDY-ALIGN", f"{what} is not aligned to {1 << order} pages (pfn % {1 << order} = {pfn % (1 << order)})")
         nr = 1 << order
@@ -393,14 +393,3 @@ def _boot_free_area(machine: Machine) -> tuple[dict[ZoneType, tuple[frozenset[in
                 free[zone.zone_type] += 1 << order
         area[zone.zone_type] = orders
     return {t: tuple(frozenset(s) for s in a) for t, a in area.items()}, free
-
-
-def split_aligned(r: PfnRange, max_order: int) -> Iterable[tuple[int, int]]:
-    """Split a PFN range into maximal aligned blocks, as boot does (mm/memblock.c __free_pages_memory)."""
-    pfn = r.start
-    while pfn < r.end:
-        order = min(max_order, (pfn & -pfn).bit_length() - 1) if pfn else max_order
-        while pfn + (1 << order) > r.end:
-            order -= 1
-        yield pfn, order
-        pfn += 1 << order

@@ -20,7 +20,7 @@ from typing import Final, Iterator
 
 from ...refmodel.errors import BadAddress, BadFree, DoubleFree, FreeInterior, FreeWrongOrder, InvalidGfp
 from ...refmodel.gfp import GFP, GFP_ZONE_BAD, GFP_ZONEMASK, ZoneType, gfp_zone
-from ...refmodel.machine import Machine, PfnRange, Zone
+from ...refmodel.machine import Machine, PfnRange, Zone, split_aligned
 from ..protocol import Env
 
 # Plain ints: IntFlag arithmetic is slow on the hot path.
@@ -55,17 +55,6 @@ class ZoneState:
         self.min = zone.watermark.min
         self.low = zone.watermark.low
         self.lowmem_reserve: tuple[int, ...] = zone.lowmem_reserve
-
-
-def boot_blocks(r: PfnRange, max_order: int) -> Iterator[tuple[int, int]]:
-    """Split a free range into maximal aligned blocks (mm/memblock.c __free_pages_memory, HOLE-BOOT-HANDOVER)."""
-    pfn = r.start
-    while pfn < r.end:
-        order = min(max_order, (pfn & -pfn).bit_length() - 1) if pfn else max_order
-        while pfn + (1 << order) > r.end:
-            order -= 1
-        yield pfn, order
-        pfn += 1 << order
 
 
 def reserve_min(mark: int, gfp: int) -> int:
@@ -123,7 +112,7 @@ class FastBuddy:
 
     def _boot_blocks(self, r: PfnRange) -> Iterator[tuple[int, int]]:
         """The aligned blocks ``r`` is handed over in (mm/memblock.c __free_pages_memory)."""
-        return boot_blocks(r, self._max_order)
+        return split_aligned(r, self._max_order)
 
     def _build_zonelists(self, lowmem_only: bool) -> list[tuple[int, tuple[ZoneState, ...]]]:
         """(highest_zoneidx, zonelist) for each value of gfp & GFP_ZONEMASK (include/linux/gfp.h gfp_zone)."""
