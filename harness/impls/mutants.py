@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Final, Iterator
 
-from ...refmodel.errors import BadFree, DoubleFree, InvalidGfp
+from ...refmodel.errors import BadAddress, BadFree, DoubleFree, InvalidGfp
 from ...refmodel.gfp import GFP, ZoneType
 from ...refmodel.machine import Machine, PfnRange, Zone
 from ..protocol import Env
-from .fast import FastBuddy, ZoneState
+from .fast import FastBuddy, ZoneState, reserve_min
+
+_NOFAIL_BIT: Final = int(GFP.NOFAIL)
 
 
 class _NoFreeArea(FastBuddy):
@@ -237,6 +239,43 @@ class FreeAreaSkipsMax(FastBuddy):
         return [(pfn, k) for zs in self._zones for k, area in enumerate(zs.free_area[:self._max_order]) for pfn in area]
 
 
+class ReserveIgnoresLowmem(_NoFreeArea):
+    """The slow path compares against the min watermark alone, forgetting lowmem_reserve[highest_zoneidx]."""
+
+    def _slow_zone(self, gfp: int, zonelist: tuple[ZoneState, ...], order: int, highest: int) -> ZoneState | None:
+        need = (1 << order) - 1
+        for zs in zonelist:
+            if zs.nr_free - need > reserve_min(zs.min, gfp) and self._has_block(zs, order):
+                return zs
+        return super()._slow_zone(gfp, zonelist, order, highest)
+
+
+class NofailGivesUp(_NoFreeArea):
+    """After a reclaim that freed nothing, __GFP_NOFAIL returns NULL like any other request."""
+
+    def _direct_reclaim(self, gfp: int, zonelist: tuple[ZoneState, ...], order: int) -> ZoneState | None:
+        return super()._direct_reclaim(gfp & ~_NOFAIL_BIT, zonelist, order)
+
+
+class InteriorFreeIgnored(_NoFreeArea):
+    """A free of a tail page returns quietly: the PageTail test that should BUG is missing."""
+
+    def free_pages(self, pfn: int, order: int) -> None:
+        if pfn not in self._live and self._live_head_covering(pfn) is not None:
+            return
+        super().free_pages(pfn, order)
+
+
+class FreeAddrNullUnchecked(_NoFreeArea):
+    """free_pages(addr) lacks its `if (addr != 0)`: free_pages(0) fails virt_addr_valid and BUGs."""
+
+    def free_pages_addr(self, addr: int, order: int) -> None:
+        pfn = self.machine.virt_to_pfn(addr)
+        if pfn is None:
+            raise BadAddress(f"free_pages: {addr:#x} fails virt_addr_valid")
+        self.free_pages(pfn, order)
+
+
 _TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("cross-zone-merge", CrossZoneMerge, "BUDDY-NO-CROSS-ZONE", "tiny"),
     ("boot-misaligned", BootMisaligned, "BUDDY-ALIGN", "tiny"),
@@ -258,6 +297,10 @@ _TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("free-addr-bad-ignored", FreeAddrBadIgnored, "API-FREE-BAD-ADDRESS", "tiny-highmem"),
     ("zone-bad-partial", ZoneBadPartial, "GFP-ZONE-BAD", "tiny"),
     ("free-area-skips-max", FreeAreaSkipsMax, "INTROSPECT-FREE-AREA", "tiny"),
+    ("reserve-ignores-lowmem", ReserveIgnoresLowmem, "WMARK-RESERVES-KEPT", "tiny-wmark"),
+    ("nofail-gives-up", NofailGivesUp, "NOFAIL-NEVER-NULL", "tiny-wmark"),
+    ("interior-free-ignored", InteriorFreeIgnored, "BUDDY-FREE-INTERIOR", "tiny"),
+    ("free-addr-null-unchecked", FreeAddrNullUnchecked, "API-FREE-ADDR-NULL", "tiny"),
 )
 
 MUTANTS: Final[dict[str, Mutant]] = {
