@@ -198,7 +198,7 @@ class Lockstep:
         return rule_id not in CLAIMABLE or rule_id in self.claims
 
     def _record(self, op: str, args: dict[str, Any], e: Expectation) -> Step:
-        comment = f"misuse: {e.reason}; expects {e.report.__name__}" if e.report is not None else ""
+        comment = f"misuse: {e.misuse}; expects {e.report.__name__}" if e.report is not None else ""
         step = Step(op, args, comment=comment)
         self.trace.append(step)
         return step
@@ -207,10 +207,10 @@ class Lockstep:
         # A fatal misuse the implementation does not claim to detect is undefined behaviour
         # in the kernel (VM_BUG_ON compiled out): nothing can be judged after it.
         if e.fatal and e.report_rule is None:
-            raise InvalidArgument(f"{call} is a misuse the kernel does not check ({e.reason}): its behaviour is undefined, so the suite cannot judge it")
+            raise InvalidArgument(f"{call} is a misuse the kernel does not check ({e.misuse}): its behaviour is undefined, so the suite cannot judge it")
         if e.fatal and e.report_rule not in self.claims and e.report_rule != "GFP-ZONE-BAD":
             raise InvalidArgument(
-                f"{call} is a misuse ({e.reason}) and {self.label} does not claim {e.report_rule}; "
+                f"{call} is a misuse ({e.misuse}) and {self.label} does not claim {e.report_rule}; "
                 f"without that detection the kernel's behaviour is undefined, so the suite cannot judge it"
             )
 
@@ -247,14 +247,14 @@ class Lockstep:
             return
         wrong = [r for r in reports if not isinstance(r, e.report)]
         if wrong:
-            raise self._fail("IUT-NO-FALSE-REPORT", f"{e.reason}: the kernel reports {e.report.__name__}, {self.label} reported {wrong[0].kind()}: {wrong[0]}")
+            raise self._fail("IUT-NO-FALSE-REPORT", f"{e.misuse}: the kernel reports {e.report.__name__}, {self.label} reported {wrong[0].kind()}: {wrong[0]}")
         claimed = e.report_rule in self.claims
         if claimed:
             self.coverage[e.report_rule] += 1  # type: ignore[index]
             if not reports:
-                raise self._fail(e.report_rule, f"{e.reason}, which must be reported as {e.report.__name__} ({self.label} claims {e.report_rule}); nothing was reported")  # type: ignore[arg-type]
+                raise self._fail(e.report_rule, f"{e.misuse}, which must be reported as {e.report.__name__} ({self.label} claims {e.report_rule}); nothing was reported")  # type: ignore[arg-type]
             if e.fatal and not raised:
-                raise self._fail(e.report_rule, f"{e.reason}: {self.label} reported {e.report.__name__} but went on; the kernel stops at this BUG, so raise the Violation and change nothing")  # type: ignore[arg-type]
+                raise self._fail(e.report_rule, f"{e.misuse}: {self.label} reported {e.report.__name__} but went on; the kernel stops at this BUG, so raise the Violation and change nothing")  # type: ignore[arg-type]
 
     def _expect_null(self, e: Expectation, call: str) -> None:
         if e.outcome is Outcome.MUST_SUCCEED and self._binds(e.rule_id):

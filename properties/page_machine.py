@@ -13,7 +13,7 @@ checker; this module only decides what to try.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 from hypothesis import assume

@@ -67,6 +67,7 @@ class Expectation:
     report: type[Violation] | None = None
     report_rule: str | None = None
     fatal: bool = False
+    misuse: str = ""  # what the misuse is, in kernel terms; ``reason`` explains ``outcome``
 
     @property
     def is_misuse(self) -> bool:
@@ -172,11 +173,11 @@ class PageAllocModel:
             gfp &= ~_HIGHMEM  # __get_free_pages strips it before alloc_pages sees the mask
         if gfp_zone_bad(gfp):
             # Without DEBUG_VM the bad slot reads as zone 0 and the call goes on (GFP-ZONE-BAD-NODEBUG).
-            return Expectation(base.outcome, base.rule_id, base.reason, InvalidGfp, "GFP-ZONE-BAD", fatal=True)
+            return Expectation(base.outcome, base.rule_id, base.reason, InvalidGfp, "GFP-ZONE-BAD", fatal=True,
+                               misuse=f"{format_gfp(gfp)} sets more than one of __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM")
         if gfpflags_allow_blocking(gfp) and in_atomic(ctx):
-            return Expectation(
-                base.outcome, base.rule_id, base.reason, SleepInAtomic, "CTX-MIGHT-SLEEP", fatal=False,
-            )
+            return Expectation(base.outcome, base.rule_id, base.reason, SleepInAtomic, "CTX-MIGHT-SLEEP", fatal=False,
+                               misuse=f"{format_gfp(gfp)} may block, but the caller runs in {ctx.name.lower()} context (preempt_count {ctx.preempt_count:#x})")
         return base
 
     def _expect_placement(self, gfp: int, order: int, logical: bool) -> Expectation:
@@ -376,7 +377,7 @@ class PageAllocModel:
 
 
 def _misuse(kind: type[Violation], rule_id: str | None, reason: str) -> Expectation:
-    return Expectation(Outcome.MUST_FAIL, rule_id or "undefined", reason, kind, rule_id, fatal=True)
+    return Expectation(Outcome.MUST_FAIL, rule_id or "undefined", reason, kind, rule_id, fatal=True, misuse=reason)
 
 
 @functools.lru_cache(maxsize=8)

@@ -36,7 +36,7 @@ class ReferenceAllocator:
     def free_pages(self, pfn: int, order: int) -> None:
         e = self.model.expect_free(pfn, order)
         if e.report is not None:
-            raise e.report(e.reason)
+            raise e.report(e.misuse)
         self.model.adopt_free(pfn, order)
 
     def get_free_pages(self, gfp: int, order: int) -> int:
@@ -46,7 +46,7 @@ class ReferenceAllocator:
     def free_pages_addr(self, addr: int, order: int) -> None:
         e, pfn = self.model.expect_free_addr(addr, order)
         if e.report is not None:
-            raise e.report(e.reason)
+            raise e.report(e.misuse)
         if pfn is not None:
             self.model.adopt_free(pfn, order)
 
