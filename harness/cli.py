@@ -17,7 +17,7 @@ from typing import Sequence
 from ..refmodel.errors import ConformanceFailure, KmemspecError
 from ..refmodel.machine import load_machine
 from ..refmodel.rules import RULES, render_markdown, render_table
-from .loader import load_impl
+from .loader import ImplSpec, load_impl
 from .lockstep import Lockstep
 from .report import write_reports
 from .trace import Ref, load_trace
@@ -31,16 +31,21 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("check", help="run the conformance suite on an implementation and write reports")
-    c.add_argument("impl", nargs="?", default="fast", help="fast, reference, MODULE:FACTORY or path/to/file.py:FACTORY (default: fast)")
+    c.add_argument("impl", nargs="?", default="fast",
+                   help="fast, reference, MODULE:FACTORY, path/to/file.py:FACTORY, c:path/to/lib.so, exec:COMMAND or mutant:NAME (default: fast)")
     c.add_argument("--machine", default=DEFAULT_MACHINE, help="preset (tiny, tiny-highmem, x86_64[:SIZE], x86_32[:SIZE]) or a .toml/.json file (default: tiny)")
     c.add_argument("--profile", default="ci", help="ci (default), dev or campaign")
     c.add_argument("--seed", type=int, default=None, help="Hypothesis seed, to reproduce a run (default: random, printed)")
     c.add_argument("--report-dir", type=Path, default=None, help="where reports go (default: conformance_reports/<impl>)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    _process_options(c)
 
     r = sub.add_parser("replay", help="replay a recorded failing sequence (a failures/*.json file from a report)")
     r.add_argument("trace", type=Path)
     r.add_argument("--impl", default=None, help="replay against another implementation than the recorded one")
+    _process_options(r)
+
+    sub.add_parser("include-dir", help="print the directory of kmemspec_iut.h, the C ABI header (for cc -I)")
 
     m = sub.add_parser("machine", help="print a machine description: zones, PFN ranges, watermarks")
     m.add_argument("spec", nargs="?", default=DEFAULT_MACHINE)
@@ -53,6 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--ops", type=int, default=20000, help="operations per workload (default 20000)")
     b.add_argument("--impl", action="append", default=None, help="implementations to time (default: reference and fast)")
     return p
+
+
+def _process_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--isolate", action="store_true", help="run the implementation in a child process: a crash or hang becomes a report")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="per-request timeout for an implementation in a child process (default 10)")
+    p.add_argument("--hang-budget", type=float, default=None, metavar="SECONDS",
+                   help="stop shrinking once timeouts have cost this long, and report what was found (default 60; 0: no limit)")
+
+
+def _load(args: argparse.Namespace, spec: str, machine: str) -> ImplSpec:
+    return load_impl(spec, isolate=args.isolate, timeout=args.timeout, hang_budget=args.hang_budget, machine=machine)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,8 +92,8 @@ def _check(args: argparse.Namespace) -> int:
     if args.profile not in properties.PROFILES:
         print(f"kmemspec: error: profile {args.profile!r} does not exist; choose one of {', '.join(properties.PROFILES)}", file=sys.stderr)
         return EXIT_USAGE
-    impl = load_impl(args.impl)
     machine = load_machine(args.machine)
+    impl = _load(args, args.impl, args.machine)
     out_dir = args.report_dir or Path("conformance_reports") / impl.label
     result = properties.run_check(
         impl, machine, machine_spec=args.machine, profile=properties.PROFILES[args.profile],
@@ -88,6 +105,8 @@ def _check(args: argparse.Namespace) -> int:
     verdict = "conforming" if result.conforming else "NOT conforming"
     print(f"{impl.label} on {machine.name}: {verdict}: {s['pass']} pass, {s['fail']} fail, {s['not claimed']} not claimed, "
           f"{s['not applicable']} not applicable, {s['not exercised']} not exercised (seed {result.seed}, {result.examples} examples, {result.seconds:.1f}s)")
+    for note in result.notes:
+        print(f"note: {note}")
     for f in doc["failures"]:
         print(f"\nFAIL {f['message'] if f['message'].startswith(f['rule_id']) else f['rule_id'] + ': ' + f['message']}")
         for line in f["steps"]:
@@ -112,10 +131,11 @@ def _replay(args: argparse.Namespace) -> int:
         raise KmemspecError(f"trace {args.trace}: {e.strerror or e}") from None
     except (ValueError, KeyError, TypeError) as e:
         raise KmemspecError(f"trace {args.trace}: {e}") from None
-    impl = load_impl(args.impl or data["impl"])
-    iut = Lockstep(impl.factory, str(data["machine"]), label=impl.label)
+    impl = _load(args, args.impl or data["impl"], str(data["machine"]))
     steps = data["steps"]
+    i = 0
     try:
+        iut = Lockstep(impl.factory, str(data["machine"]), label=impl.label)
         for i, step in enumerate(steps):
             _run_step(iut, step.op, {k: iut.value_of(v.name) + v.offset if isinstance(v, Ref) else v for k, v in step.args.items()})
     except ConformanceFailure as f:
@@ -123,6 +143,8 @@ def _replay(args: argparse.Namespace) -> int:
         for s in f.steps:
             print(f"    {s.render()}")
         return EXIT_NONCONFORMING
+    finally:
+        impl.close()
     print(f"replay of {len(steps)} steps on {impl.label}: no rule broken" + (f" (the recorded failure was {data['rule_id']})" if data.get("rule_id") else ""))
     return EXIT_OK
 
@@ -157,4 +179,9 @@ def _bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"check": _check, "replay": _replay, "machine": _machine, "rules": _rules, "bench": _bench}
+def _include_dir(args: argparse.Namespace) -> int:
+    print(Path(__file__).resolve().parent / "c")
+    return EXIT_OK
+
+
+_COMMANDS = {"check": _check, "replay": _replay, "machine": _machine, "rules": _rules, "bench": _bench, "include-dir": _include_dir}

@@ -1,22 +1,26 @@
 """Finding and building an implementation from its command-line spelling.
 
 ``fast`` and ``reference`` name the bundled allocators; ``pkg.module:make``
-imports a module; ``path/to/file.py:make`` loads a file. Every way this can
-go wrong ends in one InvalidDefinition line that says what to do.
+imports a module; ``path/to/file.py:make`` loads a file; ``c:path/to/lib.so``
+loads a C library (harness/c/kmemspec_iut.h); ``exec:CMD`` starts a program
+speaking the JSON lines protocol; ``mutant:NAME`` is a seeded-bug variant of
+``fast``. ``isolate=True`` puts any of them in a child process. Every way this
+can go wrong ends in one InvalidDefinition line that says what to do.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from ..refmodel.errors import InvalidDefinition
+from ..refmodel.errors import InvalidDefinition, KmemspecError
 from ..refmodel.machine import Machine
-from .protocol import Env, Factory, validate_iut
+from .protocol import Env, Factory, TransportFailure, validate_iut
 
 BUNDLED: Final[dict[str, str]] = {
     "fast": "kmemspec.harness.impls.fast:make",
@@ -24,17 +28,35 @@ BUNDLED: Final[dict[str, str]] = {
 }
 
 
+#: Spellings with a scheme: ``SCHEME:rest``.
+SCHEMES: Final = ("c", "exec", "mutant")
+
+
 @dataclass(frozen=True)
 class ImplSpec:
-    """A resolved implementation: the user's spelling, a short label for report paths, the factory."""
+    """A resolved implementation: the user's spelling, a short label for report paths, the factory.
+
+    ``transport`` is how it is reached: ``python`` (an object in this
+    process), ``c`` (a library through ctypes) or ``process`` (JSON lines to
+    a child); ``isolated`` says a Python or C implementation was put behind a
+    process by ``--isolate``.
+    """
 
     spec: str
     label: str
     factory: Factory
+    transport: str = "python"
+    isolated: bool = False
+
+    def close(self) -> None:
+        """Stop whatever the factory keeps running (child processes); idempotent."""
+        close = getattr(self.factory, "close", None)
+        if callable(close):
+            close()
 
     def import_lines(self) -> list[str]:
         """Python lines that bind ``make`` to this factory, for a pasteable test."""
-        if self.spec.startswith("mutant:"):
+        if self.spec.partition(":")[0] in SCHEMES:
             return ["from kmemspec.harness import load_impl", f"make = load_impl({self.spec!r}).factory"]
         target = BUNDLED.get(self.spec, self.spec)
         module, _, attr = target.rpartition(":")
@@ -45,16 +67,36 @@ class ImplSpec:
         return [f"from {module} import {attr} as make"]
 
 
-def load_impl(spec: str) -> ImplSpec:
-    """Resolve ``spec`` to a factory. Raises InvalidDefinition with one line on any failure."""
-    if spec.startswith("mutant:"):
+def load_impl(spec: str, *, isolate: bool = False, timeout: float | None = None, hang_budget: float | None = None,
+              machine: str = "tiny") -> ImplSpec:
+    """Resolve ``spec`` to a factory. Raises InvalidDefinition with one line on any failure.
+
+    ``timeout`` (seconds per request) and ``hang_budget`` apply to implementations
+    in a child process; ``machine`` is the one an isolated implementation is probed with.
+    """
+    from .adapters.process import DEFAULT_HANG_BUDGET, DEFAULT_TIMEOUT
+
+    limits = {"timeout": DEFAULT_TIMEOUT if timeout is None else timeout,
+              "hang_budget": DEFAULT_HANG_BUDGET if hang_budget is None else hang_budget}
+    scheme, _, rest = spec.partition(":")
+    if scheme == "exec":
+        return _load_exec(spec, rest, limits, label=_exec_label(rest))
+    if isolate:
+        inner = load_impl(spec)  # fail early, and in this process, on a wrong path
+        inner.close()
+        command = shlex.join([sys.executable, "-m", "kmemspec.harness.serve", spec, "--machine", machine])
+        impl = _load_exec(spec, command, limits, label=inner.label)
+        return ImplSpec(spec, inner.label, impl.factory, "process", isolated=True)
+    if scheme == "c":
+        return _load_c(spec, rest)
+    if scheme == "mutant":
         return _load_mutant(spec)
     target = BUNDLED.get(spec, spec)
     module, sep, attr = target.rpartition(":")
     if not sep or not module or not attr:
         raise InvalidDefinition(
             f"implementation {spec!r}: expected MODULE:FACTORY or path/to/file.py:FACTORY "
-            f"(e.g. mypkg.alloc:make), or one of {', '.join(BUNDLED)}"
+            f"(e.g. mypkg.alloc:make), c:path/to/lib.so, exec:COMMAND, or one of {', '.join(BUNDLED)}"
         )
     if module.endswith(".py") or "/" in module or "\\" in module:
         obj = _load_file(spec, Path(module))
@@ -69,6 +111,42 @@ def load_impl(spec: str) -> ImplSpec:
         raise InvalidDefinition(f"implementation {spec!r}: {attr} is a {type(factory).__name__}, not a factory make(machine, env)")
     label = spec if spec in BUNDLED else _label(module, attr)
     return ImplSpec(spec, label, factory)
+
+
+def _load_exec(spec: str, command: str, limits: dict[str, float], *, label: str) -> ImplSpec:
+    """``exec:CMD``: a program speaking the JSON lines protocol (docs/protocol.md)."""
+    from .adapters.process import ProcessFactory
+
+    if not command.strip():
+        raise InvalidDefinition(f"implementation {spec!r}: exec: needs a command, e.g. exec:'./my-allocator --flag'")
+    factory = ProcessFactory.from_command(command, label=label, **limits)
+    factory.start()
+    return ImplSpec(spec, label, factory, "process")
+
+
+_INTERPRETERS: Final = ("python", "python3", "node", "ruby", "perl", "sh", "bash", "java", "env")
+
+
+def _exec_label(command: str) -> str:
+    """``exec-NAME`` after the program, or after the script an interpreter runs."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    names = [Path(w).name for w in words]
+    while len(names) > 1 and (names[0] in _INTERPRETERS or names[0].startswith("python") or names[0].startswith("-")):
+        names.pop(0)
+    return "exec-" + _label(Path(names[0]).stem if names else "process", "make")
+
+
+def _load_c(spec: str, path: str) -> ImplSpec:
+    """``c:path/to/lib.so``: a library implementing harness/c/kmemspec_iut.h, through ctypes."""
+    from .adapters.clib import CLibrary
+
+    if not path:
+        raise InvalidDefinition(f"implementation {spec!r}: write c:path/to/liballoc.so")
+    label = "c-" + _label(Path(path).name.split(".")[0], "make")
+    return ImplSpec(spec, label, CLibrary(path, f"implementation {spec!r}"), "c")
 
 
 def _load_mutant(spec: str) -> ImplSpec:
@@ -124,6 +202,8 @@ def build_iut(factory: Factory, machine: Machine, env: Env, label: str) -> tuple
     """Call the factory and validate the object; return (iut, capabilities, claims)."""
     try:
         iut = factory(machine, env)
+    except (TransportFailure, KmemspecError):
+        raise
     except Exception as e:
         raise InvalidDefinition(f"{label}: the factory raised {type(e).__name__}: {e} (it is called as make(machine, env))") from None
     caps, claims = validate_iut(iut, label)

@@ -21,7 +21,7 @@ from ..refmodel.machine import Machine, load_machine
 from ..refmodel.page_alloc import Expectation, LiveBlock, Outcome, PageAllocModel
 from ..refmodel.rules import CLAIMABLE
 from .loader import build_iut
-from .protocol import Env, Factory
+from .protocol import Env, Factory, TransportFailure
 from .trace import Ref, Step
 
 _PLACEMENT_RULES = ("BUDDY-ORDER-LIMIT", "BUDDY-ALIGN", "PAGE-RAM-ONLY", "BUDDY-NO-CROSS-ZONE", "GFP-ZONE-ELIGIBLE", "BUDDY-NO-OVERLAP")
@@ -41,7 +41,12 @@ class Lockstep:
         self.machine = load_machine(machine) if isinstance(machine, str) else machine
         self.env = Env()
         self.label = label
-        self.iut, self.capabilities, self.claims = build_iut(make, self.machine, self.env, label)
+        self.failure: ConformanceFailure | None = None  # the first broken rule, once one is
+        try:
+            self.iut, self.capabilities, self.claims = build_iut(make, self.machine, self.env, label)
+        except TransportFailure as t:  # a child process that died or hung while starting this example
+            self.trace = []
+            raise self._fail(t.rule_id, f"while creating the implementation for this example: {t.message}") from None
         self.model = PageAllocModel(self.machine)
         self.trace: list[Step] = []
         self.coverage: Counter[str] = Counter()
@@ -141,6 +146,15 @@ class Lockstep:
         self.trace.append(Step("check_contents"))
         self._verify_all()
 
+    def close(self) -> None:
+        """End of the example: let the implementation free what it holds (``close()``, optional)."""
+        close = getattr(self.iut, "close", None)
+        if callable(close):
+            try:
+                close()
+            except TransportFailure:
+                pass
+
     def _verify_all(self) -> None:
         for pfn in list(self._patterns):
             self._verify_pattern(self.model.live[pfn])
@@ -225,6 +239,8 @@ class Lockstep:
             raised = v
         except ConformanceFailure:
             raise
+        except TransportFailure as t:
+            raise self._fail(t.rule_id, t.message) from None
         except Exception as ex:
             raise self._fail("IUT-NO-CRASH", f"{self.label} raised {type(ex).__name__}: {ex}") from ex
         finally:
@@ -308,6 +324,8 @@ class Lockstep:
         """read_phys/write_phys: only a crash is judged (they take no flags and report nothing)."""
         try:
             return fn(*args)
+        except TransportFailure as t:
+            raise self._fail(t.rule_id, t.message) from None
         except Exception as ex:
             raise self._fail("IUT-NO-CRASH", f"{self.label} raised {type(ex).__name__} in {fn.__name__}{args[:1]!r}: {ex}") from ex
 
@@ -346,10 +364,12 @@ class Lockstep:
         except ConformanceFailure as f:
             f.steps = list(self.trace)
             self.failed = True
+            self.failure = self.failure or f
             raise
 
     def _fail(self, rule_id: str, message: str) -> ConformanceFailure:
         self.failed = True
         f = failure_for(rule_id, message)
         f.steps = list(self.trace)
+        self.failure = self.failure or f
         return f

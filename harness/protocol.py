@@ -42,6 +42,20 @@ class PageAllocator(Protocol):
 Factory = Callable[[Machine, "Env"], Any]
 
 
+class TransportFailure(Exception):
+    """An adapter's verdict on the channel to an implementation: its process died, hung, or spoke garbage.
+
+    ``rule_id`` is the protocol rule broken (IUT-PROCESS-ALIVE, IUT-TIMEOUT,
+    IUT-WIRE-FORMAT, ...); the lockstep checker turns it into that rule's
+    failure with the steps so far.
+    """
+
+    def __init__(self, rule_id: str, message: str) -> None:
+        super().__init__(f"{rule_id}: {message}")
+        self.rule_id = rule_id
+        self.message = message
+
+
 @dataclass
 class Env:
     """The kernel around the allocator: the current context, might_sleep(), sleep(), report().

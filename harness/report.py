@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 from xml.sax.saxutils import escape, quoteattr
 
-from ..refmodel.rules import RULES, Rule
+from ..refmodel.rules import PROCESS_RULES, RULES, Rule
 from .loader import load_impl
 from .trace import dump_trace, render_test
 
@@ -40,6 +40,8 @@ def rule_status(rule: Rule, result: Any, failed: set[str]) -> str:
         return "not claimed"
     cap = RULE_CAPABILITY.get(rule.id)
     if cap is not None and cap not in result.capabilities:
+        return "not applicable"
+    if rule.id in PROCESS_RULES and getattr(result, "transport", "python") != "process":
         return "not applicable"
     return "pass" if result.coverage.get(rule.id, 0) else "not exercised"
 
@@ -67,7 +69,8 @@ def build_report(result: Any, out_dir: Path) -> dict[str, Any]:
         })
     return {
         "schema": REPORT_SCHEMA,
-        "impl": {"spec": result.impl, "label": result.label, "capabilities": sorted(result.capabilities), "claims": sorted(result.claims)},
+        "impl": {"spec": result.impl, "label": result.label, "transport": getattr(result, "transport", "python"),
+                 "isolated": getattr(result, "isolated", False), "capabilities": sorted(result.capabilities), "claims": sorted(result.claims)},
         "machine": {"spec": result.machine_spec, "name": result.machine.name, "description": result.machine.to_dict()},
         "profile": {"name": result.profile.name, "max_examples": result.profile.max_examples, "step_count": result.profile.step_count},
         "seed": result.seed,
@@ -75,6 +78,7 @@ def build_report(result: Any, out_dir: Path) -> dict[str, Any]:
         "steps": result.steps,
         "seconds": round(result.seconds, 3),
         "conforming": not result.failures,
+        "notes": list(getattr(result, "notes", [])),
         "expectations": {k: result.outcomes.get(k, 0) for k in ("MUST_SUCCEED", "MAY_FAIL", "MUST_FAIL")},
         "summary": {s: sum(1 for r in rules if r["status"] == s) for s in ("pass", "fail", "not claimed", "not applicable", "not exercised")},
         "rules": rules,

@@ -225,4 +225,5 @@ class PageStateMachine(RuleBasedStateMachine):
                 self.iut.check_contents()
                 self.iut.check_free_area()
         finally:
+            self.iut.close()
             self.target.on_teardown(self.iut)

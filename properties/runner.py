@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
+from hypothesis.errors import Flaky
 from hypothesis.stateful import get_state_machine_test
 
+from ..harness.adapters.process import HangBudgetExhausted
 from ..harness.loader import ImplSpec, build_iut
 from ..harness.lockstep import Lockstep
-from ..harness.protocol import Env
+from ..harness.protocol import Env, TransportFailure
 from ..harness.trace import Step
 from ..refmodel.errors import ConformanceFailure
 from ..refmodel.machine import Machine
+from ..refmodel.rules import PROCESS_RULES
 from .page_machine import PageStateMachine, Target
 
 
@@ -68,7 +71,10 @@ class CheckResult:
     seed: int
     capabilities: frozenset[str]
     claims: frozenset[str]
+    transport: str = "python"
+    isolated: bool = False
     failures: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     coverage: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     examples: int = 0
@@ -88,12 +94,16 @@ class _Progress:
         self.start = time.monotonic()
         self.last = 0.0
         self.tty = bool(stream and stream.isatty())
+        self.seen: dict[str, Failure] = {}  # the shortest failure per rule, should the run be cut short
 
     def example(self, iut: Lockstep) -> None:
         self.result.examples += 1
         self.show()
 
     def teardown(self, iut: Lockstep) -> None:
+        f = iut.failure
+        if f is not None and (f.rule_id not in self.seen or len(f.steps) < len(self.seen[f.rule_id].steps)):
+            self.seen[f.rule_id] = Failure(f.rule_id, f.message, list(f.steps))
         self.result.steps += len(iut.trace)
         self.result.coverage.update(iut.coverage)
         self.result.outcomes.update(iut.outcomes)
@@ -124,10 +134,30 @@ def run_check(
     seed_value: int | None = None,
     progress: TextIO | None = sys.stderr,
 ) -> CheckResult:
-    """Run the page suite on ``impl``; InvalidDefinition propagates (exit 2), conformance failures are collected."""
-    _, caps, claims = build_iut(impl.factory, machine, Env(), impl.label)
+    """Run the page suite on ``impl``; InvalidDefinition propagates (exit 2), conformance failures are collected.
+
+    Child processes the implementation runs in are stopped when the run ends.
+    """
+    try:
+        return _run(impl, machine, machine_spec, profile, seed_value, progress)
+    finally:
+        impl.close()
+
+
+def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, seed_value: int | None,
+         progress: TextIO | None) -> CheckResult:
     chosen = seed_value if seed_value is not None else random.SystemRandom().randrange(1 << 32)
-    result = CheckResult(impl.spec, impl.label, machine, machine_spec, profile, chosen, caps, claims)
+    try:
+        probe, caps, claims = build_iut(impl.factory, machine, Env(), impl.label)
+    except TransportFailure as t:  # it died or hung before the first operation: nothing to shrink
+        result = CheckResult(impl.spec, impl.label, machine, machine_spec, profile, chosen, frozenset(), frozenset(),
+                             impl.transport, impl.isolated)
+        result.failures = [Failure(t.rule_id, f"while creating the implementation: {t.message}", [])]
+        return result
+    close = getattr(probe, "close", None)
+    if callable(close):
+        close()
+    result = CheckResult(impl.spec, impl.label, machine, machine_spec, profile, chosen, caps, claims, impl.transport, impl.isolated)
     bar = _Progress(result, progress)
     target = Target(impl.factory, impl.label, machine, caps, claims, bar.example, bar.teardown)
     machine_cls = PageStateMachine.for_target(target)
@@ -150,12 +180,25 @@ def run_check(
     started = time.monotonic()
     try:
         seed(chosen)(test)()
+    except HangBudgetExhausted as exc:
+        result.failures = sorted(bar.seen.values(), key=lambda f: f.rule_id)
+        result.notes.append(f"the run stopped early: {exc}; failures are the shortest sequences found before that (raise --hang-budget to shrink further)")
     except BaseException as exc:  # noqa: BLE001 - sorted below, anything else re-raised
         failures = _conformance_failures(exc)
-        if failures is None:
+        if failures is not None:
+            result.failures = _dedupe(failures)
+        elif isinstance(exc, Flaky) and bar.seen:
+            # The same operations did not give the same outcome twice: a nondeterministic
+            # implementation (or one that keeps state between examples). Report what was seen.
+            result.failures = sorted(bar.seen.values(), key=lambda f: f.rule_id)
+            result.notes.append(f"the implementation is nondeterministic: the same operations gave different outcomes ({type(exc).__name__}); "
+                                "failures are the shortest sequences seen, and replaying one may not reproduce it")
+        else:
             raise
-        result.failures = _dedupe(failures)
     result.seconds = time.monotonic() - started
+    if impl.transport == "process":  # every request of the run was answered alive, in time and well-formed, or failed above
+        for rule_id in PROCESS_RULES:
+            result.coverage[rule_id] += result.steps
     bar.show(final=True)
     return result
 

@@ -107,7 +107,17 @@ RULES: Final[tuple[Rule, ...]] = (
        "DESIGN.md \"The implementation protocol\""),
     _r("IUT-NO-FALSE-REPORT", "protocol", X, "an implementation reports a violation only for a misuse, and then exactly the kind the kernel reports",
        "DESIGN.md \"Misuse is part of the suite\""),
+    # -- implementations in another process (exec:, --isolate) -----------------
+    _r("IUT-PROCESS-ALIVE", "protocol", X, "an implementation process neither exits nor is killed by a signal (SIGSEGV, SIGABRT, ...) while the suite runs",
+       "docs/protocol.md \"What the suite does with a misbehaving process\""),
+    _r("IUT-TIMEOUT", "protocol", X, "an implementation process answers every request within the per-operation timeout (--timeout)",
+       "docs/protocol.md \"What the suite does with a misbehaving process\""),
+    _r("IUT-WIRE-FORMAT", "protocol", X, "an implementation process answers each request with exactly one line of JSON of the protocol's shape (at most 16 MiB), naming only known violations",
+       "docs/protocol.md \"Any language, out of process\"; docs/protocol.schema.json"),
 )
+
+#: Rules that only an implementation in a child process can break.
+PROCESS_RULES: Final[frozenset[str]] = frozenset({"IUT-PROCESS-ALIVE", "IUT-TIMEOUT", "IUT-WIRE-FORMAT"})
 
 RULES_BY_ID: Final[dict[str, Rule]] = {r.id: r for r in RULES}
 CLAIMABLE: Final[frozenset[str]] = frozenset(r.id for r in RULES if r.needs_claim)
