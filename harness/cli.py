@@ -19,7 +19,8 @@ from ..refmodel.machine import load_machine
 from ..refmodel.rules import RULES, render_markdown, render_table
 from .loader import ImplSpec, load_impl
 from .lockstep import Lockstep
-from .report import write_reports
+from .expectations import compare, expectations_from_report, load_expectations, render_expectations
+from .report import _atomic_write, build_report, write_reports
 from .trace import Ref, load_trace
 
 EXIT_OK, EXIT_NONCONFORMING, EXIT_USAGE = 0, 1, 2
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=None, help="Hypothesis seed, to reproduce a run (default: random, printed)")
     c.add_argument("--report-dir", type=Path, default=None, help="where reports go (default: conformance_reports/<impl>)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    c.add_argument("--expectations", type=Path, default=None, metavar="FILE",
+                   help="gate on an expectations file (TOML): exit 0 when results match it, 1 on a new failure or a lost claim")
+    c.add_argument("--write-expectations", type=Path, default=None, metavar="FILE", help="write an expectations file from this run's results")
     _process_options(c)
 
     r = sub.add_parser("replay", help="replay a recorded failing sequence (a failures/*.json file from a report)")
@@ -93,6 +97,7 @@ def _check(args: argparse.Namespace) -> int:
         print(f"kmemspec: error: profile {args.profile!r} does not exist; choose one of {', '.join(properties.PROFILES)}", file=sys.stderr)
         return EXIT_USAGE
     machine = load_machine(args.machine)
+    expected = load_expectations(args.expectations) if args.expectations else None  # a bad file fails before the run
     impl = _load(args, args.impl, args.machine)
     out_dir = args.report_dir or Path("conformance_reports") / impl.label
     result = properties.run_check(
@@ -100,7 +105,8 @@ def _check(args: argparse.Namespace) -> int:
         seed_value=args.seed, progress=None if args.quiet else sys.stderr,
     )
     _clear_stale(out_dir)
-    doc = write_reports(result, out_dir)
+    comparison = compare(build_report(result, out_dir), expected) if expected is not None else None
+    doc = write_reports(result, out_dir, expectation_results=comparison.to_json() if comparison else None)
     s = doc["summary"]
     verdict = "conforming" if result.conforming else "NOT conforming"
     print(f"{impl.label} on {machine.name}: {verdict}: {s['pass']} pass, {s['fail']} fail, {s['not claimed']} not claimed, "
@@ -112,7 +118,13 @@ def _check(args: argparse.Namespace) -> int:
         for line in f["steps"]:
             print(f"    {line}")
         print(f"  replay: {f['replay']}")
-    print(f"\nreports: {out_dir}/report.json, report.md, junit.xml")
+    print(f"\nreports: {out_dir}/report.json, report.md, report.html, junit.xml")
+    if args.write_expectations:
+        _atomic_write(args.write_expectations, render_expectations(expectations_from_report(doc)))
+        print(f"expectations written: {args.write_expectations}")
+    if comparison is not None:
+        print(comparison.render_text())
+        return EXIT_OK if comparison.gating_ok else EXIT_NONCONFORMING
     return EXIT_OK if result.conforming else EXIT_NONCONFORMING
 
 

@@ -1,4 +1,4 @@
-"""Conformance reports: report.json (versioned), report.md (the rule matrix), junit.xml, replay files.
+"""Conformance reports: report.json (versioned), report.md (the rule matrix), report.html, junit.xml, replay files.
 
 A report is built from a finished run (any object with the fields of
 ``kmemspec.properties.CheckResult``) and written atomically, so a report
@@ -15,6 +15,7 @@ from typing import Any, Final
 from xml.sax.saxutils import escape, quoteattr
 
 from ..refmodel.rules import PROCESS_RULES, RULES, Rule
+from .html_report import render_html
 from .loader import load_impl
 from .trace import dump_trace, render_test
 
@@ -150,15 +151,22 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def write_reports(result: Any, out_dir: Path) -> dict[str, Any]:
-    """Write report.json, report.md, junit.xml and one replay file + pasteable test per failure."""
+def write_reports(result: Any, out_dir: Path, *, expectation_results: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write report.json, report.md, report.html, junit.xml and one replay file + pasteable test per failure.
+
+    ``expectation_results`` (a ``Comparison.to_json()``) goes into report.json
+    and report.html when the run was compared with an expectations file.
+    """
     doc = build_report(result, out_dir)
+    if expectation_results is not None:
+        doc["expectation_results"] = expectation_results
     impl = load_impl(result.impl)
     for f, entry in zip(result.failures, doc["failures"]):
         _atomic_write(Path(entry["trace_file"]), dump_trace(f.steps, impl=result.impl, machine=result.machine_spec,
                                                            rule_id=f.rule_id, message=f.message))
         _atomic_write(Path(entry["test_file"]), render_test(f.steps, impl.import_lines(), result.machine_spec, f.rule_id, f.message))
     _atomic_write(out_dir / "report.md", render_markdown(doc))
+    _atomic_write(out_dir / "report.html", render_html(doc))
     _atomic_write(out_dir / "junit.xml", render_junit(doc))
     _atomic_write(out_dir / "report.json", json.dumps(doc, indent=1) + "\n")
     return doc
