@@ -180,12 +180,13 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
     started = time.monotonic()
     try:
         seed(chosen)(test)()
-    except HangBudgetExhausted as exc:
-        result.failures = sorted(bar.seen.values(), key=lambda f: f.rule_id)
-        result.notes.append(f"the run stopped early: {exc}; failures are the shortest sequences found before that (raise --hang-budget to shrink further)")
     except BaseException as exc:  # noqa: BLE001 - sorted below, anything else re-raised
         failures = _conformance_failures(exc)
-        if failures is not None:
+        budget = _in_chain(exc, HangBudgetExhausted)
+        if budget is not None:  # Hypothesis may wrap it while recording the cut-short example
+            result.failures = sorted(bar.seen.values(), key=lambda f: f.rule_id)
+            result.notes.append(f"the run stopped early: {budget}; failures are the shortest sequences found before that (raise --hang-budget to shrink further)")
+        elif failures is not None:
             result.failures = _dedupe(failures)
         elif isinstance(exc, Flaky) and bar.seen:
             # The same operations did not give the same outcome twice: a nondeterministic
@@ -201,6 +202,16 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
             result.coverage[rule_id] += result.steps
     bar.show(final=True)
     return result
+
+
+def _in_chain(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _conformance_failures(exc: BaseException) -> list[ConformanceFailure] | None:

@@ -263,8 +263,11 @@ class ProcessFactory:
                 self._discard(child)
                 raise TransportFailure("IUT-TIMEOUT", f"{self._who(child)} did not answer {op} within {self.timeout:g}s "
                                                       f"(--timeout); its process group was killed{self._stderr(child)}")
-            ready, _, _ = select.select([child.out_fd], [], [], left)
+            # Wake up now and then: a grandchild holding stdout open hides the child's death from EOF.
+            ready, _, _ = select.select([child.out_fd], [], [], min(left, 0.05))
             if not ready:
+                if child.popen.poll() is not None:
+                    raise self._died(child, op)
                 continue
             chunk = os.read(child.out_fd, 1 << 20)
             if not chunk:
