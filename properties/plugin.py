@@ -4,7 +4,7 @@
 
 Registered through the ``pytest11`` entry point; inert unless
 ``--kmemspec-impl`` is given. Each (implementation, machine) pair becomes a
-collector ``kmemspec[IMPL@MACHINE]`` whose items are the rules, marked with
+collector ``kmemspec/IMPL/MACHINE`` whose items are the rules, marked with
 their level and subsystem (``-m safety``, ``-m "pages and not policy"``).
 The suite runs once per pair, when its first rule item runs; under xdist all
 items of a pair go to one worker, and pairs spread over workers.
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-_GROUP_PREFIX = "kmemspec["
+_GROUP_PREFIX = "kmemspec/"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,13 +67,22 @@ def _load(config: pytest.Config, spec: str, machine: str) -> Any:
     return load_impl(spec, isolate=config.getoption("kmemspec_isolate"), timeout=config.getoption("kmemspec_timeout"), machine=machine)
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m / -k deselect
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.getoption("kmemspec_impl"):
         return
     for spec in config.getoption("kmemspec_impl"):
         for machine in _machines(config):
-            run = KmemspecRun.from_parent(session, name=f"{_GROUP_PREFIX}{spec}@{machine}]", spec=spec, machine_spec=machine)
-            items.extend(run.collect())
+            name = f"{_GROUP_PREFIX}{_safe(spec)}/{_safe(machine)}"
+            run = KmemspecRun.from_parent(session, name=name, nodeid=name, spec=spec, machine_spec=machine)
+            collected = run.collect()
+            # Tell the reporters, as a collected file would ("collected N items").
+            session.ihook.pytest_collectreport(report=pytest.CollectReport(run.nodeid, "passed", None, collected))
+            items.extend(collected)
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.:@" else "_" for c in text)
 
 
 @pytest.hookimpl(tryfirst=True)

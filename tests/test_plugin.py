@@ -1,0 +1,49 @@
+"""The pytest plugin, as a user meets it: their own pytest session, xdist, -m by level, junitxml, usage errors."""
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+from kmemspec.refmodel.rules import RULES
+
+
+def pytest_run(tmp_path, *args):
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+
+
+def test_suite_runs_inside_a_users_session_with_xdist_and_junitxml(tmp_path):
+    (tmp_path / "test_mine.py").write_text("def test_users_own():\n    assert True\n")
+    p = pytest_run(tmp_path, "--kmemspec-impl", "fast", "--kmemspec-machine", "tiny", "--kmemspec-machine", "tiny-wmark",
+                   "--kmemspec-seed", "1", "-n", "2", "--junitxml", "junit.xml")
+    assert p.returncode == 0, p.stdout + p.stderr
+    cases = ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
+    names = [c.get("name") for c in cases]
+    assert "test_users_own" in names
+    assert names.count("BUDDY-NO-CROSS-ZONE") == 2 and len(names) == 1 + 2 * len(RULES)
+
+
+def test_markers_select_by_level(tmp_path):
+    p = pytest_run(tmp_path, "--kmemspec-impl", "reference", "--kmemspec-seed", "1", "-m", "safety", "-vv")
+    assert p.returncode == 0, p.stdout + p.stderr
+    safety = [r.id for r in RULES if r.level.value == "safety"]
+    assert all(f"::{rule_id} " in p.stdout for rule_id in safety)
+    assert "::BUDDY-DOUBLE-FREE " not in p.stdout and f"{len(safety)} selected" in p.stdout
+
+
+def test_a_broken_rule_fails_its_item_with_the_shrunk_steps(tmp_path):
+    p = pytest_run(tmp_path, "--kmemspec-impl", "mutant:zonelist-unfiltered", "--kmemspec-seed", "20261125", "-m", "safety")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "GFP-ZONE-ELIGIBLE:" in p.stdout and "iut.alloc_pages(" in p.stdout
+    assert "reproduce: kmemspec check mutant:zonelist-unfiltered --machine tiny --profile ci --seed 20261125" in p.stdout
+
+
+def test_a_wrong_implementation_is_a_usage_error(tmp_path):
+    p = pytest_run(tmp_path, "--kmemspec-impl", "no_such_module.nowhere:make")
+    assert p.returncode == 4 and "no module named 'no_such_module'" in p.stderr, p.stdout + p.stderr
+
+
+def test_inert_without_the_option(tmp_path):
+    (tmp_path / "test_mine.py").write_text("def test_users_own():\n    assert True\n")
+    p = pytest_run(tmp_path)
+    assert p.returncode == 0 and "1 passed" in p.stdout, p.stdout + p.stderr
