@@ -114,7 +114,7 @@ class Machine:
 
     def __post_init__(self) -> None:
         _validate(self)
-        usable = tuple(_subtract(self.ram, self.reserved))
+        usable = tuple(_coalesce(_subtract(self.ram, self.reserved)))
         populated = tuple(z for z in self.zones if z.spanned_pages)
         object.__setattr__(self, "_usable", usable)
         object.__setattr__(self, "_populated", populated)
@@ -295,6 +295,20 @@ def _size(nbytes: int) -> str:
     if nbytes >= 1 << 20:
         return f"{nbytes / (1 << 20):.1f} MiB"
     return f"{nbytes} B"
+
+
+def _coalesce(ranges: Iterable[PfnRange]) -> Iterator[PfnRange]:
+    """Abutting ranges are one: memblock merges adjacent regions of a type (mm/memblock.c memblock_merge_regions)."""
+    current: PfnRange | None = None
+    for r in ranges:
+        if current is not None and r.start == current.end:
+            current = PfnRange(current.start, r.end)
+            continue
+        if current is not None:
+            yield current
+        current = r
+    if current is not None:
+        yield current
 
 
 def _subtract(ranges: tuple[PfnRange, ...], holes: tuple[PfnRange, ...]) -> Iterator[PfnRange]:

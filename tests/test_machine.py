@@ -8,7 +8,7 @@ import pytest
 
 from kmemspec.refmodel.errors import InvalidMachine
 from kmemspec.refmodel.gfp import ZoneType
-from kmemspec.refmodel.machine import PRESETS, load_machine, machine_from_dict
+from kmemspec.refmodel.machine import PRESETS, PfnRange, load_machine, machine_from_dict
 
 
 @pytest.mark.parametrize("spec", [*PRESETS, "x86_64:16G", "x86_64:2G", "x86_32:8G", "x86_32:512M"])
@@ -96,3 +96,9 @@ def test_toml_machine_file_with_kernel_watermarks(tmp_path):
     assert m.name == "box"
     assert m.zone(ZoneType.NORMAL).watermark.min > 0
     assert m.zone(ZoneType.DMA).lowmem_reserve[ZoneType.NORMAL] == (65536 - 4096) // 256
+
+
+def test_abutting_ram_ranges_are_one_range_as_memblock_merges_them():
+    m = machine_from_dict({**load_machine("tiny").to_dict(), "ram": [[0, 150], [150, 384]]})
+    dma32 = next(z for z in m.zones if z.name == "DMA32")
+    assert list(m.zone_free_ranges(dma32)) == [PfnRange(dma32.start_pfn, dma32.end_pfn)]

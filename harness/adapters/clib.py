@@ -41,7 +41,9 @@ class _Machine(ctypes.Structure):
         ("abi_version", _u32), ("page_shift", _u32), ("max_page_order", _u32), ("nr_zones", _u32),
         ("zones", ctypes.POINTER(_Zone)), ("page_offset", _u64), ("max_low_pfn", _u64),
         ("nr_free_ranges", _u32), ("reserved1", _u32), ("free_ranges", ctypes.POINTER(_Range)),
-        ("json", ctypes.c_char_p),
+        ("json", ctypes.c_char_p), ("word_bits", _u32), ("section_size_bits", _u32), ("phys_addr_bits", _u32),
+        ("nr_ram", _u32), ("ram", ctypes.POINTER(_Range)), ("nr_reserved", _u32), ("reserved2", _u32),
+        ("reserved", ctypes.POINTER(_Range)),
     ]
 
 
@@ -120,6 +122,11 @@ class CLibrary:
         return CIut(self, machine, env)
 
 
+def _ranges(pairs: list[tuple[int, int]]) -> tuple[Any, list[tuple[int, int]]]:
+    """A C array of kmemspec_range (never zero-length, so the pointer is valid) and its entries."""
+    return (_Range * max(1, len(pairs)))(*[_Range(a, b) for a, b in pairs]), pairs
+
+
 class CIut:
     """One instance of a C allocator, with the Python protocol's methods."""
 
@@ -145,12 +152,15 @@ class CIut:
             reserve = (list(z.lowmem_reserve) + [0] * NR_ZONE_TYPES)[:NR_ZONE_TYPES]
             zones[i] = _Zone(int(z.zone_type), 0, z.start_pfn, z.end_pfn, z.watermark.min, z.watermark.low, z.watermark.high,
                              (_u64 * NR_ZONE_TYPES)(*reserve))
-        free = [(r.start, r.end) for z in machine.populated_zones for r in machine.zone_free_ranges(z)]
-        ranges = (_Range * max(1, len(free)))(*[_Range(a, b) for a, b in free])
+        free = _ranges([(r.start, r.end) for z in machine.populated_zones for r in machine.zone_free_ranges(z)])
+        ram = _ranges([(r.start, r.end) for r in machine.ram])
+        reserved = _ranges([(r.start, r.end) for r in machine.reserved])
         text = json.dumps(machine_message(machine)).encode()
         m = _Machine(ABI_VERSION, machine.page_shift, machine.max_page_order, len(machine.zones), zones,
-                     machine.page_offset, machine.max_low_pfn, len(free), 0, ranges, text)
-        return m, zones, ranges, text
+                     machine.page_offset, machine.max_low_pfn, len(free[1]), 0, free[0], text,
+                     machine.word_bits, machine.section_size_bits, machine.phys_addr_bits,
+                     len(ram[1]), ram[0], len(reserved[1]), 0, reserved[0])
+        return m, zones, free, ram, reserved, text
 
     def _report(self, code: int) -> None:
         # Runs inside a ctypes callback, where an exception would be printed and lost.

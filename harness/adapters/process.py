@@ -269,7 +269,7 @@ class ProcessFactory:
                 if child.popen.poll() is not None:
                     raise self._died(child, op)
                 continue
-            chunk = os.read(child.out_fd, 1 << 20)
+            chunk = os.read(child.out_fd, 65536)
             if not chunk:
                 raise self._died(child, op)
             buf += chunk

@@ -131,6 +131,14 @@ struct kmemspec_machine {
 	 * each inside one zone: exactly what memblock_free_all() hands over. */
 	const struct kmemspec_range *free_ranges;
 	const char *json;		/* the whole description (`kmemspec machine NAME --json`) */
+	uint32_t word_bits;		/* BITS_PER_LONG: 64, or 32 with highmem */
+	uint32_t section_size_bits;	/* SECTION_SIZE_BITS: pfn_valid() holds per memory section */
+	uint32_t phys_addr_bits;	/* MAX_PHYSMEM_BITS */
+	uint32_t nr_ram;
+	const struct kmemspec_range *ram;	/* all RAM, reserved ranges included, ascending */
+	uint32_t nr_reserved;
+	uint32_t reserved2;
+	const struct kmemspec_range *reserved;	/* memblock-reserved: never handed to the buddy allocator */
 };
 
 /* -- the kernel around the allocator ---------------------------------------- */
