@@ -8,12 +8,13 @@ checked, and the run's numbers. Reports are written by ``kmemspec.harness.report
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Final, TextIO
+from typing import Final, Iterator, TextIO
 
 from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
 from hypothesis.errors import Flaky
@@ -179,7 +180,8 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
     )
     started = time.monotonic()
     try:
-        seed(chosen)(test)()
+        with _generation_independent_of_loaded_code():
+            seed(chosen)(test)()
     except BaseException as exc:  # noqa: BLE001 - sorted below, anything else re-raised
         failures = _conformance_failures(exc)
         budget = _in_chain(exc, HangBudgetExhausted)
@@ -202,6 +204,37 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
             result.coverage[rule_id] += result.steps
     bar.show(final=True)
     return result
+
+
+@contextlib.contextmanager
+def _generation_independent_of_loaded_code() -> Iterator[None]:
+    """Keep Hypothesis from mixing literals of the loaded local modules into generated values.
+
+    Hypothesis (6.1xx) biases draws towards constants found in every local
+    module in sys.modules. Which modules are loaded differs between the CLI,
+    the pytest plugin, --isolate and the user's own implementation module, so
+    ``--seed N`` would not reproduce a run across them. This reaches into a
+    private API; if it is gone, generation simply stays as Hypothesis makes it.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+    except ImportError:
+        yield
+        return
+    original = getattr(providers, "_get_local_constants", None)
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
+    if original is None or cache is None or not hasattr(cache, "cache"):
+        yield
+        return
+    empty = Constants()
+    providers._get_local_constants = lambda: empty
+    cache.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.cache.clear()
 
 
 def _in_chain(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:

@@ -8,6 +8,7 @@ failure of its own rule with the operations so far and its stderr; no child
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,12 +30,20 @@ def _exec(mode: str, *extra: str) -> str:
     return f"exec:{sys.executable} {BADPROC} {mode} {' '.join(extra)}".rstrip()
 
 
-def _alive(pid: int) -> bool:
+def _running(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().split(")")[-1].split()[0] != "Z"  # a zombie is dead, only not yet reaped
     except FileNotFoundError:
         return False
+
+
+def _alive(pid: int) -> bool:
+    """Still running 2 s after the run: SIGKILL is delivered asynchronously, so give it a moment."""
+    deadline = time.monotonic() + 2.0
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return _running(pid)
 
 
 def _run(spec: str, **limits):

@@ -84,6 +84,7 @@ class _Child:
         self.out_fd = self.popen.stdout.fileno()
         self.stderr = _Tail(self.popen.stderr.fileno())
         self.pending = bytearray()
+        self.eof = False
         self.requests = 0
 
     @property
@@ -155,7 +156,7 @@ class ProcessFactory:
             raise InvalidDefinition(f"{self.label}: {t.message}") from None
 
     def __call__(self, machine: Machine, env: Env) -> ProcessIut:
-        if self._child is not None and (self._child.pending or _readable(self._child.out_fd)):
+        if self._child is not None and self._more_output(self._child):
             # Output nobody asked for, left by the last example: start this one clean, so
             # that an example's outcome never depends on the one before it.
             self._discard(self._child)
@@ -235,7 +236,7 @@ class ProcessFactory:
         except (BrokenPipeError, ConnectionResetError, ValueError):
             raise self._died(child, op) from None
         line = self._read_line(child, op)
-        if child.pending or _readable(child.out_fd):
+        if self._more_output(child):
             self._discard(child)
             raise TransportFailure("IUT-WIRE-FORMAT", f"{self._who(child)} wrote more than one line in reply to {op}")
         try:
@@ -243,6 +244,14 @@ class ProcessFactory:
         except (ValueError, UnicodeDecodeError):
             self._discard(child)
             raise TransportFailure("IUT-WIRE-FORMAT", f"{self._who(child)} answered {op} with a line that is not JSON: {_clip(repr(line))}") from None
+
+    def _more_output(self, child: _Child) -> bool:
+        """Did the child write more than was asked for? (Its stdout closing is not output.)"""
+        if not child.pending and not child.eof and _readable(child.out_fd):
+            chunk = os.read(child.out_fd, 65536)
+            child.pending += chunk
+            child.eof = not chunk
+        return bool(child.pending)
 
     def _read_line(self, child: _Child, op: str) -> bytes:
         deadline = time.monotonic() + self.timeout
@@ -257,6 +266,8 @@ class ProcessFactory:
                 self._discard(child)
                 raise TransportFailure("IUT-WIRE-FORMAT", f"{self._who(child)} answered {op} with more than {MAX_LINE >> 20} MiB without a newline "
                                                           f"(it begins {_clip(repr(bytes(buf[:80])))})")
+            if child.eof:
+                raise self._died(child, op)
             left = deadline - time.monotonic()
             if left <= 0:
                 self.hung_seconds += self.timeout
