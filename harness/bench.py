@@ -73,13 +73,17 @@ def _drive(ops: list[tuple[str, int, int]], alloc: Callable[[int, int], int | No
     return done
 
 
-def impl_throughput(spec: str, machine: Machine, w: Workload, n: int) -> float:
-    """Operations per second of ``spec`` alone on workload ``w``."""
-    iut = load_impl(spec).factory(machine, Env())
-    ops = _ops(w, n)
-    t0 = time.perf_counter()
-    done = _drive(ops, iut.alloc_pages, iut.free_pages)
-    return done / (time.perf_counter() - t0)
+def impl_throughput(spec: str, machine: Machine, w: Workload, n: int, *, isolate: bool = False) -> float:
+    """Operations per second of ``spec`` alone on workload ``w`` (in a child process with ``isolate``)."""
+    impl = load_impl(spec, isolate=isolate, machine=machine.name)
+    try:
+        iut = impl.factory(machine, Env())
+        ops = _ops(w, n)
+        t0 = time.perf_counter()
+        done = _drive(ops, iut.alloc_pages, iut.free_pages)
+        return done / (time.perf_counter() - t0)
+    finally:
+        impl.close()
 
 
 def oracle_cost(machine: Machine, w: Workload, n: int) -> float:
@@ -114,13 +118,19 @@ def oracle_cost(machine: Machine, w: Workload, n: int) -> float:
     return best * 1e6 / len(recorded)
 
 
-def run_bench(n: int, impls: list[str]) -> str:
-    """The report ``kmemspec bench`` prints (a Markdown table, pasteable into docs/bench.md)."""
+def run_bench(n: int, impls: list[str], *, isolated: bool = False) -> str:
+    """The report ``kmemspec bench`` prints (a Markdown table, pasteable into docs/bench.md).
+
+    With ``isolated``, each implementation is also timed behind the JSON lines
+    protocol (``--isolate``): the cost of process isolation per operation.
+    """
     big = load_machine(BENCH_MACHINE)
+    columns = [(s, False) for s in impls] + ([(s, True) for s in impls if not s.startswith("exec:")] if isolated else [])
+    names = [f"{s} (isolated)" if iso else s for s, iso in columns]
     lines = [f"## Implementation throughput on {BENCH_MACHINE} ({n} operations per workload)", "",
-             "| workload | " + " | ".join(f"{s} ops/s" for s in impls) + " |", "|---|" + "---:|" * len(impls)]
+             "| workload | " + " | ".join(f"{name} ops/s" for name in names) + " |", "|---|" + "---:|" * len(columns)]
     for w in WORKLOADS:
-        lines.append(f"| {w.name} | " + " | ".join(f"{impl_throughput(s, big, w, n):,.0f}" for s in impls) + " |")
+        lines.append(f"| {w.name} | " + " | ".join(f"{impl_throughput(s, big, w, n, isolate=iso):,.0f}" for s, iso in columns) + " |")
     small = load_machine("tiny")
     w = Workload("oracle", (0, 1, 2), 24, (GFP_KERNEL, GFP_ATOMIC))
     small_us, big_us = oracle_cost(small, w, n), oracle_cost(big, w, n)

@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure operations per second and the oracle's cost per checked operation")
     b.add_argument("--ops", type=int, default=20000, help="operations per workload (default 20000)")
-    b.add_argument("--impl", action="append", default=None, help="implementations to time (default: reference and fast)")
+    b.add_argument("--impl", action="append", default=None, help="implementations to time, any spelling `check` takes (default: reference and fast)")
+    b.add_argument("--isolated", action="store_true", help="also time each implementation behind the JSON lines protocol (--isolate)")
     return p
 
 
@@ -187,7 +188,7 @@ def _rules(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
-    print(run_bench(args.ops, args.impl or ["reference", "fast"]))
+    print(run_bench(args.ops, args.impl or ["reference", "fast"], isolated=args.isolated))
     return EXIT_OK
 
 

@@ -86,6 +86,7 @@ class _Child:
         self.pending = bytearray()
         self.eof = False
         self.requests = 0
+        self.last_op = ""
 
     @property
     def pid(self) -> int:
@@ -229,6 +230,9 @@ class ProcessFactory:
         self.capabilities, self.claims, self._declared = caps, claims, True
 
     def _request(self, child: _Child, message: dict[str, Any], op: str) -> Any:
+        if op != "hello" and self._more_output(child):  # a late second line to the previous request
+            self._discard(child)
+            raise TransportFailure("IUT-WIRE-FORMAT", f"{self._who(child)} wrote more than one line in reply to {child.last_op}")
         child.requests += 1
         try:
             child.stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
@@ -236,18 +240,23 @@ class ProcessFactory:
         except (BrokenPipeError, ConnectionResetError, ValueError):
             raise self._died(child, op) from None
         line = self._read_line(child, op)
-        if self._more_output(child):
+        if self._more_output(child, poll=False):
             self._discard(child)
             raise TransportFailure("IUT-WIRE-FORMAT", f"{self._who(child)} wrote more than one line in reply to {op}")
+        child.last_op = op
         try:
             return json.loads(line)
         except (ValueError, UnicodeDecodeError):
             self._discard(child)
             raise TransportFailure("IUT-WIRE-FORMAT", f"{self._who(child)} answered {op} with a line that is not JSON: {_clip(repr(line))}") from None
 
-    def _more_output(self, child: _Child) -> bool:
-        """Did the child write more than was asked for? (Its stdout closing is not output.)"""
-        if not child.pending and not child.eof and _readable(child.out_fd):
+    def _more_output(self, child: _Child, *, poll: bool = True) -> bool:
+        """Did the child write more than was asked for? (Its stdout closing is not output.)
+
+        Without ``poll`` only what was already read counts: a second line written
+        with the reply arrives in the same read, and the per-request syscall is saved.
+        """
+        if poll and not child.pending and not child.eof and _readable(child.out_fd):
             chunk = os.read(child.out_fd, 65536)
             child.pending += chunk
             child.eof = not chunk

@@ -1,0 +1,65 @@
+"""The JSON lines protocol: the schema in docs agrees with the code, and replies are decoded strictly."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kmemspec.harness.protocol import CAPABILITY_METHODS
+from kmemspec.harness.wire import WIRE_OPS, WireError, decode_bytes, decode_reply, machine_message
+from kmemspec.refmodel import VIOLATIONS, DoubleFree, SleepInAtomic, load_machine
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "protocol.schema.json").read_text())
+
+
+def test_schema_names_the_codes_violations_capabilities_and_ops():
+    defs = SCHEMA["$defs"]
+    assert defs["violation"]["enum"] == [v.__name__ for v in VIOLATIONS]
+    hello = defs["reply"]["oneOf"][0]["properties"]["capabilities"]["items"]["enum"]
+    assert set(hello) == set(CAPABILITY_METHODS)
+    ops = set()
+    for alt in defs["request"]["oneOf"]:
+        op = alt["properties"]["op"]
+        ops |= set(op.get("enum", [op.get("const")]))
+    assert ops == set(WIRE_OPS) | {"hello", "init", "bye"}
+    for alt in defs["request"]["oneOf"]:
+        for name in alt["properties"]["op"].get("enum", [alt["properties"]["op"].get("const")]):
+            if name in WIRE_OPS:
+                assert set(alt["required"]) == {"op", "context", *WIRE_OPS[name].args}, name
+
+
+def test_every_capability_method_is_an_operation():
+    for cap, methods in CAPABILITY_METHODS.items():
+        for m in methods:
+            assert WIRE_OPS[m].capability == cap
+
+
+def test_replies_decode_to_results_violations_and_env_events():
+    r = decode_reply({"result": 7, "might_sleep": 1, "slept": 2, "reports": ["SleepInAtomic"]})
+    assert (r.result, r.might_sleep, r.slept) == (7, 1, 2) and isinstance(r.reports[0], SleepInAtomic)
+    r = decode_reply({"error": "DoubleFree", "message": "pfn 0x4"})
+    assert isinstance(r.violation, DoubleFree) and str(r.violation) == "pfn 0x4"
+    assert decode_reply({"crash": "KeyError: 3"}).crash == "KeyError: 3"
+    assert decode_reply({"result": None, "extra": "ignored, for later versions"}).result is None
+
+
+@pytest.mark.parametrize("reply,text", [
+    ([1], "must be a JSON object"),
+    ({}, "has \"result\", \"error\" or \"crash\""),
+    ({"error": "NoSuchThing"}, "unknown violation 'NoSuchThing'"),
+    ({"result": 1, "might_sleep": -1}, "'might_sleep' must be a count"),
+    ({"result": 1, "reports": "DoubleFree"}, "\"reports\" must be a list"),
+])
+def test_malformed_replies_say_what_is_wrong(reply, text):
+    with pytest.raises(WireError) as e:
+        decode_reply(reply)
+    assert text in str(e.value)
+
+
+def test_bytes_and_machine_messages():
+    assert decode_bytes("00ff") == b"\x00\xff"
+    with pytest.raises(WireError):
+        decode_bytes("xyz")
+    m = load_machine("tiny")
+    msg = machine_message(m)
+    assert msg["free_ranges"][0] == [3, 100] and json.loads(json.dumps(msg)) == msg
