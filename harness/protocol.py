@@ -25,6 +25,9 @@ CAPABILITY_METHODS: Final[dict[str, tuple[str, ...]]] = {
     "get_free_pages": ("get_free_pages", "free_pages_addr"),
     "memory": ("read_phys", "write_phys"),
     "free_area": ("free_area",),
+    "kmalloc": ("kmalloc", "kzalloc", "kmalloc_array", "krealloc", "ksize", "kfree"),
+    "slab": ("kmem_cache_create", "kmem_cache_alloc", "kmem_cache_free", "kmem_cache_destroy", "kmem_cache_shrink"),
+    "slab_info": ("slabs",),
 }
 
 

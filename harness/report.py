@@ -20,7 +20,13 @@ from .loader import load_impl
 from .trace import dump_trace, render_test
 
 REPORT_SCHEMA: Final = "kmemspec-report/1"
-SUBSYSTEMS: Final = ("pages", "protocol")
+SUBSYSTEMS: Final = ("pages", "kmalloc", "slab", "protocol")
+
+#: Subsystems that need one of these capabilities; a rule of "slab" applies to kmalloc objects too.
+SUBSYSTEM_CAPABILITIES: Final[dict[str, frozenset[str]]] = {
+    "kmalloc": frozenset({"kmalloc"}),
+    "slab": frozenset({"kmalloc", "slab"}),
+}
 
 #: Rules that can only be checked when an implementation has the capability.
 RULE_CAPABILITY: Final[dict[str, str]] = {
@@ -30,6 +36,13 @@ RULE_CAPABILITY: Final[dict[str, str]] = {
     "API-ZERO": "memory",
     "PAGE-CONTENTS-INTACT": "memory",
     "INTROSPECT-FREE-AREA": "free_area",
+    "KZALLOC-ZERO": "memory",
+    "SLAB-CONTENTS-INTACT": "memory",
+    "SLAB-CACHE-ALIGN": "slab",
+    "SLAB-WRONG-CACHE": "slab",
+    "SLAB-DESTROY-BUSY": "slab",
+    "SLAB-CACHE-MIGHT-SLEEP": "slab",
+    "SLAB-INTROSPECT": "slab_info",
 }
 
 
@@ -41,6 +54,9 @@ def rule_status(rule: Rule, result: Any, failed: set[str]) -> str:
         return "not claimed"
     cap = RULE_CAPABILITY.get(rule.id)
     if cap is not None and cap not in result.capabilities:
+        return "not applicable"
+    needs = SUBSYSTEM_CAPABILITIES.get(rule.subsystem)
+    if needs is not None and not needs & result.capabilities:
         return "not applicable"
     if rule.id in PROCESS_RULES and getattr(result, "transport", "python") != "process":
         return "not applicable"

@@ -70,7 +70,7 @@ class _Server:
             return {"error": v.kind(), "message": str(v), **self.env.events}
         if op == "read_phys" and isinstance(result, (bytes, bytearray)):
             result = encode_bytes(result)
-        elif op == "free_area" and result is not None:
+        elif op in ("free_area", "slabs") and result is not None:
             result = [list(pair) for pair in result]
         return {"result": result, **self.env.events}
 

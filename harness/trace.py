@@ -31,7 +31,7 @@ class Ref:
         return f"{self.name} {'+' if self.offset > 0 else '-'} {abs(self.offset)}"
 
 
-Arg = int | Ref
+Arg = int | str | Ref
 
 
 @dataclass
@@ -64,13 +64,15 @@ class Step:
     def from_json(cls, data: dict[str, Any]) -> Step:
         args: dict[str, Arg] = {}
         for k, v in data.get("args", {}).items():
-            args[k] = Ref(v["ref"], int(v.get("offset", 0))) if isinstance(v, dict) else int(v)
+            args[k] = Ref(v["ref"], int(v.get("offset", 0))) if isinstance(v, dict) else v if isinstance(v, str) else int(v)
         return cls(str(data["op"]), args, data.get("result"), str(data.get("comment", "")))
 
 
 def _render_arg(key: str, value: Arg) -> str:
     if isinstance(value, Ref):
         return value.render()
+    if isinstance(value, str):
+        return repr(value)
     if key == "gfp":
         return format_gfp(value)
     if key == "ctx":

@@ -37,6 +37,18 @@ WIRE_OPS: Final[dict[str, WireOp]] = {
         WireOp("read_phys", "memory", ("phys_addr", "length")),
         WireOp("write_phys", "memory", ("phys_addr", "data")),
         WireOp("free_area", "free_area", ()),
+        WireOp("kmalloc", "kmalloc", ("size", "gfp")),
+        WireOp("kzalloc", "kmalloc", ("size", "gfp")),
+        WireOp("kmalloc_array", "kmalloc", ("n", "size", "gfp")),
+        WireOp("krealloc", "kmalloc", ("addr", "size", "gfp")),
+        WireOp("ksize", "kmalloc", ("addr",)),
+        WireOp("kfree", "kmalloc", ("addr",)),
+        WireOp("kmem_cache_create", "slab", ("name", "size", "align", "flags")),
+        WireOp("kmem_cache_alloc", "slab", ("cache", "gfp")),
+        WireOp("kmem_cache_free", "slab", ("cache", "addr")),
+        WireOp("kmem_cache_destroy", "slab", ("cache",)),
+        WireOp("kmem_cache_shrink", "slab", ("cache",)),
+        WireOp("slabs", "slab_info", ()),
     )
 }
 

@@ -28,7 +28,8 @@ from ..harness.trace import Step
 from ..refmodel.errors import ConformanceFailure
 from ..refmodel.machine import Machine
 from ..refmodel.rules import PROCESS_RULES
-from .page_machine import PageStateMachine, Target
+from .page_machine import Target
+from .slab_machine import MemoryStateMachine
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
     result = CheckResult(impl.spec, impl.label, machine, machine_spec, profile, chosen, caps, claims, impl.transport, impl.isolated)
     bar = _Progress(result, progress)
     target = Target(impl.factory, impl.label, machine, caps, claims, bar.example, bar.teardown)
-    machine_cls = PageStateMachine.for_target(target)
+    machine_cls = MemoryStateMachine.for_target(target)
     test = get_state_machine_test(
         machine_cls,
         settings=settings(

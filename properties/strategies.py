@@ -14,6 +14,7 @@ from typing import Final
 from hypothesis import strategies as st
 
 from ..refmodel.context import Context
+from ..refmodel.slab import SlabFlag
 from ..refmodel.gfp import (
     GFP,
     GFP_ATOMIC,
@@ -72,3 +73,35 @@ def orders(max_page_order: int) -> st.SearchStrategy[int]:
 
 def contexts() -> st.SearchStrategy[Context]:
     return st.sampled_from(ALLOC_CONTEXTS)
+
+
+#: Sizes at the edges of the kmalloc buckets (KMALLOC-INDEX), where off-by-one bugs live.
+BUCKET_EDGES: Final = (1, 7, 8, 9, 16, 17, 24, 32, 33, 64, 65, 96, 97, 128, 129, 192, 193, 256, 257, 512, 1000, 1024, 2048, 4095, 4096, 4097)
+
+
+def kmalloc_sizes(max_cache_size: int, max_size: int) -> st.SearchStrategy[int]:
+    """kmalloc sizes: 0, bucket edges, any slab size, large sizes up to just past KMALLOC_MAX_SIZE."""
+    edges = [s for s in BUCKET_EDGES if s <= max_cache_size] + [max_cache_size, max_cache_size + 1, max_size, max_size + 1]
+    return st.one_of(
+        st.sampled_from(edges),
+        st.integers(1, max_cache_size),
+        st.just(0),
+        st.integers(max_cache_size + 1, max_size + 1),
+        st.integers(max_size + 1, 2 * max_size),
+    )
+
+
+def slab_flags() -> st.SearchStrategy[int]:
+    """kmem_cache_create flags that change placement: cache-line alignment and the DMA zones."""
+    return st.tuples(st.booleans(), st.sampled_from((0, int(SlabFlag.CACHE_DMA), int(SlabFlag.CACHE_DMA32)))).map(
+        lambda t: (int(SlabFlag.HWCACHE_ALIGN) if t[0] else 0) | t[1]
+    )
+
+
+def cache_sizes() -> st.SearchStrategy[int]:
+    return st.one_of(st.sampled_from((1, 8, 20, 40, 64, 100, 192, 500, 1024, 3000)), st.integers(1, 2048))
+
+
+def aligns() -> st.SearchStrategy[int]:
+    """0 (none) or a power of two up to 256."""
+    return st.sampled_from((0, 8, 16, 32, 64, 128, 256))

@@ -93,6 +93,46 @@ class BadAddress(Violation):
     code = 7
 
 
+class InvalidFree(Violation):
+    """kfree()/kmem_cache_free() of a pointer that is no live object's start: an interior pointer, a page block.
+
+    mm/slub.c free_consistency_checks "Invalid object pointer" (SLAB_CONSISTENCY_CHECKS);
+    free_large_kmalloc "Not a kmalloc allocation" for a non-slab page.
+    """
+
+    code = 8
+
+
+class WrongCache(Violation):
+    """kmem_cache_free(s, x) where x belongs to another cache.
+
+    mm/slub.c cache_from_obj / warn_free_bad_obj "object belongs to different cache"
+    (CONFIG_SLAB_FREELIST_HARDENED or SLAB_CONSISTENCY_CHECKS).
+    """
+
+    code = 9
+
+
+class CacheBusy(Violation):
+    """kmem_cache_destroy() of a cache that still has live objects.
+
+    mm/slub.c __kmem_cache_shutdown "Objects remaining on __kmem_cache_shutdown()";
+    mm/slab_common.c kmem_cache_destroy "Slab cache still has objects". Reported, not fatal.
+    """
+
+    code = 10
+
+
+class UnexpectedGfp(Violation):
+    """kmalloc with __GFP_DMA32 or __GFP_HIGHMEM (GFP_SLAB_BUG_MASK).
+
+    mm/slab_common.c kmalloc_fix_flags "Unexpected gfp: ... Fix your code!": the
+    flags are fixed up and the allocation goes on, from lowmem.
+    """
+
+    code = 11
+
+
 VIOLATIONS: tuple[type[Violation], ...] = (
     SleepInAtomic,
     InvalidGfp,
@@ -101,6 +141,10 @@ VIOLATIONS: tuple[type[Violation], ...] = (
     FreeWrongOrder,
     FreeInterior,
     BadAddress,
+    InvalidFree,
+    WrongCache,
+    CacheBusy,
+    UnexpectedGfp,
 )
 VIOLATION_BY_CODE: dict[int, type[Violation]] = {v.code: v for v in VIOLATIONS}
 VIOLATION_BY_NAME: dict[str, type[Violation]] = {v.__name__: v for v in VIOLATIONS}

@@ -28,14 +28,14 @@ from kmemspec.refmodel.errors import KmemspecError
 from kmemspec.refmodel.rules import RULES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "expectations.md"
-MUTANT = "cross-zone-merge"
-# Smaller than ci (which takes ~8 s here) but enough to kill this mutant with this seed.
+MUTANT = "zonelist-unfiltered"
+# Smaller than ci: this mutant breaks GFP-ZONE-ELIGIBLE within a few steps on any seed.
 SMALL = Profile("unit", 20, 20, "a short run for the expectations tests")
 
 
 @pytest.fixture(scope="module")
 def mutant_doc(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """report.json of a real, failing run: `kmemspec check mutant:cross-zone-merge --seed 20261125` (smaller profile)."""
+    """report.json of a real, failing run: `kmemspec check mutant:zonelist-unfiltered --seed 20261125` (smaller profile)."""
     machine = MUTANTS[MUTANT].machine
     result = run_check(load_impl(f"mutant:{MUTANT}"), load_machine(machine), machine_spec=machine,
                        profile=SMALL, seed_value=20261125, progress=None)

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from ...refmodel.errors import InvalidDefinition
 from ...refmodel.machine import Machine
-from ..protocol import Env, TransportFailure, validate_iut
+from ..protocol import CAPABILITY_METHODS, Env, TransportFailure, validate_iut
 from ..wire import MAX_LINE, PROTOCOL_VERSION, WireError, decode_bytes, decode_reply, encode_bytes, machine_message, Reply
 
 STDERR_TAIL: Final = 4096
@@ -216,8 +216,9 @@ class ProcessFactory:
             raise TransportFailure("IUT-WIRE-FORMAT", f"{self._who(child)} answered hello with {_clip(json.dumps(hello))}; "
                                                       f"expected {{\"protocol\": {PROTOCOL_VERSION}, \"capabilities\": [...], \"claims\": [...]}}")
         probe = type("Declared", (), {"capabilities": hello.get("capabilities"), "claims": hello.get("claims", [])})()
-        for method in ("alloc_pages", "free_pages", "get_free_pages", "free_pages_addr", "read_phys", "write_phys", "free_area"):
-            setattr(probe, method, lambda *a: None)
+        for methods in CAPABILITY_METHODS.values():
+            for method in methods:
+                setattr(probe, method, lambda *a: None)
         try:
             caps, claims = validate_iut(probe, self.label)
         except InvalidDefinition as e:
@@ -346,6 +347,42 @@ class ProcessIut:
 
     def free_area(self) -> Any:
         return self._op("free_area")
+
+    def kmalloc(self, size: int, gfp: int) -> Any:
+        return self._op("kmalloc", size=size, gfp=gfp)
+
+    def kzalloc(self, size: int, gfp: int) -> Any:
+        return self._op("kzalloc", size=size, gfp=gfp)
+
+    def kmalloc_array(self, n: int, size: int, gfp: int) -> Any:
+        return self._op("kmalloc_array", n=n, size=size, gfp=gfp)
+
+    def krealloc(self, addr: int, size: int, gfp: int) -> Any:
+        return self._op("krealloc", addr=addr, size=size, gfp=gfp)
+
+    def ksize(self, addr: int) -> Any:
+        return self._op("ksize", addr=addr)
+
+    def kfree(self, addr: int) -> Any:
+        return self._op("kfree", addr=addr)
+
+    def kmem_cache_create(self, name: str, size: int, align: int, flags: int) -> Any:
+        return self._op("kmem_cache_create", name=name, size=size, align=align, flags=flags)
+
+    def kmem_cache_alloc(self, cache: int, gfp: int) -> Any:
+        return self._op("kmem_cache_alloc", cache=cache, gfp=gfp)
+
+    def kmem_cache_free(self, cache: int, addr: int) -> Any:
+        return self._op("kmem_cache_free", cache=cache, addr=addr)
+
+    def kmem_cache_destroy(self, cache: int) -> Any:
+        return self._op("kmem_cache_destroy", cache=cache)
+
+    def kmem_cache_shrink(self, cache: int) -> Any:
+        return self._op("kmem_cache_shrink", cache=cache)
+
+    def slabs(self) -> Any:
+        return self._op("slabs")
 
     def _op(self, op: str, **args: Any) -> Any:
         reply = self._factory.request({"op": op, **args, "context": int(self.env.context)})

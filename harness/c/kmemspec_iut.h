@@ -53,6 +53,11 @@ enum kmemspec_status {
 	KMEMSPEC_E_FREE_WRONG_ORDER = 5,	/* FreeWrongOrder  BUDDY-FREE-WRONG-ORDER */
 	KMEMSPEC_E_FREE_INTERIOR = 6,		/* FreeInterior    BUDDY-FREE-INTERIOR */
 	KMEMSPEC_E_BAD_ADDRESS = 7,		/* BadAddress      API-FREE-BAD-ADDRESS */
+	/* the slab layer and kmalloc (capabilities "slab", "kmalloc") */
+	KMEMSPEC_E_INVALID_FREE = 8,		/* InvalidFree     SLAB-INVALID-FREE */
+	KMEMSPEC_E_WRONG_CACHE = 9,		/* WrongCache      SLAB-WRONG-CACHE */
+	KMEMSPEC_E_CACHE_BUSY = 10,		/* CacheBusy       SLAB-DESTROY-BUSY */
+	KMEMSPEC_E_UNEXPECTED_GFP = 11,		/* UnexpectedGfp   KMALLOC-GFP-BUG */
 };
 
 /* -- GFP bits (include/linux/gfp_types.h) ----------------------------------- */

@@ -22,6 +22,7 @@ from ...refmodel.errors import BadAddress, BadFree, DoubleFree, FreeInterior, Fr
 from ...refmodel.gfp import GFP, GFP_ZONE_BAD, GFP_ZONEMASK, ZoneType, gfp_zone
 from ...refmodel.machine import Machine, PfnRange, Zone, split_aligned
 from ..protocol import Env
+from .slub import SLAB_CAPABILITIES, SLAB_CLAIMS, SlubLayer
 
 # Plain ints: IntFlag arithmetic is slow on the hot path.
 _ZONEMASK: Final = int(GFP_ZONEMASK)
@@ -74,13 +75,13 @@ def reserve_min(mark: int, gfp: int) -> int:
 class FastBuddy:
     """The ``fast`` implementation: a per-zone buddy allocator with O(MAX_PAGE_ORDER) alloc and free."""
 
-    capabilities: frozenset[str] = frozenset({"pages", "get_free_pages", "memory", "free_area"})
+    capabilities: frozenset[str] = frozenset({"pages", "get_free_pages", "memory", "free_area"}) | SLAB_CAPABILITIES
     claims: frozenset[str] = frozenset({
         "CTX-MIGHT-SLEEP", "GFP-ZONE-BAD", "BUDDY-DOUBLE-FREE", "BUDDY-BAD-FREE",
         "BUDDY-FREE-WRONG-ORDER", "BUDDY-FREE-INTERIOR", "API-FREE-BAD-ADDRESS",
         "BUDDY-NO-SPURIOUS-FAIL",  # no per-CPU lists: every free page is in free_area[]
         "WMARK-RESERVES-KEPT",  # the slow path's min watermark, as __zone_watermark_ok applies it
-    })
+    }) | SLAB_CLAIMS
 
     def __init__(self, machine: Machine, env: Env) -> None:
         self.machine = machine
@@ -96,6 +97,7 @@ class FastBuddy:
             self._boot_zone(zs)
         self._zonelists = self._build_zonelists(lowmem_only=False)
         self._lowmem_zonelists = self._build_zonelists(lowmem_only=True)
+        self.slab = SlubLayer(machine, env, self)
 
     # -- boot ------------------------------------------------------------------
 
@@ -372,6 +374,52 @@ class FastBuddy:
     def free_area(self) -> list[tuple[int, int]]:
         """Every free block as (pfn, order), all zones (/proc/buddyinfo's underlying free_area[])."""
         return [(pfn, k) for zs in self._zones for k, area in enumerate(zs.free_area) for pfn in area]
+
+
+    # -- the slab layer (harness/impls/slub.py) -------------------------------------
+
+    def slab_alloc_pages(self, gfp: int, order: int) -> int | None:
+        """Pages for a slab or a large kmalloc: lowmem, since the slab layer returns page_address()."""
+        return self._alloc(gfp, order, self._lowmem_zonelists)
+
+    def slab_free_pages(self, pfn: int, order: int) -> None:
+        self._release(self._zone_of(pfn), pfn, order)
+
+    def kmalloc(self, size: int, gfp: int) -> int | None:
+        return self.slab.kmalloc(size, gfp)
+
+    def kzalloc(self, size: int, gfp: int) -> int | None:
+        return self.slab.kzalloc(size, gfp)
+
+    def kmalloc_array(self, n: int, size: int, gfp: int) -> int | None:
+        return self.slab.kmalloc_array(n, size, gfp)
+
+    def krealloc(self, addr: int, size: int, gfp: int) -> int | None:
+        return self.slab.krealloc(addr, size, gfp)
+
+    def ksize(self, addr: int) -> int:
+        return self.slab.ksize(addr)
+
+    def kfree(self, addr: int) -> None:
+        self.slab.kfree(addr)
+
+    def kmem_cache_create(self, name: str, size: int, align: int, flags: int) -> int | None:
+        return self.slab.kmem_cache_create(name, size, align, flags)
+
+    def kmem_cache_alloc(self, cache: int, gfp: int) -> int | None:
+        return self.slab.kmem_cache_alloc(cache, gfp)
+
+    def kmem_cache_free(self, cache: int, addr: int) -> None:
+        self.slab.kmem_cache_free(cache, addr)
+
+    def kmem_cache_destroy(self, cache: int) -> None:
+        self.slab.kmem_cache_destroy(cache)
+
+    def kmem_cache_shrink(self, cache: int) -> None:
+        self.slab.kmem_cache_shrink(cache)
+
+    def slabs(self) -> list[tuple[int, int, int, int, int]]:
+        return self.slab.slabs()
 
 
 def make(machine: Machine, env: Env) -> FastBuddy:

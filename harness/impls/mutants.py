@@ -16,18 +16,24 @@ from dataclasses import dataclass
 from typing import Callable, Final, Iterator
 
 from ...refmodel.errors import BadAddress, BadFree, DoubleFree, InvalidGfp
-from ...refmodel.gfp import GFP, ZoneType
+from ...refmodel.gfp import GFP, GFP_KERNEL, ZoneType
 from ...refmodel.machine import Machine, PfnRange, Zone
+from ...refmodel.slab import ZERO_SIZE_PTR, SlabFlag
 from ..protocol import Env
 from .fast import FastBuddy, ZoneState, reserve_min
+from .slub import Slab, SlabCache, SlubLayer
 
 _NOFAIL_BIT: Final = int(GFP.NOFAIL)
 
 
 class _NoFreeArea(FastBuddy):
-    """FastBuddy without the free_area capability (see the module docstring)."""
+    """FastBuddy without the free_area capability (see the module docstring).
 
-    capabilities = FastBuddy.capabilities - {"free_area"}
+    Page mutants declare no slab capabilities either: the search then spends
+    its steps on the page rules the bug breaks.
+    """
+
+    capabilities = FastBuddy.capabilities - {"free_area", "kmalloc", "slab", "slab_info"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ class MergeHeadFromBuddy(FastBuddy):
     it at once (INTROSPECT-FREE-AREA); without introspection it surfaces as
     BUDDY-ALIGN or BUDDY-NO-OVERLAP when a piece is handed out.
     """
+
+    capabilities = FastBuddy.capabilities - {"kmalloc", "slab", "slab_info"}
 
     def _combined_pfn(self, pfn: int, buddy: int) -> int:
         return buddy
@@ -235,6 +243,8 @@ class ZoneBadPartial(_NoFreeArea):
 class FreeAreaSkipsMax(FastBuddy):
     """free_area() walks orders 0..MAX_PAGE_ORDER - 1 and omits the top-order blocks."""
 
+    capabilities = FastBuddy.capabilities - {"kmalloc", "slab", "slab_info"}
+
     def free_area(self) -> list[tuple[int, int]]:
         return [(pfn, k) for zs in self._zones for k, area in enumerate(zs.free_area[:self._max_order]) for pfn in area]
 
@@ -303,7 +313,261 @@ _TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("free-addr-null-unchecked", FreeAddrNullUnchecked, "API-FREE-ADDR-NULL", "tiny"),
 )
 
+# -- the slab layer and kmalloc (harness/impls/slub.py) ------------------------------
+
+
+class _SlabMutant(_NoFreeArea):
+    """FastBuddy whose slab layer is ``layer``: each slab mutant overrides one SlubLayer method."""
+
+    layer: type[SlubLayer] = SlubLayer
+    capabilities = FastBuddy.capabilities - {"free_area"}
+
+    def __init__(self, machine: Machine, env: Env) -> None:
+        super().__init__(machine, env)
+        self.slab = self.layer(machine, env, self)
+
+
+class _No96(SlubLayer):
+    def _kmalloc_cache(self, size: int, dma: bool) -> SlabCache:
+        return super()._kmalloc_cache(1 << (size - 1).bit_length() if size > 8 else size, dma)
+
+
+class SizeClassNo96(_SlabMutant):
+    """kmalloc has only power-of-two buckets: 65..96 bytes land in kmalloc-128, 129..192 in kmalloc-256."""
+
+    layer = _No96
+
+
+class _BucketTooSmall(SlubLayer):
+    def _kmalloc_cache(self, size: int, dma: bool) -> SlabCache:
+        # fls(size) instead of fls(size - 1): a power of two plus one stays in the smaller bucket
+        return super()._kmalloc_cache(max(1, 1 << (size.bit_length() - 1)) if size > 8 else size, dma)
+
+
+class BucketTooSmall(_SlabMutant):
+    """The bucket index uses fls(size) instead of fls(size - 1): kmalloc(17) gets a 16-byte object."""
+
+    layer = _BucketTooSmall
+
+
+class _ZeroSizeNull(SlubLayer):
+    def kmalloc(self, size: int, gfp: int) -> int | None:
+        return None if size == 0 else super().kmalloc(size, gfp)
+
+
+class ZeroSizeNull(_SlabMutant):
+    """kmalloc(0) returns NULL instead of ZERO_SIZE_PTR."""
+
+    layer = _ZeroSizeNull
+
+
+class _KsizeZeroSizePtr(SlubLayer):
+    def ksize(self, addr: int) -> int:
+        return 16 if addr == ZERO_SIZE_PTR else super().ksize(addr)
+
+
+class KsizeZeroSizePtr(_SlabMutant):
+    """ksize(ZERO_SIZE_PTR) returns 16, the pointer's value, instead of 0."""
+
+    layer = _KsizeZeroSizePtr
+
+
+class _LargeOrderClamped(SlubLayer):
+    def _kmalloc_large(self, size: int, gfp: int) -> int | None:
+        return super()._kmalloc_large(min(size, self.machine.page_size << self.machine.max_page_order), gfp)
+
+
+class LargeOrderClamped(_SlabMutant):
+    """A large kmalloc above KMALLOC_MAX_SIZE is clamped to the largest block instead of failing."""
+
+    layer = _LargeOrderClamped
+
+
+class _ArrayOverflowWraps(SlubLayer):
+    def kmalloc_array(self, n: int, size: int, gfp: int) -> int | None:
+        return self.kmalloc((n * size) & ((1 << self.machine.word_bits) - 1), gfp)
+
+
+class ArrayOverflowWraps(_SlabMutant):
+    """kmalloc_array multiplies without check_mul_overflow: the product wraps around size_t."""
+
+    layer = _ArrayOverflowWraps
+
+
+class _HwcacheIgnored(SlubLayer):
+    def _new_cache(self, name: str, object_size: int, align: int, flags: int, *, kmalloc: bool = False) -> SlabCache:
+        return super()._new_cache(name, object_size, align, flags & ~int(SlabFlag.HWCACHE_ALIGN), kmalloc=kmalloc)
+
+
+class HwcacheAlignIgnored(_SlabMutant):
+    """calculate_alignment ignores SLAB_HWCACHE_ALIGN."""
+
+    layer = _HwcacheIgnored
+
+
+class _DmaIgnored(SlubLayer):
+    def _kmalloc_cache(self, size: int, dma: bool) -> SlabCache:
+        return super()._kmalloc_cache(size, False)
+
+
+class DmaCacheIgnored(_SlabMutant):
+    """kmalloc_type() ignores __GFP_DMA: GFP_DMA objects come from the normal kmalloc caches."""
+
+    layer = _DmaIgnored
+
+
+class _ZeroIgnored(SlubLayer):
+    def _cache_alloc(self, cache: SlabCache, gfp: int) -> int | None:
+        return super()._cache_alloc(cache, gfp & ~int(GFP.ZERO))
+
+
+class KzallocNotZeroed(_SlabMutant):
+    """slab_post_alloc_hook forgets __GFP_ZERO: kzalloc returns a reused object with its old contents."""
+
+    layer = _ZeroIgnored
+
+
+class _KreallocNoCopy(SlubLayer):
+    def krealloc(self, addr: int, size: int, gfp: int) -> int | None:
+        if addr <= ZERO_SIZE_PTR or size == 0 or size <= self.ksize(addr):
+            return super().krealloc(addr, size, gfp)
+        new = self.kmalloc(size, gfp)
+        if new is not None:
+            self.kfree(addr)
+        return new
+
+
+class KreallocNoCopy(_SlabMutant):
+    """krealloc moves a growing object without copying its contents."""
+
+    layer = _KreallocNoCopy
+
+
+class _SlabDoubleFree(SlubLayer):
+    def _slab_free(self, cache: SlabCache, slab: Slab, addr: int) -> None:
+        if self._live.get(addr) is not cache:  # no "Object already free" check: the freelist takes it twice
+            slab.free.append(addr)
+            return
+        super()._slab_free(cache, slab, addr)
+
+
+class SlabDoubleFreeUnchecked(_SlabMutant):
+    """slab_free without the consistency check: a second kfree puts the object on the freelist twice."""
+
+    layer = _SlabDoubleFree
+
+
+class _WrongCacheUnchecked(SlubLayer):
+    def kmem_cache_free(self, cid: int, addr: int) -> None:
+        owner = self._slab_at(addr)
+        if owner is None:
+            return super().kmem_cache_free(cid, addr)
+        self._slab_free(owner[0], owner[1], addr)
+
+
+class WrongCacheUnchecked(_SlabMutant):
+    """kmem_cache_free trusts the object's own slab and never compares it with the cache it was given."""
+
+    layer = _WrongCacheUnchecked
+
+
+class _DestroyBusyFrees(SlubLayer):
+    def kmem_cache_destroy(self, cid: int) -> None:
+        cache = self.caches[cid]
+        for addr in [a for a, c in self._live.items() if c is cache]:
+            del self._live[addr]
+        cache.live = 0
+        super().kmem_cache_destroy(cid)
+
+
+class DestroyBusyFrees(_SlabMutant):
+    """kmem_cache_destroy frees the slabs of a cache that still has live objects, without a word."""
+
+    layer = _DestroyBusyFrees
+
+
+class _RefillWithKernel(SlubLayer):
+    def _new_slab(self, cache: SlabCache, gfp: int) -> Slab | None:
+        return super()._new_slab(cache, int(GFP_KERNEL))
+
+
+class RefillWithGfpKernel(_SlabMutant):
+    """new_slab refills with GFP_KERNEL instead of the caller's flags: a GFP_ATOMIC kmalloc may sleep in reclaim."""
+
+    layer = _RefillWithKernel
+
+
+class _InteriorAccepted(SlubLayer):
+    def _slab_free(self, cache: SlabCache, slab: Slab, addr: int) -> None:
+        start = slab.base + (addr - slab.base) // cache.size * cache.size  # rounds down instead of checking
+        super()._slab_free(cache, slab, start)
+
+
+class InteriorFreeAccepted(_SlabMutant):
+    """kfree of a pointer inside an object frees the object it points into, instead of reporting InvalidFree."""
+
+    layer = _InteriorAccepted
+
+
+class _GfpBugOnlyNewSlab(SlubLayer):
+    strict_gfp_report = False
+
+
+class GfpBugOnlyOnNewSlab(_SlabMutant):
+    """Claims to report every __GFP_HIGHMEM kmalloc, but reports only when a new slab is needed (as the kernel does)."""
+
+    layer = _GfpBugOnlyNewSlab
+
+
+class _CacheCreateSilent(SlubLayer):
+    def kmem_cache_create(self, name: str, size: int, align: int, flags: int) -> int | None:
+        if size <= 0:
+            return None
+        cache = self._new_cache(name, size, align, flags)
+        self.caches[cache.cid] = cache
+        return cache.cid
+
+
+class CacheCreateNoMightSleep(_SlabMutant):
+    """kmem_cache_create takes slab_mutex without might_sleep(): atomic callers are not reported."""
+
+    layer = _CacheCreateSilent
+
+
+class _SlabsOmitLarge(SlubLayer):
+    def slabs(self) -> list[tuple[int, int, int, int, int]]:
+        large = {(addr - self._offset) >> self._shift for addr in self._large}
+        return [row for row in super().slabs() if row[1] not in large]
+
+
+class SlabsOmitLarge(_SlabMutant):
+    """slabs() leaves out large kmalloc blocks: their objects lie in no slab it shows."""
+
+    layer = _SlabsOmitLarge
+
+
+_SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
+    ("size-class-no-96", SizeClassNo96, "KMALLOC-SIZE-CLASS", "tiny"),
+    ("bucket-too-small", BucketTooSmall, "SLAB-NO-OVERLAP", "tiny"),
+    ("zero-size-null", ZeroSizeNull, "KMALLOC-ZERO-SIZE", "tiny"),
+    ("ksize-zero-size-ptr", KsizeZeroSizePtr, "KFREE-NULL", "tiny"),
+    ("large-order-clamped", LargeOrderClamped, "KMALLOC-MAX-SIZE", "tiny"),
+    ("array-overflow-wraps", ArrayOverflowWraps, "KMALLOC-ARRAY-OVERFLOW", "tiny"),
+    ("hwcache-align-ignored", HwcacheAlignIgnored, "SLAB-CACHE-ALIGN", "tiny"),
+    ("dma-cache-ignored", DmaCacheIgnored, "SLAB-ZONE-ELIGIBLE", "tiny"),
+    ("kzalloc-not-zeroed", KzallocNotZeroed, "KZALLOC-ZERO", "tiny"),
+    ("krealloc-no-copy", KreallocNoCopy, "KREALLOC", "tiny"),
+    ("slab-double-free-unchecked", SlabDoubleFreeUnchecked, "SLAB-DOUBLE-FREE", "tiny"),
+    ("wrong-cache-unchecked", WrongCacheUnchecked, "SLAB-WRONG-CACHE", "tiny"),
+    ("destroy-busy-frees", DestroyBusyFrees, "SLAB-DESTROY-BUSY", "tiny"),
+    ("refill-with-gfp-kernel", RefillWithGfpKernel, "CTX-NO-SLEEP", "tiny"),
+    ("interior-free-accepted", InteriorFreeAccepted, "SLAB-INVALID-FREE", "tiny"),
+    ("gfp-bug-only-on-new-slab", GfpBugOnlyOnNewSlab, "KMALLOC-GFP-BUG", "tiny"),
+    ("cache-create-no-might-sleep", CacheCreateNoMightSleep, "SLAB-CACHE-MIGHT-SLEEP", "tiny"),
+    ("slabs-omit-large", SlabsOmitLarge, "SLAB-INTROSPECT", "tiny"),
+)
+
 MUTANTS: Final[dict[str, Mutant]] = {
     name: Mutant(name, cls, rule_id, machine, " ".join((cls.__doc__ or "").split()))
-    for name, cls, rule_id, machine in _TABLE
+    for name, cls, rule_id, machine in _TABLE + _SLAB_TABLE
 }

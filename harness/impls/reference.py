@@ -5,15 +5,30 @@ says it must succeed, from the lowest-addressed free block of the smallest
 sufficient order in the first zone of the zonelist that passes the
 low-watermark check (mm/page_alloc.c get_page_from_freelist), and reports
 every misuse the oracle names. Memory is a sparse page store.
+
+Its slab layer is the simplest correct one: every object gets page blocks
+of its own (get_order of its bucket), so alignment, zones and overlap hold
+by construction, and the slab oracle (refmodel/slab.py) classifies every
+kfree. It shows those blocks through ``slabs()``.
 """
 
 from __future__ import annotations
 
-from ...refmodel.errors import InvalidGfp
+from ...refmodel.context import Context
+from ...refmodel.errors import CacheBusy, InvalidGfp, UnexpectedGfp
 from ...refmodel.gfp import GFP, gfp_zone_bad, gfpflags_allow_blocking
 from ...refmodel.machine import Machine
 from ...refmodel.page_alloc import Outcome, PageAllocModel
 from ...refmodel.rules import RULES
+from ...refmodel.slab import (
+    GFP_SLAB_BUG_MASK,
+    ZERO_SIZE_PTR,
+    SlabModel,
+    get_order,
+    kmalloc_max_size,
+    kmalloc_size_roundup,
+    slab_gfp_bug,
+)
 from ..protocol import Env
 from ._memory import SparseMemory
 
@@ -21,14 +36,17 @@ from ._memory import SparseMemory
 class ReferenceAllocator:
     """The model as an allocator. Claims every page detection."""
 
-    capabilities = frozenset({"pages", "get_free_pages", "memory", "free_area"})
-    claims = frozenset(r.id for r in RULES if r.subsystem == "pages" and r.needs_claim)
+    capabilities = frozenset({"pages", "get_free_pages", "memory", "free_area", "kmalloc", "slab", "slab_info"})
+    claims = frozenset(r.id for r in RULES if r.subsystem in ("pages", "kmalloc", "slab") and r.needs_claim)
 
     def __init__(self, machine: Machine, env: Env) -> None:
         self.machine = machine
         self.env = env
         self.model = PageAllocModel(machine)
+        self.slab = SlabModel(machine, self.model)
         self.memory = SparseMemory(machine.page_size)
+        self._blocks: dict[int, tuple[int, int, int]] = {}  # object address -> (cache or 0, pfn, order)
+        self._next_cid = 1
 
     def alloc_pages(self, gfp: int, order: int) -> int | None:
         return self._alloc(gfp, order, logical=False)
@@ -82,6 +100,107 @@ class ReferenceAllocator:
         area = self.model.free_area[ok[0]]
         k = next(k for k in range(order, self.model.max_order + 1) if area[k])
         return min(area[k])
+
+
+    # -- kmalloc and the slab layer: one page block per object ----------------------------
+
+    def kmalloc(self, size: int, gfp: int) -> int | None:
+        if size == 0:
+            return ZERO_SIZE_PTR
+        if size > kmalloc_max_size(self.machine):
+            return None  # refused by the page allocator before might_alloc()
+        if gfpflags_allow_blocking(gfp):
+            self.env.might_sleep()
+        if slab_gfp_bug(gfp):
+            self.env.report(UnexpectedGfp(f"Unexpected gfp: {gfp & GFP_SLAB_BUG_MASK:#x}. Fixing up to gfp: {gfp & ~GFP_SLAB_BUG_MASK:#x}. Fix your code!"))
+        return self._object(kmalloc_size_roundup(size, self.machine), size, gfp & ~GFP_SLAB_BUG_MASK, cid=None)
+
+    def kzalloc(self, size: int, gfp: int) -> int | None:
+        return self.kmalloc(size, gfp | GFP.ZERO)
+
+    def kmalloc_array(self, n: int, size: int, gfp: int) -> int | None:
+        if n * size >= 1 << self.machine.word_bits:
+            return None
+        return self.kmalloc(n * size, gfp)
+
+    def krealloc(self, addr: int, size: int, gfp: int) -> int | None:
+        if addr <= ZERO_SIZE_PTR:
+            return self.kmalloc(size, gfp)
+        if size == 0:
+            self.kfree(addr)
+            return ZERO_SIZE_PTR
+        old = self.slab.objects[addr]
+        new = self.kmalloc(size, gfp)
+        if new is None:
+            return None
+        keep = min(old.size, size)
+        self.memory.write(new - self.machine.page_offset, self.memory.read(addr - self.machine.page_offset, keep))
+        self.kfree(addr)
+        return new
+
+    def ksize(self, addr: int) -> int:
+        if addr <= ZERO_SIZE_PTR:
+            return 0
+        obj = self.slab.objects[addr]
+        return kmalloc_size_roundup(obj.alloc_size, self.machine) if obj.cache is None else self.slab.caches[obj.cache].object_size
+
+    def kfree(self, addr: int) -> None:
+        self._free_object(addr, None)
+
+    def kmem_cache_create(self, name: str, size: int, align: int, flags: int) -> int | None:
+        self.env.might_sleep()
+        cid, self._next_cid = self._next_cid, self._next_cid + 1
+        self.slab.adopt_cache(cid, name, size, align, flags)
+        return cid
+
+    def kmem_cache_alloc(self, cache: int, gfp: int) -> int | None:
+        if gfpflags_allow_blocking(gfp):
+            self.env.might_sleep()
+        c = self.slab.caches[cache]
+        size = max(c.object_size, c.align)
+        return self._object(size, c.object_size, (gfp & ~GFP_SLAB_BUG_MASK) | c.zone_gfp, cid=cache)
+
+    def kmem_cache_free(self, cache: int, addr: int) -> None:
+        self._free_object(addr, cache)
+
+    def kmem_cache_destroy(self, cache: int) -> None:
+        self.env.might_sleep()
+        e = self.slab.expect_cache_destroy(cache, Context.PROCESS)
+        if e.report is CacheBusy:
+            self.env.report(CacheBusy(e.misuse))
+            return
+        self.slab.adopt_destroy(cache)
+
+    def kmem_cache_shrink(self, cache: int) -> None:
+        self.env.might_sleep()  # nothing to give back: no object shares its pages
+
+    def slabs(self) -> list[tuple[int, int, int, int, int]]:
+        return [(cid, pfn, order, 1, 1) for cid, pfn, order in self._blocks.values()]
+
+    def _object(self, nbytes: int, size: int, gfp: int, *, cid: int | None) -> int | None:
+        order = get_order(nbytes, self.machine.page_shift)
+        e = self.model.expect_alloc(gfp | GFP.COMP, order, logical=True)
+        if e.outcome is not Outcome.MUST_SUCCEED:
+            return None
+        pfn = self._place(gfp, order, logical=True)
+        self.model.adopt_alloc(gfp | GFP.COMP, order, pfn)
+        addr = self.machine.pfn_to_virt(pfn)
+        self.slab.adopt_object(addr, size, gfp, 0, cid=cid)
+        self._blocks[addr] = (cid or 0, pfn, order)
+        if gfp & GFP.ZERO:
+            self.memory.zero_pages(pfn, 1 << order)
+        return addr
+
+    def _free_object(self, addr: int, cid: int | None) -> None:
+        e = self.slab.expect_kfree(addr, cid=cid)
+        if e.report is not None:
+            raise e.report(e.misuse)
+        if addr <= ZERO_SIZE_PTR:
+            return
+        self.slab.adopt_free(addr)
+        _, pfn, order = self._blocks.pop(addr)
+        self.model.adopt_free(pfn, order)
+
 
 
 def make(machine: Machine, env: Env) -> ReferenceAllocator:

@@ -1,0 +1,357 @@
+"""A SLUB-like slab layer and kmalloc, over any page allocator: ``fast`` uses it.
+
+Written from mm/slub.c and mm/slab_common.c, independent of the oracle.
+Each cache carves slabs of ``order`` pages into objects of ``size`` bytes
+(object size rounded up to the cache's alignment); a slab keeps a free list
+(a stack of object addresses), ``inuse``, and sits on its cache's partial
+list while it has free objects. Allocation takes the head partial slab or a
+new one (SLUB's fallback to the minimum order when the preferred order
+fails); freeing pushes the object back and discards an empty slab once the
+cache already keeps ``min_partial`` partial slabs. kmalloc picks a kmalloc
+cache by size (and ``dma-kmalloc-*`` for GFP_DMA); above
+KMALLOC_MAX_CACHE_SIZE it takes a compound page block. alloc, free and
+kfree's dispatch are O(1) plus the page allocator's cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from ...refmodel.errors import CacheBusy, DoubleFree, InvalidFree, UnexpectedGfp, WrongCache
+from ...refmodel.gfp import GFP
+from ...refmodel.machine import Machine
+from ...refmodel.slab import (
+    GFP_SLAB_BUG_MASK,
+    ZERO_SIZE_PTR,
+    SlabFlag,
+    calculate_alignment,
+    get_order,
+    kmalloc_bucket,
+    kmalloc_max_cache_size,
+    kmalloc_max_size,
+)
+from ..protocol import Env
+
+_DMA, _DMA32, _ZERO, _COMP = int(GFP.DMA), int(GFP.DMA32), int(GFP.ZERO), int(GFP.COMP)
+_DIRECT_RECLAIM, _NOWARN, _NORETRY, _NOFAIL = int(GFP.DIRECT_RECLAIM), int(GFP.NOWARN), int(GFP.NORETRY), int(GFP.NOFAIL)
+#: GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK: what new_slab keeps of the caller's flags (mm/internal.h).
+_SLAB_KEEP: Final = int(GFP.DIRECT_RECLAIM | GFP.KSWAPD_RECLAIM | GFP.HIGH | GFP.IO | GFP.FS | GFP.NOWARN | GFP.RETRY_MAYFAIL
+                        | GFP.NOFAIL | GFP.NORETRY | GFP.MEMALLOC | GFP.NOMEMALLOC | GFP.HARDWALL | GFP.THISNODE)
+SLUB_MAX_ORDER: Final = 3  # PAGE_ALLOC_COSTLY_ORDER (mm/slub.c slub_max_order)
+
+
+class PageBackend(Protocol):
+    """What the slab layer needs from a page allocator: lowmem blocks, their release, and memory."""
+
+    def slab_alloc_pages(self, gfp: int, order: int) -> int | None: ...
+    def slab_free_pages(self, pfn: int, order: int) -> None: ...
+    def write_phys(self, phys_addr: int, data: bytes) -> None: ...
+    def read_phys(self, phys_addr: int, length: int) -> bytes: ...
+
+
+@dataclass
+class Slab:
+    """``order`` pages at ``pfn`` carved into objects; ``free`` is the freelist (a stack of addresses)."""
+
+    pfn: int
+    order: int
+    base: int
+    free: list[int]
+    inuse: int = 0
+
+
+@dataclass
+class SlabCache:
+    """struct kmem_cache, reduced to what placement needs (mm/slab.h)."""
+
+    cid: int
+    name: str
+    object_size: int
+    size: int  # the stride: object_size rounded up to align
+    align: int
+    flags: int
+    order: int  # oo: the preferred slab order
+    min_order: int  # min: get_order(size), SLUB's fallback
+    zone_gfp: int
+    kmalloc: bool = False
+    slabs: dict[int, Slab] = field(default_factory=dict)  # first pfn -> slab
+    partial: dict[int, None] = field(default_factory=dict)  # slabs with a free object, in list order
+    live: int = 0
+
+    def objects_per_slab(self, order: int, page_shift: int) -> int:
+        return (1 << (order + page_shift)) // self.size
+
+
+class SlubLayer:
+    """kmalloc and kmem_cache_* over ``backend``; misuse is detected as SLUB's debug checks would."""
+
+    #: Empty slabs kept per cache before further ones go back to the page allocator (MIN_PARTIAL).
+    min_partial = 5
+    #: Report UnexpectedGfp on every kmalloc with __GFP_HIGHMEM / __GFP_DMA32, not only on a new slab.
+    strict_gfp_report = True
+    #: Which partial slab an allocation takes: the list head (SLUB) or, if set, the fullest.
+    prefer_fullest = False
+
+    def __init__(self, machine: Machine, env: Env, backend: PageBackend) -> None:
+        self.machine, self.env, self.backend = machine, env, backend
+        self._shift, self._page_size, self._offset = machine.page_shift, machine.page_size, machine.page_offset
+        self.caches: dict[int, SlabCache] = {}
+        self._kmalloc_caches: dict[tuple[int, bool], SlabCache] = {}
+        self._slab_of_pfn: dict[int, tuple[SlabCache, Slab]] = {}  # every page of every slab
+        self._live: dict[int, SlabCache] = {}  # live slab object -> its cache
+        self._large: dict[int, int] = {}  # live large kmalloc address -> order
+        self._next_cid = 1
+
+    # -- kmalloc ------------------------------------------------------------------------
+
+    def kmalloc(self, size: int, gfp: int) -> int | None:
+        """__do_kmalloc_node: 0 -> ZERO_SIZE_PTR; large -> pages; else the kmalloc cache for the size."""
+        if size == 0:
+            return ZERO_SIZE_PTR
+        gfp = int(gfp)
+        if size > kmalloc_max_cache_size(self.machine):
+            return self._kmalloc_large(size, gfp)  # the page allocator runs might_alloc()
+        self._might_alloc(gfp)
+        if gfp & GFP_SLAB_BUG_MASK and self.strict_gfp_report:
+            self.env.report(UnexpectedGfp(f"Unexpected gfp: {gfp & GFP_SLAB_BUG_MASK:#x}. Fixing up to gfp: {gfp & ~GFP_SLAB_BUG_MASK:#x}. Fix your code!"))
+            gfp &= ~GFP_SLAB_BUG_MASK
+        return self._cache_alloc(self._kmalloc_cache(size, bool(gfp & _DMA)), gfp)
+
+    def kzalloc(self, size: int, gfp: int) -> int | None:
+        return self.kmalloc(size, int(gfp) | _ZERO)
+
+    def kmalloc_array(self, n: int, size: int, gfp: int) -> int | None:
+        """check_mul_overflow against a BITS_PER_LONG size_t (include/linux/slab.h kmalloc_array)."""
+        total = n * size
+        if total >> self.machine.word_bits:
+            return None
+        return self.kmalloc(total, gfp)
+
+    def krealloc(self, addr: int, size: int, gfp: int) -> int | None:
+        """krealloc: in place when the new size fits ksize, else a new object with the old contents."""
+        if addr <= ZERO_SIZE_PTR:
+            return self.kmalloc(size, gfp)
+        if size == 0:
+            self.kfree(addr)
+            return ZERO_SIZE_PTR
+        old = self.ksize(addr)
+        if size <= old:
+            return addr
+        new = self.kmalloc(size, gfp)
+        if new is None:
+            return None
+        self.backend.write_phys(new - self._offset, self.read(addr, old))
+        self.kfree(addr)
+        return new
+
+    def ksize(self, addr: int) -> int:
+        """__ksize: the cache's object size, or the large block's size; 0 for NULL and ZERO_SIZE_PTR."""
+        if addr <= ZERO_SIZE_PTR:
+            return 0
+        cache = self._live.get(addr)
+        if cache is not None:
+            return cache.size if cache.kmalloc else cache.object_size
+        order = self._large.get(addr)
+        if order is not None:
+            return self._page_size << order
+        raise InvalidFree(f"ksize({addr:#x}): not a live object")
+
+    def kfree(self, addr: int) -> None:
+        """kfree: NULL/ZERO_SIZE_PTR do nothing; a slab object goes back to its slab; a large one to the buddy."""
+        if addr <= ZERO_SIZE_PTR:
+            return
+        owner = self._slab_at(addr)
+        if owner is not None:
+            self._slab_free(owner[0], owner[1], addr)
+            return
+        order = self._large.pop(addr, None)
+        if order is not None:
+            self.backend.slab_free_pages((addr - self._offset) >> self._shift, order)
+            return
+        raise InvalidFree(f"kfree({addr:#x}): Not a kmalloc allocation (no slab page, no large kmalloc there)")
+
+    def _kmalloc_large(self, size: int, gfp: int) -> int | None:
+        """___kmalloc_large_node: kmalloc_fix_flags, then a compound block of get_order(size) pages."""
+        if size > kmalloc_max_size(self.machine):
+            return None
+        if gfp & GFP_SLAB_BUG_MASK:
+            self.env.report(UnexpectedGfp(f"Unexpected gfp: {gfp & GFP_SLAB_BUG_MASK:#x}. Fix your code!"))
+            gfp &= ~GFP_SLAB_BUG_MASK
+        order = get_order(size, self._shift)
+        pfn = self.backend.slab_alloc_pages(gfp | _COMP, order)
+        if pfn is None:
+            return None
+        addr = self._offset + (pfn << self._shift)
+        self._large[addr] = order
+        return addr
+
+    def _kmalloc_cache(self, size: int, dma: bool) -> SlabCache:
+        """kmalloc_slab(): kmalloc-<n>, or dma-kmalloc-<n> for GFP_DMA (created on first use)."""
+        bucket = kmalloc_bucket(size)
+        cache = self._kmalloc_caches.get((bucket, dma))
+        if cache is None:
+            # create_boot_cache: align to the largest power of two dividing the size.
+            cache = self._new_cache(f"{'dma-' if dma else ''}kmalloc-{bucket}", bucket, bucket & -bucket,
+                                    int(SlabFlag.CACHE_DMA) if dma else 0, kmalloc=True)
+            self._kmalloc_caches[(bucket, dma)] = cache
+        return cache
+
+    # -- kmem_cache -----------------------------------------------------------------------
+
+    def kmem_cache_create(self, name: str, size: int, align: int, flags: int) -> int | None:
+        self.env.might_sleep()  # mutex_lock(&slab_mutex)
+        if size <= 0 or size > kmalloc_max_size(self.machine):
+            return None
+        cache = self._new_cache(name, size, align, flags)
+        self.caches[cache.cid] = cache
+        return cache.cid
+
+    def kmem_cache_alloc(self, cid: int, gfp: int) -> int | None:
+        gfp = int(gfp)
+        self._might_alloc(gfp)
+        return self._cache_alloc(self.caches[cid], gfp & ~GFP_SLAB_BUG_MASK)
+
+    def kmem_cache_free(self, cid: int, addr: int) -> None:
+        owner = self._slab_at(addr)
+        cache = self.caches[cid]
+        if owner is None:
+            raise InvalidFree(f"kmem_cache_free({cache.name}, {addr:#x}): Object is not a Slab page!")
+        if owner[0] is not cache:
+            raise WrongCache(f"kmem_cache_free({cache.name}, {addr:#x}): object belongs to different cache {owner[0].name}")
+        self._slab_free(cache, owner[1], addr)
+
+    def kmem_cache_destroy(self, cid: int) -> None:
+        self.env.might_sleep()
+        cache = self.caches[cid]
+        if cache.live:
+            self.env.report(CacheBusy(f"{cache.name}: Slab cache still has objects when called from kmem_cache_destroy ({cache.live} objects remaining)"))
+            return
+        for pfn in list(cache.slabs):
+            self._discard(cache, cache.slabs[pfn])
+        del self.caches[cid]
+
+    def kmem_cache_shrink(self, cid: int) -> int:
+        """__kmem_cache_shrink: every empty slab goes back, whatever min_partial says."""
+        self.env.might_sleep()
+        cache = self.caches[cid]
+        for slab in [s for s in cache.slabs.values() if s.inuse == 0]:
+            self._discard(cache, slab)
+        return 0 if not cache.slabs else 1
+
+    # -- the slab machinery --------------------------------------------------------------------
+
+    def _new_cache(self, name: str, object_size: int, align: int, flags: int, *, kmalloc: bool = False) -> SlabCache:
+        align = calculate_alignment(flags, align, object_size)
+        stride = -(-object_size // align) * align
+        min_order = get_order(stride, self._shift)
+        order = self._calculate_order(stride, min_order)
+        zone = _DMA if flags & SlabFlag.CACHE_DMA else _DMA32 if flags & SlabFlag.CACHE_DMA32 else 0
+        cache = SlabCache(self._next_cid, name, object_size, stride, align, flags, order, min_order, zone, kmalloc)
+        self._next_cid += 1
+        return cache
+
+    def _calculate_order(self, size: int, min_order: int) -> int:
+        """calculate_order: the smallest order holding min_objects objects with little waste, at most slub_max_order."""
+        min_objects = 4 * (max(1, self.machine.nr_cpus).bit_length() + 1)
+        max_order = min(SLUB_MAX_ORDER, self.machine.max_page_order)
+        for fraction in (16, 8, 4, 2):
+            for order in range(min_order, max_order + 1):
+                slab_size = self._page_size << order
+                if slab_size // size >= min_objects and slab_size % size <= slab_size // fraction:
+                    return order
+        return min(max(min_order, 0), self.machine.max_page_order)
+
+    def _might_alloc(self, gfp: int) -> None:
+        """slab_pre_alloc_hook: might_alloc(gfp) (include/linux/sched/mm.h)."""
+        if gfp & _DIRECT_RECLAIM:
+            self.env.might_sleep()
+
+    def _cache_alloc(self, cache: SlabCache, gfp: int) -> int | None:
+        slab = self._partial_slab(cache)
+        if slab is None:
+            slab = self._new_slab(cache, gfp)
+            if slab is None:
+                return None
+        addr = slab.free.pop()
+        slab.inuse += 1
+        if not slab.free:
+            cache.partial.pop(slab.pfn, None)
+        self._live[addr] = cache
+        cache.live += 1
+        if gfp & _ZERO:
+            self.backend.write_phys(addr - self._offset, bytes(cache.object_size))
+        return addr
+
+    def _partial_slab(self, cache: SlabCache) -> Slab | None:
+        if not cache.partial:
+            return None
+        if self.prefer_fullest:
+            return max((cache.slabs[p] for p in cache.partial), key=lambda s: (s.inuse, -s.pfn))
+        return cache.slabs[next(iter(cache.partial))]
+
+    def _new_slab(self, cache: SlabCache, gfp: int) -> Slab | None:
+        """allocate_slab: the preferred order without retrying hard, then the minimum order with the caller's flags."""
+        base = (gfp & _SLAB_KEEP) | cache.zone_gfp | _COMP
+        order, pfn = cache.order, None
+        if cache.order > cache.min_order:
+            pfn = self.backend.slab_alloc_pages((base | _NOWARN | _NORETRY) & ~_NOFAIL, order)
+        if pfn is None:
+            order = cache.min_order
+            if gfp & GFP_SLAB_BUG_MASK and not self.strict_gfp_report:
+                self.env.report(UnexpectedGfp(f"Unexpected gfp: {gfp & GFP_SLAB_BUG_MASK:#x}. Fix your code!"))
+            pfn = self.backend.slab_alloc_pages(base, order)
+            if pfn is None:
+                return None
+        start = self._offset + (pfn << self._shift)
+        n = cache.objects_per_slab(order, self._shift)
+        slab = Slab(pfn, order, start, [start + i * cache.size for i in reversed(range(n))])
+        cache.slabs[pfn] = slab
+        cache.partial[pfn] = None
+        for p in range(pfn, pfn + (1 << order)):
+            self._slab_of_pfn[p] = (cache, slab)
+        return slab
+
+    def _slab_at(self, addr: int) -> tuple[SlabCache, Slab] | None:
+        return self._slab_of_pfn.get((addr - self._offset) >> self._shift) if addr >= self._offset else None
+
+    def _slab_free(self, cache: SlabCache, slab: Slab, addr: int) -> None:
+        """slab_free with SLAB_CONSISTENCY_CHECKS: a valid object start, not already free."""
+        off = addr - slab.base
+        if off % cache.size or off // cache.size >= cache.objects_per_slab(slab.order, self._shift):
+            raise InvalidFree(f"{cache.name}: Invalid object pointer {addr:#x}")
+        if self._live.get(addr) is not cache:
+            raise DoubleFree(f"{cache.name}: Object already free: {addr:#x}")
+        del self._live[addr]
+        cache.live -= 1
+        was_full = not slab.free
+        slab.free.append(addr)
+        slab.inuse -= 1
+        if was_full:
+            cache.partial[slab.pfn] = None
+        if slab.inuse == 0 and sum(1 for p in cache.partial if cache.slabs[p].inuse == 0) > self.min_partial:
+            self._discard(cache, slab)
+
+    def _discard(self, cache: SlabCache, slab: Slab) -> None:
+        """discard_slab: the pages go back to the page allocator."""
+        order = slab.order
+        for p in range(slab.pfn, slab.pfn + (1 << order)):
+            del self._slab_of_pfn[p]
+        del cache.slabs[slab.pfn]
+        cache.partial.pop(slab.pfn, None)
+        self.backend.slab_free_pages(slab.pfn, order)
+
+    def slabs(self) -> list[tuple[int, int, int, int, int]]:
+        """Every block the layer holds: (cache id, 0 for kmalloc caches and large blocks, pfn, order, inuse, total)."""
+        rows = [(0 if c.kmalloc else c.cid, s.pfn, s.order, s.inuse, c.objects_per_slab(s.order, self._shift))
+                for c in (*self.caches.values(), *self._kmalloc_caches.values()) for s in c.slabs.values()]
+        rows += [(0, (addr - self._offset) >> self._shift, order, 1, 1) for addr, order in self._large.items()]
+        return rows
+
+    def read(self, addr: int, n: int) -> bytes:
+        return self.backend.read_phys(addr - self._offset, n)
+
+
+SLAB_CAPABILITIES: Final = frozenset({"kmalloc", "slab", "slab_info"})
+SLAB_CLAIMS: Final = frozenset({"KMALLOC-SIZE-CLASS", "KMALLOC-GFP-BUG", "SLAB-DOUBLE-FREE", "SLAB-INVALID-FREE",
+                                "SLAB-WRONG-CACHE", "SLAB-DESTROY-BUSY", "SLAB-CACHE-MIGHT-SLEEP"})

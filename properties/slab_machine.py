@@ -1,0 +1,196 @@
+"""The memory state machine: the page rules plus kmalloc and kmem_cache sequences, interleaved.
+
+Implementations with the ``kmalloc`` and ``slab`` capabilities get objects
+of every size class (bucket edges, large kmalloc, past KMALLOC_MAX_SIZE),
+krealloc chains, ksize, caches with alignment and DMA flags, and misuse
+where claimed: double free, interior pointers, page blocks given to kfree,
+the wrong cache, destroying a busy cache, cache operations in atomic
+context. kmalloc with __GFP_HIGHMEM or __GFP_DMA32 is always generated: the
+kernel fixes the flags and goes on, so its outcome is defined.
+
+Objects and caches are drawn from the model's live ones rather than from
+bundles, so every rule acts on something that exists: a rule that needs a
+cache makes one when there is none.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from hypothesis import assume
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+from ..refmodel.context import in_atomic
+from ..refmodel.gfp import GFP_ZONEMASK
+from ..refmodel.slab import ZERO_SIZE_PTR, kmalloc_max_cache_size, kmalloc_max_size
+from .page_machine import PageStateMachine
+from .strategies import aligns, cache_sizes, gfp_masks, kmalloc_sizes, slab_flags
+
+_ZONE_BITS = int(GFP_ZONEMASK)
+
+
+def _has(capability: str) -> Callable[[Any], bool]:
+    return lambda self: capability in self.target.capabilities
+
+
+def _claims(rule_id: str, capability: str = "kmalloc") -> Callable[[Any], bool]:
+    return lambda self: capability in self.target.capabilities and rule_id in self.target.claims
+
+
+def _can_block(self: Any) -> bool:
+    return "CTX-MIGHT-SLEEP" in self.target.claims or not in_atomic(self.iut.env.context)
+
+
+def _may_sleep_in_cache_ops(self: Any) -> bool:
+    return "SLAB-CACHE-MIGHT-SLEEP" in self.target.claims or not in_atomic(self.iut.env.context)
+
+
+class MemoryStateMachine(PageStateMachine):
+    """Pages, kmalloc and the slab layer in one sequence. Subclass with ``for_target``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.freed_sizes: list[int] = []
+
+    # -- drawing from the model's state -------------------------------------------------------
+
+    def _sizes(self) -> st.SearchStrategy[int]:
+        m = self.target.machine
+        return kmalloc_sizes(kmalloc_max_cache_size(m), kmalloc_max_size(m))
+
+    def _object(self, data: st.DataObject, *, kmalloc_only: bool = False, cache: int | None = None) -> int:
+        objs = self.iut.slab.objects
+        live = sorted(a for a, o in objs.items() if (not kmalloc_only or o.cache is None) and (cache is None or o.cache == cache))
+        assume(live)
+        return data.draw(st.sampled_from(live), label="object")
+
+    def _cache(self, data: st.DataObject) -> int:
+        """A live cache, or a new one when there is none (or sometimes anyway)."""
+        live = sorted(self.iut.slab.caches)
+        if live and data.draw(st.integers(0, 3), label="new cache?"):
+            return data.draw(st.sampled_from(live), label="cache")
+        assume(_may_sleep_in_cache_ops(self))
+        cid = self.iut.kmem_cache_create(f"kmemspec_test_{len(self.iut.slab.caches)}", data.draw(cache_sizes(), label="size"),
+                                         data.draw(aligns(), label="align"), data.draw(slab_flags(), label="flags"))
+        assume(cid is not None)
+        return cid
+
+    def _gfp(self, data: st.DataObject) -> int:
+        blocking = _can_block(self) and data.draw(st.booleans(), label="blocking")
+        return data.draw(gfp_masks(blocking=blocking), label="gfp")
+
+    # -- kmalloc family ----------------------------------------------------------------------
+
+    @precondition(_has("kmalloc"))
+    @rule(data=st.data())
+    def kmalloc(self, data: st.DataObject) -> None:
+        self.iut.kmalloc(data.draw(self._sizes(), label="size"), self._gfp(data))
+
+    @precondition(_has("kmalloc"))
+    @rule(data=st.data())
+    def kzalloc(self, data: st.DataObject) -> None:
+        # Sizes of objects freed before: their slots come back, dirty, unless zeroed.
+        sizes = self._sizes() if not self.freed_sizes else st.one_of(st.sampled_from(self.freed_sizes), self._sizes())
+        self.iut.kzalloc(data.draw(sizes, label="size"), self._gfp(data))
+
+    @precondition(_has("kmalloc"))
+    @rule(data=st.data(), n=st.integers(0, 64), size=st.integers(0, 256),
+          wrap=st.one_of(st.none(), st.tuples(st.integers(2, 16), st.integers(1, 64))))
+    def kmalloc_array(self, data: st.DataObject, n: int, size: int, wrap: tuple[int, int] | None) -> None:
+        if wrap is not None:  # n * size just past 2^BITS_PER_LONG: wraps to a small number unless checked
+            n, size = wrap[0], -(-(1 << self.target.machine.word_bits) // wrap[0]) + wrap[1]
+        self.iut.kmalloc_array(n, size, self._gfp(data))
+
+    @precondition(_has("kmalloc"))
+    @rule(data=st.data())
+    def grow_or_shrink(self, data: st.DataObject) -> None:
+        addr = self._object(data, kmalloc_only=True)
+        old = self.iut.slab.objects[addr].size
+        size = data.draw(st.one_of(st.integers(0, 2 * max(old, 8)), self._sizes()), label="size")
+        self.iut.krealloc(addr, size, self._gfp(data))
+
+    @precondition(_has("kmalloc"))
+    @rule(data=st.data())
+    def ksize(self, data: st.DataObject) -> None:
+        self.iut.ksize(self._object(data))
+
+    @precondition(_has("kmalloc"))
+    @rule(data=st.data())
+    def kfree(self, data: st.DataObject) -> None:
+        addr = self._object(data)  # kfree takes kmem_cache_alloc objects too (KFREE-ANY-SLAB-OBJ)
+        self.freed_sizes.append(self.iut.slab.objects[addr].size)
+        self.iut.kfree(addr)
+
+    @precondition(_has("kmalloc"))
+    @rule(addr=st.sampled_from((0, ZERO_SIZE_PTR)))
+    def kfree_null(self, addr: int) -> None:
+        self.iut.kfree(addr)
+        self.iut.ksize(addr)
+
+    # -- kmem_cache -------------------------------------------------------------------------
+
+    @precondition(_has("slab"))
+    @rule(data=st.data(), n=st.integers(1, 4))
+    def kmem_cache_alloc(self, data: st.DataObject, n: int) -> None:
+        """A few objects at once: neighbours in one slab, where stride and alignment bugs show."""
+        cache = self._cache(data)
+        gfp = self._gfp(data) & ~_ZONE_BITS
+        for _ in range(n):
+            self.iut.kmem_cache_alloc(cache, gfp)
+
+    @precondition(_has("slab"))
+    @rule(data=st.data())
+    def kmem_cache_free(self, data: st.DataObject) -> None:
+        live = sorted(a for a, o in self.iut.slab.objects.items() if o.cache is not None)
+        assume(live)
+        addr = data.draw(st.sampled_from(live), label="object")
+        self.iut.kmem_cache_free(self.iut.slab.objects[addr].cache, addr)
+
+    @precondition(lambda self: "slab" in self.target.capabilities and _may_sleep_in_cache_ops(self))
+    @rule(data=st.data())
+    def kmem_cache_destroy(self, data: st.DataObject) -> None:
+        cache = self._cache(data)
+        assume(not self.iut.slab.caches[cache].live or "SLAB-DESTROY-BUSY" in self.target.claims)
+        self.iut.kmem_cache_destroy(cache)
+
+    @precondition(lambda self: "slab" in self.target.capabilities and _may_sleep_in_cache_ops(self))
+    @rule(data=st.data())
+    def kmem_cache_shrink(self, data: st.DataObject) -> None:
+        self.iut.kmem_cache_shrink(self._cache(data))
+
+    # -- misuse, where claimed -----------------------------------------------------------------
+
+    @precondition(lambda self: _has("kmalloc")(self) and ("SLAB-DOUBLE-FREE" in self.target.claims))
+    @rule(data=st.data(), via_cache=st.booleans())
+    def free_twice(self, data: st.DataObject, via_cache: bool) -> None:
+        addr = self._object(data)
+        cache = self.iut.slab.objects[addr].cache
+        if via_cache and cache is not None and "slab" in self.target.capabilities:
+            self.iut.kmem_cache_free(cache, addr)
+            self.iut.kmem_cache_free(cache, addr)
+        else:
+            self.iut.kfree(addr)
+            self.iut.kfree(addr)
+
+    @precondition(_claims("SLAB-INVALID-FREE"))
+    @rule(data=st.data())
+    def kfree_interior(self, data: st.DataObject) -> None:
+        obj = self.iut.slab.objects[self._object(data)]
+        assume(obj.size > 1)
+        self.iut.kfree(obj.addr + data.draw(st.integers(1, obj.size - 1), label="offset"))
+
+    @precondition(lambda self: "SLAB-INVALID-FREE" in self.target.claims and "get_free_pages" in self.target.capabilities
+                  and "kmalloc" in self.target.capabilities)
+    @rule(block=PageStateMachine.addrs)
+    def kfree_page_block(self, block: Any) -> None:
+        assume(self.iut.model.live_block_at(self.iut.machine.virt_to_pfn(block.start)) is not None)
+        self.iut.kfree(block.start)
+
+    @precondition(_claims("SLAB-WRONG-CACHE", "slab"))
+    @rule(data=st.data())
+    def kmem_cache_free_wrong_cache(self, data: st.DataObject) -> None:
+        addr = self._object(data)
+        cache = self._cache(data)
+        assume(self.iut.slab.objects.get(addr) is not None and self.iut.slab.objects[addr].cache != cache)
+        self.iut.kmem_cache_free(cache, addr)

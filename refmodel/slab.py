@@ -1,0 +1,433 @@
+"""The slab layer and kmalloc as a caller sees them: size classes, alignment, cache flags, the object oracle.
+
+Constants and pure rules of ``include/linux/slab.h``, ``mm/slab_common.c``
+and ``mm/slub.c`` (SLUB, the only slab allocator since 6.8), and
+``SlabModel``, which tracks live objects beside the page oracle and says
+what a kmalloc, kfree or cache operation may do.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Final
+
+from .context import Context, in_atomic
+from .errors import CacheBusy, ConformanceFailure, DoubleFree, InvalidFree, SleepInAtomic, UnexpectedGfp, Violation, WrongCache, failure_for
+from .gfp import GFP, format_gfp, gfpflags_allow_blocking, zonelist_eligible
+from .machine import Machine
+from .page_alloc import Expectation, Outcome, PageAllocModel
+
+_DMA, _DMA32 = int(GFP.DMA), int(GFP.DMA32)
+
+ZERO_SIZE_PTR: Final = 16
+"""kmalloc(0)'s answer: ((void *)16), faults on use; ZERO_OR_NULL_PTR(x) is x <= 16 (include/linux/slab.h)."""
+
+ARCH_KMALLOC_MINALIGN: Final = 8
+"""x86 has no ARCH_DMA_MINALIGN, so kmalloc aligns to __alignof__(unsigned long long) (include/linux/slab.h)."""
+
+ARCH_SLAB_MINALIGN: Final = 8
+"""__alignof__(unsigned long long) (include/linux/slab.h)."""
+
+CACHE_LINE_SIZE: Final = 64
+"""cache_line_size() on x86_64 (L1_CACHE_BYTES, arch/x86/include/asm/cache.h)."""
+
+KMALLOC_SHIFT_LOW: Final = 3
+"""ilog2(KMALLOC_MIN_SIZE): 8-byte minimum object (include/linux/slab.h)."""
+
+GFP_SLAB_BUG_MASK: Final = int(GFP.DMA32 | GFP.HIGHMEM)
+"""__GFP_DMA32 | __GFP_HIGHMEM | ~__GFP_BITS_MASK (mm/internal.h); the last part holds no bit the model generates."""
+
+
+class SlabFlag(enum.IntFlag):
+    """kmem_cache_create() flags, as the protocol encodes them.
+
+    Current kernels number these from the config-dependent enum
+    _slab_flag_bits; the protocol uses the fixed values they had before
+    (include/linux/slab.h, v5.x), so implementations need no kernel config.
+    """
+
+    CONSISTENCY_CHECKS = 0x100
+    RED_ZONE = 0x400
+    POISON = 0x800
+    HWCACHE_ALIGN = 0x2000
+    CACHE_DMA = 0x4000
+    CACHE_DMA32 = 0x8000
+    STORE_USER = 0x10000
+    RECLAIM_ACCOUNT = 0x20000
+    PANIC = 0x40000
+    TYPESAFE_BY_RCU = 0x80000
+    ACCOUNT = 0x4000000
+
+
+def kmalloc_shift_high(m: Machine) -> int:
+    """KMALLOC_SHIFT_HIGH = PAGE_SHIFT + 1 under SLUB (include/linux/slab.h)."""
+    return m.page_shift + 1
+
+
+def kmalloc_max_cache_size(m: Machine) -> int:
+    """KMALLOC_MAX_CACHE_SIZE: the largest request served by a kmalloc cache, 2 * PAGE_SIZE (include/linux/slab.h)."""
+    return 1 << kmalloc_shift_high(m)
+
+
+def kmalloc_max_size(m: Machine) -> int:
+    """KMALLOC_MAX_SIZE = 1 << (MAX_PAGE_ORDER + PAGE_SHIFT): above it kmalloc fails (include/linux/slab.h)."""
+    return 1 << (m.max_page_order + m.page_shift)
+
+
+def get_order(size: int, page_shift: int) -> int:
+    """get_order(): the smallest order whose block holds ``size`` bytes (include/asm-generic/getorder.h)."""
+    pages = (size - 1) >> page_shift
+    return pages.bit_length()
+
+
+def kmalloc_bucket(size: int) -> int:
+    """The kmalloc cache object size for 1 <= size <= KMALLOC_MAX_CACHE_SIZE (KMALLOC-INDEX).
+
+    mm/slab_common.c kmalloc_size_index[] / include/linux/slab.h __kmalloc_index:
+    8 for sizes up to KMALLOC_MIN_SIZE, 96 for 65..96, 192 for 129..192,
+    otherwise the next power of two.
+    """
+    if size <= 1 << KMALLOC_SHIFT_LOW:
+        return 1 << KMALLOC_SHIFT_LOW
+    if 64 < size <= 96:
+        return 96
+    if 128 < size <= 192:
+        return 192
+    return 1 << (size - 1).bit_length()
+
+
+def kmalloc_size_roundup(size: int, m: Machine) -> int:
+    """What ksize() of kmalloc(size) is (mm/slab_common.c kmalloc_size_roundup).
+
+    0 for 0; the bucket for slab-served sizes; PAGE_SIZE << get_order(size)
+    up to KMALLOC_MAX_SIZE (a compound page block); the size itself beyond.
+    """
+    if size <= 0:
+        return 0
+    if size <= kmalloc_max_cache_size(m):
+        return kmalloc_bucket(size)
+    if size <= kmalloc_max_size(m):
+        return m.page_size << get_order(size, m.page_shift)
+    return size
+
+
+def kmalloc_min_align(size: int) -> int:
+    """The alignment kmalloc guarantees for ``size`` (include/linux/slab.h kmalloc kernel-doc).
+
+    At least ARCH_KMALLOC_MINALIGN; a power-of-two size is aligned to itself,
+    any other size to its largest power-of-two divisor.
+    """
+    if size <= 0:
+        return 1
+    return max(ARCH_KMALLOC_MINALIGN, size & -size)
+
+
+def calculate_alignment(flags: int, align: int, size: int) -> int:
+    """A cache's object alignment (mm/slab_common.c calculate_alignment).
+
+    SLAB_HWCACHE_ALIGN starts at the cache line and halves it while the
+    object fits in half; the larger of that and ``align`` is raised to
+    ARCH_SLAB_MINALIGN and rounded up to sizeof(void *).
+    """
+    if flags & SlabFlag.HWCACHE_ALIGN:
+        ralign = CACHE_LINE_SIZE
+        while size <= ralign // 2:
+            ralign //= 2
+        align = max(align, ralign)
+    align = max(align, ARCH_SLAB_MINALIGN)
+    return -(-align // 8) * 8
+
+
+def slab_gfp_bug(gfp: int) -> bool:
+    """kmalloc_fix_flags' trigger: a zone bit the slab layer cannot honour (mm/slub.c new_slab, GFP_SLAB_BUG_MASK)."""
+    return bool(gfp & GFP_SLAB_BUG_MASK)
+
+
+# -- the object oracle ---------------------------------------------------------------
+
+@dataclass
+class Cache:
+    """A kmem_cache as the model sees it: its geometry and its live objects."""
+
+    cid: int
+    name: str
+    object_size: int
+    align: int
+    flags: int
+    live: set[int] = field(default_factory=set)
+
+    @property
+    def zone_gfp(self) -> int:
+        """s->allocflags' zone bits: SLAB_CACHE_DMA adds GFP_DMA, SLAB_CACHE_DMA32 GFP_DMA32 (mm/slub.c calculate_sizes)."""
+        if self.flags & SlabFlag.CACHE_DMA:
+            return _DMA
+        if self.flags & SlabFlag.CACHE_DMA32:
+            return _DMA32
+        return 0
+
+
+@dataclass
+class LiveObject:
+    """A live object: its logical address, the bytes the caller asked for, where it came from."""
+
+    addr: int
+    size: int
+    cache: int | None  # None: kmalloc
+    gfp: int
+    step: int
+    span: int = 0  # bytes the caller may use (ksize once asked); at least ``size``
+    alloc_size: int = 0  # the size it was allocated with: krealloc in place keeps its bucket
+
+    @property
+    def end(self) -> int:
+        return self.addr + max(self.size, self.span)
+
+    def describe(self) -> str:
+        origin = "kmalloc" if self.cache is None else f"cache {self.cache}"
+        return f"the live {self.size}-byte object at {self.addr:#x} ({origin}, step {self.step})"
+
+
+class SlabModel:
+    """The slab and kmalloc oracle for one machine, beside the page oracle.
+
+    It tracks live objects by address and checks what an implementation
+    returns against the kernel's rules; it does not know which pages the
+    implementation's slabs hold, so it never predicts success of a small
+    allocation except under SLAB-NO-SPURIOUS-FAIL's claim. Objects are kept
+    in address order: overlap queries cost O(log live objects).
+    """
+
+    def __init__(self, machine: Machine, pages: PageAllocModel) -> None:
+        self.machine, self.pages = machine, pages
+        self.caches: dict[int, Cache] = {}
+        self.objects: dict[int, LiveObject] = {}
+        self._starts: list[int] = []
+        self.freed: set[int] = set()  # addresses freed and not handed out again
+        self.used = False  # the slab layer has taken pages the model cannot see
+        self.exact = False  # the implementation shows its slabs (capability slab_info): page liveness stays exact
+        self.slab_blocks: dict[int, tuple[int, int]] = {}  # first pfn -> (cache id or 0, order) of every reported slab block
+
+    @property
+    def opaque(self) -> bool:
+        """Pages may be held by slabs the model cannot see."""
+        return self.used and not self.exact
+
+    # -- queries -------------------------------------------------------------------
+
+    def object_at(self, addr: int) -> LiveObject | None:
+        """The live object containing byte ``addr``, or None."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0:
+            obj = self.objects[self._starts[i]]
+            if addr < obj.end:
+                return obj
+        return None
+
+    def overlapping(self, start: int, end: int, *, ignore: int | None = None) -> LiveObject | None:
+        """A live object other than ``ignore`` overlapping [start, end), or None (objects are disjoint)."""
+        i = bisect.bisect_left(self._starts, end) - 1
+        while i >= 0:
+            obj = self.objects[self._starts[i]]
+            if obj.addr == ignore:
+                i -= 1
+                continue
+            return obj if obj.end > start else None
+        return None
+
+    def kmalloc_max_size(self) -> int:
+        return kmalloc_max_size(self.machine)
+
+    # -- expectations ------------------------------------------------------------------
+
+    def expect_kmalloc(self, size: int, gfp: int, ctx: Context) -> Expectation:
+        """What kmalloc(size, gfp) may do in ``ctx`` (mm/slub.c __do_kmalloc_node)."""
+        if size == 0:
+            return Expectation(Outcome.MUST_SUCCEED, "KMALLOC-ZERO-SIZE", "kmalloc(0) returns ZERO_SIZE_PTR")
+        if size > self.kmalloc_max_size():
+            # The large path fixes the flags, then the page allocator refuses the order before might_alloc().
+            return Expectation(Outcome.MUST_FAIL, "KMALLOC-MAX-SIZE", f"{size} bytes is above KMALLOC_MAX_SIZE {self.kmalloc_max_size()}",
+                               also_report=(UnexpectedGfp,) if slab_gfp_bug(gfp) else ())
+        bucket = kmalloc_size_roundup(size, self.machine)
+        return self._expect_object(bucket, gfp, ctx)
+
+    def expect_cache_alloc(self, cid: int, gfp: int, ctx: Context) -> Expectation:
+        """What kmem_cache_alloc(cache, gfp) may do (mm/slub.c slab_alloc_node); the cache's own zone is no misuse."""
+        return self._expect_object(self.caches[cid].object_size, gfp, ctx)
+
+    def _expect_object(self, nbytes: int, gfp: int, ctx: Context) -> Expectation:
+        # Which pages the implementation's slabs hold is not visible to the model, so
+        # success is never required of a small object: its slab may or may not have room.
+        outcome = Expectation(Outcome.MAY_FAIL, "SLAB-NO-OVERLAP", f"an object of {nbytes} bytes needs room in a slab the model cannot see")
+        if gfpflags_allow_blocking(gfp) and in_atomic(ctx):
+            also = (UnexpectedGfp,) if slab_gfp_bug(gfp) else ()
+            return replace(outcome, report=SleepInAtomic, report_rule="CTX-MIGHT-SLEEP", also_report=also,
+                           misuse=f"{format_gfp(gfp)} may block, but the caller runs in {ctx.name.lower()} context")
+        if slab_gfp_bug(gfp):
+            return replace(outcome, report=UnexpectedGfp, report_rule="KMALLOC-GFP-BUG",
+                           misuse=f"{format_gfp(gfp)} has {format_gfp(gfp & GFP_SLAB_BUG_MASK)}, which the slab layer cannot honour (GFP_SLAB_BUG_MASK)")
+        return outcome
+
+    def expect_kfree(self, addr: int, *, cid: int | None = None) -> Expectation:
+        """Whether kfree(addr) (or kmem_cache_free(cache cid, addr)) is valid, or the misuse it is."""
+        fn = "kfree" if cid is None else "kmem_cache_free"
+        if cid is None and addr <= ZERO_SIZE_PTR:
+            return Expectation(Outcome.MUST_SUCCEED, "KFREE-NULL", f"kfree({addr:#x}) does nothing (ZERO_OR_NULL_PTR)")
+        obj = self.objects.get(addr)
+        if obj is not None:
+            if cid is not None and obj.cache != cid:
+                owner = "kmalloc" if obj.cache is None else f"cache {obj.cache}"
+                e = _slab_misuse(WrongCache, "SLAB-WRONG-CACHE", f"kmem_cache_free(cache {cid}, {addr:#x}): the object belongs to {owner}")
+                # A large kmalloc has no slab: cache_from_obj finds "not a Slab page".
+                return replace(e, also_report=(InvalidFree,)) if obj.cache is None else e
+            return Expectation(Outcome.MUST_SUCCEED, "SLAB-NO-OVERLAP", f"{fn} of a live object")
+        inner = self.object_at(addr)
+        if inner is not None:
+            return _slab_misuse(InvalidFree, "SLAB-INVALID-FREE", f"{fn}({addr:#x}) points {addr - inner.addr} bytes into {inner.describe()}")
+        if addr in self.freed:
+            # SLUB finds "Object already free" while the slab lives; once its pages went
+            # back to the buddy allocator kfree sees no slab ("Not a kmalloc allocation").
+            return replace(_slab_misuse(DoubleFree, "SLAB-DOUBLE-FREE", f"{fn}({addr:#x}): the object is already free"), also_report=(InvalidFree,))
+        pfn = self.machine.virt_to_pfn(addr)
+        blk = self.pages.live_block_at(pfn) if pfn is not None else None
+        if blk is not None and blk.pfn not in self.slab_blocks:
+            return _slab_misuse(InvalidFree, "SLAB-INVALID-FREE", f"{fn}({addr:#x}) is inside the order-{blk.order} page block at pfn {blk.pfn:#x}, not a slab object")
+        return _slab_misuse(InvalidFree, None, f"{fn}({addr:#x}) was never returned by the slab layer")
+
+    def expect_cache_destroy(self, cid: int, ctx: Context) -> Expectation:
+        """kmem_cache_destroy: sleeps (slab_mutex); live objects are reported and stay (mm/slab_common.c)."""
+        cache = self.caches[cid]
+        if cache.live:
+            first = min(cache.live)
+            base = Expectation(Outcome.MUST_SUCCEED, "SLAB-DESTROY-BUSY", "", CacheBusy, "SLAB-DESTROY-BUSY", fatal=False,
+                               misuse=f"cache {cid} ({cache.name}) still has {len(cache.live)} live objects (the first at {first:#x})")
+        else:
+            base = Expectation(Outcome.MUST_SUCCEED, "SLAB-DESTROY-BUSY", "an empty cache is destroyed")
+        return self._may_sleep(base, "kmem_cache_destroy", ctx)
+
+    def expect_cache_shrink(self, cid: int, ctx: Context) -> Expectation:
+        """kmem_cache_shrink sleeps (cpus_read_lock, slab_mutex; mm/slab_common.c kmem_cache_shrink)."""
+        base = Expectation(Outcome.MUST_SUCCEED, "SLAB-CONTENTS-INTACT", "shrinking frees only empty slabs")
+        return self._may_sleep(base, "kmem_cache_shrink", ctx)
+
+    def expect_cache_create(self, size: int, align: int, flags: int, ctx: Context) -> Expectation:
+        """kmem_cache_create takes slab_mutex (mm/slab_common.c __kmem_cache_create_args); it may fail for memory."""
+        base = Expectation(Outcome.MAY_FAIL, "SLAB-CACHE-ALIGN", "creating a cache allocates its kmem_cache")
+        return self._may_sleep(base, "kmem_cache_create", ctx)
+
+    def _may_sleep(self, base: Expectation, fn: str, ctx: Context) -> Expectation:
+        """SLAB-CACHE-MIGHT-SLEEP: mutex_lock's might_sleep splat in atomic context; the call then goes on."""
+        if not in_atomic(ctx):
+            return base
+        also = (base.report,) if base.report is not None else ()
+        return replace(base, report=SleepInAtomic, report_rule="SLAB-CACHE-MIGHT-SLEEP", fatal=False, also_report=also,
+                       misuse=f"{fn} in {ctx.name.lower()} context: it takes slab_mutex and may sleep")
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def check_object(self, addr: int, size: int, gfp: int, *, align: int, align_rule: str, what: str, cid: int | None = None) -> None:
+        """Raise the failure of the first rule a returned object breaks: lowmem RAM, zone, alignment, overlap."""
+        m = self.machine
+        first = m.virt_to_pfn(addr)
+        last = m.virt_to_pfn(addr + max(size, 1) - 1)
+        if first is None or last is None or not m.is_lowmem(last):
+            raise failure_for("SLAB-LOWMEM", f"{what} returned {addr:#x}, which is not a lowmem logical address for {size} bytes (PAGE_OFFSET {m.page_offset:#x}, max_low_pfn {m.max_low_pfn:#x})")
+        if not m.is_usable_block(first, last - first + 1):
+            raise failure_for("SLAB-LOWMEM", f"{what} returned {addr:#x}: pfn {first:#x}..{last:#x} is not all free RAM (a hole or a reserved range)")
+        high = self.pages.highest_zoneidx(gfp & ~GFP_SLAB_BUG_MASK)
+        for pfn in (first, last):
+            zone = m.zone_of_pfn(pfn)
+            assert zone is not None
+            if not zonelist_eligible(zone.zone_type, high):
+                raise failure_for("SLAB-ZONE-ELIGIBLE", f"{what} returned {addr:#x} in ZONE_{zone.zone_type.name}, but {format_gfp(gfp & ~GFP_SLAB_BUG_MASK)} allows only ZONE_{high.name} and below")
+        if addr % align:
+            raise failure_for(align_rule, f"{what} returned {addr:#x}, which is not {align}-byte aligned ({addr:#x} % {align} = {addr % align})")
+        self.check_free_of_objects(addr, addr + size, what)
+        for pfn in range(first, last + 1):
+            blk = self.pages.live_block_at(pfn)
+            if blk is not None and blk.pfn not in self.slab_blocks:
+                raise failure_for("SLAB-NO-OVERLAP", f"{what} returned {addr:#x}, inside the live order-{blk.order} page block at pfn {blk.pfn:#x} (step {blk.step})")
+            if self.exact and (blk is None or (cid is not None and self.slab_blocks[blk.pfn][0] not in (cid, 0))):
+                where = "no block the slab layer reports holding" if blk is None else f"the slab at pfn {blk.pfn:#x} of cache {self.slab_blocks[blk.pfn][0]}"
+                raise failure_for("SLAB-INTROSPECT", f"{what} returned {addr:#x}, in pfn {pfn:#x}: {where}")
+
+    def check_free_of_objects(self, start: int, end: int, what: str, *, ignore: int | None = None) -> None:
+        other = self.overlapping(start, end, ignore=ignore)
+        if other is not None:
+            raise failure_for("SLAB-NO-OVERLAP", f"{what}: [{start:#x}, {end:#x}) overlaps {other.describe()}")
+
+    def check_page_block(self, pfn: int, order: int) -> None:
+        """A block alloc_pages returned holds no live object (SLAB-NO-OVERLAP)."""
+        start = self.machine.page_offset + (pfn << self.machine.page_shift)
+        self.check_free_of_objects(start, start + (self.machine.page_size << order), f"alloc_pages returned the order-{order} block at pfn {pfn:#x}")
+
+    def sync_slabs(self, reported: list[tuple[int, int, int, int, int]], step: int) -> None:
+        """SLAB-INTROSPECT: take the implementation's slab list into the page model.
+
+        Each entry is (cache id, or 0 for kmalloc caches and large kmalloc blocks,
+        first pfn, order, objects in use, objects in all). A new block must be one
+        the page allocator could have handed out (free, aligned, lowmem RAM); a
+        block that disappeared goes back to the free area.
+        """
+        seen: dict[int, tuple[int, int]] = {}
+        for cid, pfn, order, inuse, total in reported:
+            what = f"the slab at pfn {pfn:#x} (order {order}, cache {cid})"
+            if pfn in seen:
+                raise failure_for("SLAB-INTROSPECT", f"{what} is reported twice")
+            if cid and cid not in self.caches:
+                raise failure_for("SLAB-INTROSPECT", f"{what} belongs to no live cache")
+            if not 0 <= inuse <= total:
+                raise failure_for("SLAB-INTROSPECT", f"{what} has {inuse} objects in use of {total}")
+            seen[pfn] = (cid, order)
+        for pfn, (cid, order) in self.slab_blocks.items():
+            if seen.get(pfn, (None, None))[1] != order:
+                self.pages.adopt_free(pfn, order)
+        for pfn, (cid, order) in seen.items():
+            if self.slab_blocks.get(pfn, (None, None))[1] == order:
+                continue
+            try:
+                self.pages.check_alloc(0, order, pfn, logical=True)
+            except ConformanceFailure as f:
+                raise failure_for("SLAB-INTROSPECT", f"the slab layer reports holding the order-{order} block at pfn {pfn:#x}, "
+                                                     f"which it cannot have taken from the page allocator: {f.message}") from None
+            self.pages.adopt_alloc(0, order, pfn, step)
+        self.slab_blocks = seen
+
+    # -- adopting ----------------------------------------------------------------------------
+
+    def adopt_object(self, addr: int, size: int, gfp: int, step: int, *, cid: int | None = None) -> LiveObject:
+        obj = LiveObject(addr, size, cid, gfp, step, alloc_size=size)
+        self.objects[addr] = obj
+        bisect.insort(self._starts, addr)
+        self.freed.discard(addr)
+        self.used = True
+        if cid is not None:
+            self.caches[cid].live.add(addr)
+        return obj
+
+    def adopt_free(self, addr: int) -> LiveObject:
+        obj = self.objects.pop(addr)
+        del self._starts[bisect.bisect_left(self._starts, addr)]
+        self.freed.add(addr)
+        if obj.cache is not None:
+            self.caches[obj.cache].live.discard(addr)
+        return obj
+
+    def adopt_resize(self, addr: int, size: int) -> None:
+        """krealloc in place: the object keeps its address, its size changes."""
+        obj = self.objects[addr]
+        obj.size, obj.span = size, 0
+
+    def adopt_cache(self, cid: int, name: str, size: int, align: int, flags: int) -> Cache:
+        cache = Cache(cid, name, size, calculate_alignment(flags, align, size), flags)
+        self.caches[cid] = cache
+        self.used = True
+        return cache
+
+    def adopt_destroy(self, cid: int) -> None:
+        del self.caches[cid]
+
+
+def _slab_misuse(kind: type[Violation], rule_id: str | None, reason: str) -> Expectation:
+    return Expectation(Outcome.MUST_FAIL, rule_id or "undefined", reason, kind, rule_id, fatal=True, misuse=reason)
