@@ -75,6 +75,8 @@ class SlabCalls:
             raise self._fail(e.rule_id, f"{what} returned {addr:#x}, but {e.reason}: it must return NULL")
         self._place_object(what, addr, size, gfp, align=kmalloc_min_align(size), align_rule="KMALLOC-ALIGN", cid=None)
         step.result = self._bind_object(addr)
+        if "KMALLOC-SIZE-CLASS" in self.claims:
+            self.ksize(addr)  # a claimed size class is checked on every object, as its own step
         return addr
 
     def krealloc(self: Lockstep, addr: int, size: int, gfp: int) -> int | None:

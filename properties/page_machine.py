@@ -23,7 +23,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, multipl
 from ..harness.lockstep import Lockstep
 from ..harness.protocol import Factory
 from ..refmodel.context import Context, in_atomic
-from ..refmodel.gfp import GFP
+from ..refmodel.gfp import GFP, GFP_ATOMIC, GFP_KERNEL
 from ..refmodel.machine import Machine
 from .strategies import bad_gfp_masks, contexts, gfp_masks, orders
 
@@ -115,6 +115,21 @@ class PageStateMachine(RuleBasedStateMachine):
     @rule(target=addrs, gfp=gfp_masks(blocking=True), data=st.data())
     def get_free_pages_blocking(self, gfp: int, data: st.DataObject) -> Any:
         return self.get_free_pages(gfp, data)
+
+    @precondition(lambda self: self.iut.machine.max_pfn <= FILL_LIMIT_PAGES and not in_atomic(self.iut.env.context))
+    @rule(target=blocks)
+    def nofail_under_pressure(self) -> Any:
+        """Fill with GFP_ATOMIC until it fails, then a blocking __GFP_NOFAIL request: NOFAIL-NEVER-NULL's band."""
+        got = []
+        for _ in range(self.iut.machine.max_pfn + 2):
+            pfn = self.iut.alloc_pages(int(GFP_ATOMIC), 0)
+            if pfn is None:
+                break
+            got.append(Block(pfn, 0))
+        pfn = self.iut.alloc_pages(int(GFP_KERNEL | GFP.NOFAIL), 0)
+        if pfn is not None:
+            got.append(Block(pfn, 0))
+        return multiple(*got)
 
     @precondition(_has("get_free_pages"))
     @rule(target=addrs, gfp=gfp_masks(blocking=False), data=st.data())

@@ -83,9 +83,11 @@ class MemoryStateMachine(PageStateMachine):
     # -- kmalloc family ----------------------------------------------------------------------
 
     @precondition(_has("kmalloc"))
-    @rule(data=st.data())
-    def kmalloc(self, data: st.DataObject) -> None:
-        self.iut.kmalloc(data.draw(self._sizes(), label="size"), self._gfp(data))
+    @rule(data=st.data(), ask_ksize=st.booleans())
+    def kmalloc(self, data: st.DataObject, ask_ksize: bool) -> None:
+        addr = self.iut.kmalloc(data.draw(self._sizes(), label="size"), self._gfp(data))
+        if ask_ksize and addr is not None and addr > ZERO_SIZE_PTR:
+            self.iut.ksize(addr)
 
     @precondition(_has("kmalloc"))
     @rule(data=st.data())
@@ -116,11 +118,14 @@ class MemoryStateMachine(PageStateMachine):
         self.iut.ksize(self._object(data))
 
     @precondition(_has("kmalloc"))
-    @rule(data=st.data())
-    def kfree(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), reuse=st.booleans())
+    def kfree(self, data: st.DataObject, reuse: bool) -> None:
         addr = self._object(data)  # kfree takes kmem_cache_alloc objects too (KFREE-ANY-SLAB-OBJ)
-        self.freed_sizes.append(self.iut.slab.objects[addr].size)
+        obj = self.iut.slab.objects[addr]
+        self.freed_sizes.append(obj.size)
         self.iut.kfree(addr)
+        if reuse and obj.cache is None:  # the slot just freed comes straight back: dirty unless zeroed
+            self.iut.kzalloc(obj.size, self._gfp(data))
 
     @precondition(_has("kmalloc"))
     @rule(addr=st.sampled_from((0, ZERO_SIZE_PTR)))

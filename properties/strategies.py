@@ -84,6 +84,7 @@ def kmalloc_sizes(max_cache_size: int, max_size: int) -> st.SearchStrategy[int]:
     edges = [s for s in BUCKET_EDGES if s <= max_cache_size] + [max_cache_size, max_cache_size + 1, max_size, max_size + 1]
     return st.one_of(
         st.sampled_from(edges),
+        st.integers(1, 256),  # the small buckets, 96 and 192 among them, are where most objects live
         st.integers(1, max_cache_size),
         st.just(0),
         st.integers(max_cache_size + 1, max_size + 1),

@@ -16,6 +16,8 @@ from kmemspec.refmodel import load_machine
 
 EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "my_allocator.py") + ":make"
 IMPLS = ["reference", "fast", impl_path("alt_highest"), impl_path("alt_random")]
+#: Other slab designs: the fullest partial slab first, never giving slabs back, the kernel's lazy GFP report.
+SLAB_DESIGNS = [impl_path("alt_slab").replace(":make", f":{f}") for f in ("make_fullest", "make_hoarder", "make_lazy_gfp")]
 MACHINES = ["tiny", "tiny-wmark", "tiny-highmem", "x86_64", "x86_32"]
 
 
@@ -29,6 +31,12 @@ def _check(spec: str, machine: str, seed: int = 1):
 @pytest.mark.parametrize("machine", MACHINES)
 @pytest.mark.parametrize("spec", IMPLS, ids=lambda s: Path(s.split(":")[0]).stem if "/" in s else s)
 def test_correct_allocator_conforms(spec, machine):
+    _check(spec, machine)
+
+
+@pytest.mark.parametrize("machine", ["tiny", "tiny-highmem", "x86_64"])
+@pytest.mark.parametrize("spec", SLAB_DESIGNS, ids=lambda s: s.rsplit(":", 1)[1])
+def test_other_slab_designs_conform(spec, machine):
     _check(spec, machine)
 
 

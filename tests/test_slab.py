@@ -1,0 +1,158 @@
+"""The slab oracle: the kernel's size classes and alignment, and slub_kunit's scenarios with the verdicts the kernel expects."""
+
+import pytest
+
+from conftest import impl_path
+
+from kmemspec.harness import Lockstep, load_impl
+from kmemspec.refmodel import load_machine
+from kmemspec.refmodel.errors import ConformanceFailure, DoubleFree, InvalidFree, WrongCache
+from kmemspec.refmodel.gfp import GFP, GFP_ATOMIC, GFP_KERNEL
+from kmemspec.refmodel.slab import (
+    ZERO_SIZE_PTR,
+    SlabFlag,
+    calculate_alignment,
+    get_order,
+    kmalloc_bucket,
+    kmalloc_max_cache_size,
+    kmalloc_max_size,
+    kmalloc_min_align,
+    kmalloc_size_roundup,
+)
+
+X86_64 = load_machine("x86_64")
+
+
+def test_constants_for_x86_64_with_4k_pages():
+    # include/linux/slab.h with PAGE_SHIFT 12, MAX_PAGE_ORDER 10 (KMALLOC-SHIFTS, KMALLOC-LIMITS)
+    assert kmalloc_max_cache_size(X86_64) == 8192
+    assert kmalloc_max_size(X86_64) == 4 << 20
+    assert ZERO_SIZE_PTR == 16
+
+
+@pytest.mark.parametrize("sizes,bucket", [
+    ((1, 8), 8), ((9, 16), 16), ((17, 32), 32), ((33, 64), 64), ((65, 96), 96), ((97, 128), 128),
+    ((129, 192), 192), ((193, 256), 256), ((257, 512), 512), ((513, 1024), 1024), ((2049, 4096), 4096), ((4097, 8192), 8192),
+])
+def test_kmalloc_buckets_are_the_kernels(sizes, bucket):
+    # mm/slab_common.c kmalloc_size_index[] and fls(size - 1) above 192 (KMALLOC-RUNTIME-LOOKUP)
+    for size in range(sizes[0], sizes[1] + 1):
+        assert kmalloc_bucket(size) == bucket, size
+
+
+def test_size_roundup_beyond_the_caches():
+    assert kmalloc_size_roundup(0, X86_64) == 0
+    assert kmalloc_size_roundup(8193, X86_64) == 16384  # PAGE_SIZE << get_order(8193)
+    assert kmalloc_size_roundup(12288, X86_64) == 16384
+    assert kmalloc_size_roundup((4 << 20) + 1, X86_64) == (4 << 20) + 1
+    assert [get_order(n, 12) for n in (1, 4096, 4097, 8192, 8193, 1 << 22)] == [0, 0, 1, 1, 2, 10]
+
+
+def test_alignment_rules():
+    # kmalloc kernel-doc: at least 8, and the largest power of two dividing the size
+    assert [kmalloc_min_align(n) for n in (1, 24, 96, 100, 192, 4096)] == [8, 8, 32, 8, 64, 4096]
+    # calculate_alignment: HWCACHE starts at the 64-byte line and halves while the object fits in half
+    hw = int(SlabFlag.HWCACHE_ALIGN)
+    assert [calculate_alignment(hw, 0, n) for n in (8, 20, 40, 100)] == [8, 32, 64, 64]
+    assert calculate_alignment(0, 0, 40) == 8 and calculate_alignment(0, 128, 40) == 128 and calculate_alignment(0, 12, 40) == 16
+
+
+def _iut(spec="fast"):
+    return Lockstep(load_impl(spec).factory, "tiny", label=spec)
+
+
+def test_kunit_leak_destroy_is_reported_and_the_object_survives():
+    # lib/slub_kunit.c test_leak_destroy: destroying a cache with a live object is reported ("Objects remaining")
+    iut = _iut()
+    cache = iut.kmem_cache_create("TestSlub_leak_destroy", 64, 0, 0)
+    obj = iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    iut.kmem_cache_destroy(cache)
+    assert cache in iut.slab.caches and obj in iut.slab.objects
+    iut.check_contents()
+    iut.kmem_cache_free(cache, obj)
+    iut.kmem_cache_destroy(cache)
+    assert cache not in iut.slab.caches
+
+
+def test_kunit_leak_destroy_kills_a_cache_that_frees_live_objects():
+    iut = _iut("mutant:destroy-busy-frees")
+    cache = iut.kmem_cache_create("TestSlub_leak_destroy", 64, 0, 0)
+    iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    with pytest.raises(ConformanceFailure, match="SLAB-DESTROY-BUSY"):
+        iut.kmem_cache_destroy(cache)
+
+
+def test_double_free_is_object_already_free():
+    # mm/slub.c free_consistency_checks "Object already free"
+    iut = _iut()
+    p = iut.kmalloc(64, GFP_KERNEL)
+    iut.kfree(p)
+    e = iut.slab.expect_kfree(p)
+    assert e.report is DoubleFree and InvalidFree in e.also_report
+    iut.kfree(p)  # fast raises DoubleFree: judged as the claimed detection, nothing changes
+    assert iut.trace[-1].comment.startswith("misuse")
+
+
+def test_interior_pointer_and_page_block_are_invalid_frees():
+    iut = _iut()
+    p = iut.kmalloc(64, GFP_KERNEL)
+    assert iut.slab.expect_kfree(p + 8).report is InvalidFree
+    addr = iut.get_free_pages(GFP_KERNEL, 0)
+    assert iut.slab.expect_kfree(addr).report is InvalidFree
+    iut.kfree(p + 8)
+    iut.kfree(addr)
+    iut.free_pages_addr(addr, 0)
+    iut.kfree(p)
+
+
+def test_wrong_cache():
+    iut = _iut()
+    a = iut.kmem_cache_create("a", 64, 0, 0)
+    b = iut.kmem_cache_create("b", 64, 0, 0)
+    obj = iut.kmem_cache_alloc(a, GFP_KERNEL)
+    assert iut.slab.expect_kfree(obj, cid=b).report is WrongCache
+    iut.kmem_cache_free(b, obj)
+    iut.kmem_cache_free(a, obj)
+
+
+def test_zero_size_and_null():
+    iut = _iut()
+    assert iut.kmalloc(0, GFP_KERNEL) == ZERO_SIZE_PTR
+    iut.kfree(0)
+    iut.kfree(ZERO_SIZE_PTR)
+    assert iut.ksize(0) == 0 and iut.ksize(ZERO_SIZE_PTR) == 0
+    assert iut.kmalloc_array(1 << 33, 1 << 33, GFP_KERNEL) is None  # check_mul_overflow
+
+
+def test_highmem_kmalloc_is_fixed_up_and_lowmem():
+    # kmalloc_fix_flags: reported (fast claims the strict form) and served from lowmem
+    iut = Lockstep(load_impl("fast").factory, "tiny-highmem", label="fast")
+    p = iut.kmalloc(100, GFP_KERNEL | GFP.HIGHMEM)
+    assert p is not None and iut.machine.is_lowmem(iut.machine.virt_to_pfn(p))
+
+
+def test_kmalloc_in_atomic_context_with_gfp_atomic_never_sleeps():
+    from kmemspec.refmodel import Context
+
+    iut = _iut()
+    iut.set_context(Context.HARDIRQ)
+    for size in (8, 200, 5000, 20000):
+        iut.kmalloc(size, GFP_ATOMIC)
+
+
+def test_refill_with_gfp_kernel_is_caught():
+    # The classic bug: new_slab with GFP_KERNEL for a GFP_ATOMIC caller. In atomic context it is a false SleepInAtomic.
+    from kmemspec.refmodel import Context
+
+    iut = _iut("mutant:refill-with-gfp-kernel")
+    iut.set_context(Context.ATOMIC)
+    with pytest.raises(ConformanceFailure, match="IUT-NO-FALSE-REPORT"):
+        iut.kmalloc(64, GFP_ATOMIC)
+
+
+@pytest.mark.parametrize("spec", ["fast", "reference", impl_path("alt_slab")])
+def test_introspection_keeps_page_liveness_exact(spec):
+    iut = Lockstep(load_impl(spec).factory, "tiny", label="x")
+    iut.kmalloc(64, GFP_KERNEL)
+    assert iut.slab.slab_blocks and not iut.slab.opaque
+    iut.check_free_area()
