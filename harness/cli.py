@@ -2,7 +2,7 @@
 
 Exit codes: 0 conforming (or the command did what it was asked), 1 not
 conforming (or a replay reproduced its failure), 2 a usage error, printed as
-one line. The CLI is the composition root: it is the one place that imports
+one line, 3 an internal error of kmemspec itself. The CLI is the composition root: it is the one place that imports
 ``kmemspec.properties`` (for ``check`` and ``bench``) beside the harness.
 """
 
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +25,7 @@ from .expectations import compare, expectations_from_report, load_expectations, 
 from .report import _atomic_write, build_report, write_reports
 from .trace import Ref, load_trace
 
-EXIT_OK, EXIT_NONCONFORMING, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_NONCONFORMING, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_MACHINE = "tiny"
 
 
@@ -79,11 +81,17 @@ def _load(args: argparse.Namespace, spec: str, machine: str) -> ImplSpec:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # A cancelled CI job sends SIGTERM: leave through SystemExit so that child processes are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         return _COMMANDS[args.command](args)
     except KmemspecError as e:
         print(f"kmemspec: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception:  # a bug of kmemspec itself: never mistaken for a verdict on the implementation
+        traceback.print_exc()
+        print("kmemspec: internal error (the traceback above); this is a bug of kmemspec, not a verdict on the implementation", file=sys.stderr)
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         print("kmemspec: interrupted", file=sys.stderr)
         return 130

@@ -56,15 +56,20 @@ class ImplSpec:
 
     def import_lines(self) -> list[str]:
         """Python lines that bind ``make`` to this factory, for a pasteable test."""
-        if self.spec.partition(":")[0] in SCHEMES:
-            return ["from kmemspec.harness import load_impl", f"make = load_impl({self.spec!r}).factory"]
-        target = BUNDLED.get(self.spec, self.spec)
-        module, _, attr = target.rpartition(":")
-        if module.endswith(".py") or "/" in module:
-            return ["from kmemspec.harness import load_impl", f"make = load_impl({self.spec!r}).factory"]
-        if attr == "make":
-            return [f"from {module} import make"]
-        return [f"from {module} import {attr} as make"]
+        return spec_import_lines(self.spec)
+
+
+def spec_import_lines(spec: str) -> list[str]:
+    """The lines a pasteable test needs to bind ``make`` for ``spec``; loads nothing."""
+    if spec.partition(":")[0] in SCHEMES:
+        return ["from kmemspec.harness import load_impl", f"make = load_impl({spec!r}).factory"]
+    target = BUNDLED.get(spec, spec)
+    module, _, attr = target.rpartition(":")
+    if module.endswith(".py") or "/" in module:
+        return ["from kmemspec.harness import load_impl", f"make = load_impl({spec!r}).factory"]
+    if attr == "make":
+        return [f"from {module} import make"]
+    return [f"from {module} import {attr} as make"]
 
 
 def load_impl(spec: str, *, isolate: bool = False, timeout: float | None = None, hang_budget: float | None = None,
@@ -82,11 +87,12 @@ def load_impl(spec: str, *, isolate: bool = False, timeout: float | None = None,
     if scheme == "exec":
         return _load_exec(spec, rest, limits, label=_exec_label(rest))
     if isolate:
-        inner = load_impl(spec)  # fail early, and in this process, on a wrong path
-        inner.close()
+        # Nothing of the implementation is loaded here: its module or library may crash
+        # as it loads. The child reports a wrong path as a usage error.
+        label = _spec_label(spec)
         command = shlex.join([sys.executable, "-m", "kmemspec.harness.serve", spec, "--machine", machine])
-        impl = _load_exec(spec, command, limits, label=inner.label)
-        return ImplSpec(spec, inner.label, impl.factory, "process", isolated=True)
+        impl = _load_exec(spec, command, limits, label=label)
+        return ImplSpec(spec, label, impl.factory, "process", isolated=True)
     if scheme == "c":
         return _load_c(spec, rest)
     if scheme == "mutant":
@@ -111,6 +117,24 @@ def load_impl(spec: str, *, isolate: bool = False, timeout: float | None = None,
         raise InvalidDefinition(f"implementation {spec!r}: {attr} is a {type(factory).__name__}, not a factory make(machine, env)")
     label = spec if spec in BUNDLED else _label(module, attr)
     return ImplSpec(spec, label, factory)
+
+
+def _spec_label(spec: str) -> str:
+    """The report label of ``spec``, from its spelling alone."""
+    scheme, _, rest = spec.partition(":")
+    if spec in BUNDLED:
+        return spec
+    if scheme == "mutant":
+        return f"mutant-{rest}"
+    if scheme == "c":
+        return "c-" + _label(Path(rest).name.split(".")[0], "make")
+    module, sep, attr = spec.rpartition(":")
+    if not sep or not module or not attr:
+        raise InvalidDefinition(
+            f"implementation {spec!r}: expected MODULE:FACTORY or path/to/file.py:FACTORY "
+            f"(e.g. mypkg.alloc:make), c:path/to/lib.so, exec:COMMAND, or one of {', '.join(BUNDLED)}"
+        )
+    return _label(module, attr)
 
 
 def _load_exec(spec: str, command: str, limits: dict[str, float], *, label: str) -> ImplSpec:

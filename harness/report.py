@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Final
@@ -16,7 +17,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ..refmodel.rules import PROCESS_RULES, RULES, Rule
 from .html_report import render_html
-from .loader import load_impl
+from .loader import spec_import_lines
 from .trace import dump_trace, render_test
 
 REPORT_SCHEMA: Final = "kmemspec-report/1"
@@ -131,6 +132,14 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """Characters XML 1.0 cannot carry at all (implementations' output is untrusted) become \\xNN."""
+    return _XML_INVALID.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def render_junit(doc: dict[str, Any]) -> str:
     """junit.xml: one test case per rule; failures carry the message and steps, unclaimed rules are skipped."""
     failures = {f["rule_id"]: f for f in doc["failures"]}
@@ -147,8 +156,8 @@ def render_junit(doc: dict[str, Any]) -> str:
             lines.append(head + "/>")
         elif r["status"] == "fail":
             f = failures[r["id"]]
-            body = escape(f["message"] + "\n\n" + "\n".join(f["steps"]) + "\n\n" + f["replay"])
-            lines.append(head + f"><failure message={quoteattr(f['message'])}>{body}</failure></testcase>")
+            body = escape(_xml_text(f["message"] + "\n\n" + "\n".join(f["steps"]) + "\n\n" + f["replay"]))
+            lines.append(head + f"><failure message={quoteattr(_xml_text(f['message']))}>{body}</failure></testcase>")
         else:
             lines.append(head + f"><skipped message={quoteattr(r['status'])}/></testcase>")
     lines.append("</testsuite></testsuites>")
@@ -161,6 +170,9 @@ def _atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -176,11 +188,11 @@ def write_reports(result: Any, out_dir: Path, *, expectation_results: dict[str, 
     doc = build_report(result, out_dir)
     if expectation_results is not None:
         doc["expectation_results"] = expectation_results
-    impl = load_impl(result.impl)
+    lines = spec_import_lines(result.impl)
     for f, entry in zip(result.failures, doc["failures"]):
         _atomic_write(Path(entry["trace_file"]), dump_trace(f.steps, impl=result.impl, machine=result.machine_spec,
                                                            rule_id=f.rule_id, message=f.message))
-        _atomic_write(Path(entry["test_file"]), render_test(f.steps, impl.import_lines(), result.machine_spec, f.rule_id, f.message))
+        _atomic_write(Path(entry["test_file"]), render_test(f.steps, lines, result.machine_spec, f.rule_id, f.message))
     _atomic_write(out_dir / "report.md", render_markdown(doc))
     _atomic_write(out_dir / "report.html", render_html(doc))
     _atomic_write(out_dir / "junit.xml", render_junit(doc))

@@ -21,6 +21,9 @@ from .loader import build_iut, load_impl
 from .protocol import Env
 from .wire import PROTOCOL_VERSION, WIRE_OPS, decode_bytes, encode_bytes
 
+#: The server's exit status for a usage error (a wrong path, a factory that raises): the suite shows its message.
+USAGE_EXIT = 2
+
 
 class _RecordingEnv(Env):
     """Counts what the implementation did to its env; the suite replays it on its own env."""
@@ -110,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args.impl, args.machine, sys.stdin.buffer, sys.stdout.buffer)
     except KmemspecError as e:
         print(f"kmemspec serve: error: {e}", file=sys.stderr)
-        return 2
+        return USAGE_EXIT
 
 
 if __name__ == "__main__":

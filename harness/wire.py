@@ -16,6 +16,7 @@ from ..refmodel.machine import Machine
 
 PROTOCOL_VERSION: Final = 1
 MAX_LINE: Final = 16 << 20  # a reply longer than this is a flood (IUT-WIRE-FORMAT)
+MAX_COUNT: Final = 1000  # might_sleep / slept counts in one reply: more is garbage, not diligence
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,8 @@ def decode_reply(obj: Any) -> Reply:
     reply.might_sleep = _count(obj, "might_sleep")
     reply.slept = _count(obj, "slept")
     reports = obj.get("reports", [])
-    if not isinstance(reports, list):
-        raise WireError(f"\"reports\" must be a list of violation names, got {type(reports).__name__}")
+    if not isinstance(reports, list) or len(reports) > MAX_COUNT:
+        raise WireError(f"\"reports\" must be a list of at most {MAX_COUNT} violation names, got {type(reports).__name__}")
     reply.reports = tuple(_violation(name, "reported by the implementation") for name in reports)
     return reply
 
@@ -113,8 +114,8 @@ def _count(obj: dict[str, Any], key: str) -> int:
     value = obj.get(key, 0)
     if isinstance(value, bool):
         return int(value)
-    if not isinstance(value, int) or value < 0:
-        raise WireError(f"{key!r} must be a count (an int >= 0), got {value!r}")
+    if not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise WireError(f"{key!r} must be a count (an int from 0 to {MAX_COUNT}), got {value!r}")
     return value
 
 

@@ -29,6 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--kmemspec-seed", type=int, default=None, metavar="N", help="Hypothesis seed (default: random, shown in failures)")
     g.addoption("--kmemspec-isolate", action="store_true", help="run each implementation in a child process")
     g.addoption("--kmemspec-timeout", type=float, default=None, metavar="S", help="per-request timeout for child processes (default 10)")
+    g.addoption("--kmemspec-hang-budget", type=float, default=None, metavar="S", help="stop shrinking once timeouts cost this long (default 60)")
     g.addoption("--kmemspec-report-dir", default=None, metavar="DIR", help="also write kmemspec's reports under DIR/<impl>-<machine>")
 
 
@@ -64,7 +65,8 @@ def _machines(config: pytest.Config) -> list[str]:
 def _load(config: pytest.Config, spec: str, machine: str) -> Any:
     from ..harness.loader import load_impl
 
-    return load_impl(spec, isolate=config.getoption("kmemspec_isolate"), timeout=config.getoption("kmemspec_timeout"), machine=machine)
+    return load_impl(spec, isolate=config.getoption("kmemspec_isolate"), timeout=config.getoption("kmemspec_timeout"),
+                     hang_budget=config.getoption("kmemspec_hang_budget"), machine=machine)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m / -k deselect
@@ -85,7 +87,7 @@ def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.:@" else "_" for c in text)
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # a hook of xdist: absent under -p no:xdist
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under ``-n``, keep each (implementation, machine) on one worker so the suite runs once for it."""
     if not config.getoption("kmemspec_impl") or config.getvalue("dist") != "load":
@@ -117,6 +119,8 @@ class KmemspecRun(pytest.Collector):
             item = KmemspecRule.from_parent(self, name=r.id, rule=r)
             for mark in ("kmemspec", r.level.value, r.subsystem):
                 item.add_marker(mark)
+            if self.config.pluginmanager.hasplugin("xdist"):
+                item.add_marker(pytest.mark.xdist_group(self.name))  # --dist loadgroup keeps a pair on one worker too
             items.append(item)
         return items
 
@@ -141,6 +145,9 @@ class KmemspecRun(pytest.Collector):
                                      seed_value=config.getoption("kmemspec_seed"), progress=None)
         except KmemspecError as e:
             self._error = f"kmemspec: {e}"
+            return
+        except Exception as e:  # the run itself broke: fail every item once, with the reason, instead of rerunning
+            self._error = f"kmemspec: the suite could not run {self.spec} on {self.machine_spec}: {type(e).__name__}: {e}"
             return
         out = config.getoption("kmemspec_report_dir")
         if out:

@@ -191,7 +191,7 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
             result.notes.append(f"the run stopped early: {budget}; failures are the shortest sequences found before that (raise --hang-budget to shrink further)")
         elif failures is not None:
             result.failures = _dedupe(failures)
-        elif isinstance(exc, Flaky) and bar.seen:
+        elif _in_group(exc, Flaky) and bar.seen:
             # The same operations did not give the same outcome twice: a nondeterministic
             # implementation (or one that keeps state between examples). Report what was seen.
             result.failures = sorted(bar.seen.values(), key=lambda f: f.rule_id)
@@ -236,6 +236,13 @@ def _generation_independent_of_loaded_code() -> Iterator[None]:
     finally:
         providers._get_local_constants = original
         cache.cache.clear()
+
+
+def _in_group(exc: BaseException, kind: type[BaseException]) -> bool:
+    """``exc`` is ``kind`` or an exception group holding one (Hypothesis reports several errors as a group)."""
+    if isinstance(exc, kind):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and any(_in_group(e, kind) for e in exc.exceptions)
 
 
 def _in_chain(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:

@@ -44,7 +44,10 @@ def test_a_wrong_implementation_is_a_usage_error(tmp_path):
     assert p.returncode == 4 and "no module named 'no_such_module'" in p.stderr, p.stdout + p.stderr
 
 
-def test_inert_without_the_option(tmp_path):
+def test_inert_without_the_option_and_without_xdist(tmp_path):
     (tmp_path / "test_mine.py").write_text("def test_users_own():\n    assert True\n")
-    p = pytest_run(tmp_path)
-    assert p.returncode == 0 and "1 passed" in p.stdout, p.stdout + p.stderr
+    for extra in ([], ["-p", "no:xdist"]):
+        p = pytest_run(tmp_path, *extra)
+        assert p.returncode == 0 and "1 passed" in p.stdout, p.stdout + p.stderr
+    p = pytest_run(tmp_path, "-p", "no:xdist", "--kmemspec-impl", "reference", "--kmemspec-seed", "1", "-m", "liveness")
+    assert p.returncode == 0 and "warning" not in p.stdout, p.stdout + p.stderr

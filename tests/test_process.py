@@ -8,6 +8,7 @@ failure of its own rule with the operations so far and its stderr; no child
 import json
 import os
 import sys
+import xml.etree.ElementTree as ET
 import time
 from pathlib import Path
 
@@ -76,6 +77,7 @@ def test_misbehaving_process_is_a_failure_of_its_rule(mode, rule, text, tmp_path
     assert impl.factory.pids and grandchildren
     assert not [p for p in impl.factory.pids + grandchildren if _alive(p)]
     doc = write_reports(result, tmp_path / "reports")
+    ET.parse(tmp_path / "reports" / "junit.xml")  # stderr's control characters did not break the XML
     on_disk = json.loads((tmp_path / "reports" / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(doc)) and not on_disk["conforming"]
     assert next(r for r in on_disk["rules"] if r["id"] == rule)["status"] == "fail"
@@ -89,8 +91,11 @@ def test_hang_budget_stops_the_run_with_the_shortest_failure_so_far(tmp_path):
     assert not [p for p in impl.factory.pids if _alive(p)]
 
 
-def test_a_conforming_process_passes_and_its_process_rules_are_checked():
-    impl, result = _run(_exec("ok"))
+def test_a_conforming_process_passes_and_its_process_rules_are_checked(tmp_path):
+    starts = tmp_path / "starts"
+    impl, result = _run(_exec("ok", str(starts)))
+    write_reports(result, tmp_path / "reports")  # writing reports starts nothing
+    assert len(starts.read_text().split()) == 1
     assert result.conforming, [f"{f.rule_id}: {f.message}" for f in result.failures]
     assert result.transport == "process" and result.coverage["IUT-TIMEOUT"] > 0
     assert len(impl.factory.pids) == 1, "one process serves every example (init resets it)"
@@ -120,6 +125,8 @@ def test_isolated_mutant_is_killed_by_its_rule_and_a_python_crash_is_iut_no_cras
     (f"exec:{sys.executable} -c 'print(42)'", "answered hello with 42"),
     (f"exec:{sys.executable} -c 'import sys; sys.exit(7)'", "exited with status 7 during hello"),
     ("exec:", "exec: needs a command"),
+    (f"exec:{sys.executable} -c \"print('{{\\\"protocol\\\": 1, \\\"capabilities\\\": [1]}}')\"", "capabilities"),
+    (f"exec:{sys.executable} -c \"print('{{\\\"protocol\\\": true, \\\"capabilities\\\": [\\\"pages\\\"]}}')\"", "answered hello"),
     (f"exec:{sys.executable} -c \"print('{{\\\"protocol\\\": 1, \\\"capabilities\\\": [\\\"pages\\\"], \\\"claims\\\": [\\\"NOPE\\\"]}}')\"",
      "claims ['NOPE'] are not claimable"),
 ])

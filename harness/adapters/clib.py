@@ -116,6 +116,8 @@ class CLibrary:
 
     def _words(self, name: str) -> frozenset[str]:
         raw = self.functions[name]()
+        if raw is None and name == "kmemspec_capabilities":
+            raise InvalidDefinition(f"{self.label}: kmemspec_capabilities() returned NULL; return a string such as \"pages memory\"")
         return frozenset((raw or b"").decode("utf-8", "replace").replace(",", " ").split())
 
     def __call__(self, machine: Machine, env: Env) -> CIut:
@@ -134,6 +136,7 @@ class CIut:
         self._lib, self._fn, self.env = lib, lib.functions, env
         self.capabilities, self.claims = lib.capabilities, lib.claims
         self._pending: TransportFailure | None = None
+        self._max_blocks = machine.max_pfn  # no machine has more free blocks than pages
         self._keep = self._machine_struct(machine)
         self._cenv = _Env(None, _PREEMPT_COUNT(lambda _: int(self.env.context)), _MIGHT_SLEEP(lambda _: self.env.might_sleep()),
                           _SLEEP(lambda _: self.env.sleep()), _REPORT(lambda _, code: self._report(code)))
@@ -181,8 +184,8 @@ class CIut:
             return False
         cls = VIOLATION_BY_CODE.get(status)
         if cls is None:
-            raise TransportFailure("IUT-RETURN-TYPE", f"{fn}() returned status {status}, which is neither KMEMSPEC_OK, "
-                                                      f"{'KMEMSPEC_NOMEM nor ' if may_fail else ''}a KMEMSPEC_E_* violation code")
+            allowed = "KMEMSPEC_OK, KMEMSPEC_NOMEM nor" if may_fail else "KMEMSPEC_OK nor"
+            raise TransportFailure("IUT-RETURN-TYPE", f"{fn}() returned status {status}, which is neither {allowed} a KMEMSPEC_E_* violation code")
         raise cls(f"{fn}() returned {status} ({cls.__name__})")
 
     def alloc_pages(self, gfp: int, order: int) -> int | None:
@@ -212,14 +215,16 @@ class CIut:
 
     def free_area(self) -> list[tuple[int, int]]:
         cap = 256
-        while True:
+        for _ in range(2):  # the second call has room for every block the first one counted
             pfns, orders = (_u64 * cap)(), (_u32 * cap)()
             n = self._fn["kmemspec_free_area"](self._handle, pfns, orders, cap)
-            if n < 0:
-                raise TransportFailure("IUT-RETURN-TYPE", f"kmemspec_free_area() returned {n}; it returns the number of free blocks")
+            if n < 0 or n > self._max_blocks:
+                raise TransportFailure("IUT-RETURN-TYPE", f"kmemspec_free_area() returned {n}; it returns the number of free blocks "
+                                                          f"(0..{self._max_blocks} on this machine)")
             if n <= cap:
                 return [(pfns[i], orders[i]) for i in range(n)]
             cap = n
+        raise TransportFailure("IUT-RETURN-TYPE", f"kmemspec_free_area() needed room for {cap} blocks, then asked for more")
 
     def close(self) -> None:
         """kmemspec_destroy(); the lockstep checker calls it when the example ends."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import select
 import shlex
 import signal
@@ -26,7 +27,9 @@ from ...refmodel.machine import Machine
 from ..protocol import CAPABILITY_METHODS, Env, TransportFailure, validate_iut
 from ..wire import MAX_LINE, PROTOCOL_VERSION, WireError, decode_bytes, decode_reply, encode_bytes, machine_message, Reply
 
-STDERR_TAIL: Final = 4096
+STDERR_TAIL: Final = 4096  # bytes of stderr kept
+STDERR_SHOWN: Final = 1500  # characters of it put into a failure message
+HELLO_TIMEOUT: Final = 10.0  # starting an interpreter may take longer than one request
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_HANG_BUDGET: Final = 60.0
 _EXIT_GRACE: Final = 0.5
@@ -82,6 +85,9 @@ class _Child:
         assert self.popen.stdin and self.popen.stdout and self.popen.stderr
         self.stdin = self.popen.stdin
         self.out_fd = self.popen.stdout.fileno()
+        # poll(), not select(): select() cannot watch descriptors numbered 1024 or more.
+        self.poller = select.poll()
+        self.poller.register(self.out_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         self.stderr = _Tail(self.popen.stderr.fileno())
         self.pending = bytearray()
         self.eof = False
@@ -109,7 +115,7 @@ class _Child:
 
     def exit_description(self) -> str:
         try:
-            code = self.popen.wait(timeout=1.0)
+            code = self.popen.wait(timeout=0.3)
         except subprocess.TimeoutExpired:
             return "closed its stdout but is still running"
         if code < 0:
@@ -154,6 +160,10 @@ class ProcessFactory:
         try:
             self._ensure()
         except TransportFailure as t:
+            # kmemspec.harness.serve (--isolate) names a wrong implementation on stderr: show just that.
+            serve = [line for line in t.message.splitlines() if line.startswith("kmemspec serve: error: ")]
+            if serve:
+                raise InvalidDefinition(serve[-1].removeprefix("kmemspec serve: error: ")) from None
             raise InvalidDefinition(f"{self.label}: {t.message}") from None
 
     def __call__(self, machine: Machine, env: Env) -> ProcessIut:
@@ -211,10 +221,11 @@ class ProcessFactory:
         return child
 
     def _handshake(self, child: _Child, hello: Any) -> None:
-        if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL_VERSION:
+        if not isinstance(hello, dict) or type(hello.get("protocol")) is not int or hello["protocol"] != PROTOCOL_VERSION \
+                or not _strings(hello.get("capabilities")) or not _strings(hello.get("claims", [])):
             self._discard(child)
             raise TransportFailure("IUT-WIRE-FORMAT", f"{self._who(child)} answered hello with {_clip(json.dumps(hello))}; "
-                                                      f"expected {{\"protocol\": {PROTOCOL_VERSION}, \"capabilities\": [...], \"claims\": [...]}}")
+                                                      f"expected {{\"protocol\": {PROTOCOL_VERSION}, \"capabilities\": [strings], \"claims\": [strings]}}")
         probe = type("Declared", (), {"capabilities": hello.get("capabilities"), "claims": hello.get("claims", [])})()
         for methods in CAPABILITY_METHODS.values():
             for method in methods:
@@ -257,14 +268,15 @@ class ProcessFactory:
         Without ``poll`` only what was already read counts: a second line written
         with the reply arrives in the same read, and the per-request syscall is saved.
         """
-        if poll and not child.pending and not child.eof and _readable(child.out_fd):
+        if poll and not child.pending and not child.eof and child.poller.poll(0):
             chunk = os.read(child.out_fd, 65536)
             child.pending += chunk
             child.eof = not chunk
         return bool(child.pending)
 
     def _read_line(self, child: _Child, op: str) -> bytes:
-        deadline = time.monotonic() + self.timeout
+        timeout = max(self.timeout, HELLO_TIMEOUT) if op == "hello" else self.timeout
+        deadline = time.monotonic() + timeout
         buf = child.pending
         while True:
             nl = buf.find(b"\n")
@@ -280,12 +292,13 @@ class ProcessFactory:
                 raise self._died(child, op)
             left = deadline - time.monotonic()
             if left <= 0:
-                self.hung_seconds += self.timeout
+                self.hung_seconds += timeout
+                partial = f" (it had written {_clip(repr(bytes(buf)))} without a newline)" if buf else ""
                 self._discard(child)
-                raise TransportFailure("IUT-TIMEOUT", f"{self._who(child)} did not answer {op} within {self.timeout:g}s "
-                                                      f"(--timeout); its process group was killed{self._stderr(child)}")
+                raise TransportFailure("IUT-TIMEOUT", f"{self._who(child)} did not answer {op} within {timeout:g}s "
+                                                      f"(--timeout){partial}; its process group was killed{self._stderr(child)}")
             # Wake up now and then: a grandchild holding stdout open hides the child's death from EOF.
-            ready, _, _ = select.select([child.out_fd], [], [], min(left, 0.05))
+            ready = child.poller.poll(min(left, 0.05) * 1000)
             if not ready:
                 if child.popen.poll() is not None:
                     raise self._died(child, op)
@@ -301,14 +314,16 @@ class ProcessFactory:
         return f"the implementation process (pid {child.pid})"
 
     def _died(self, child: _Child, op: str) -> TransportFailure:
+        started = time.monotonic()
         how = child.exit_description()
-        stderr = self._stderr(child, wait=0.5)
+        stderr = self._stderr(child, wait=0.2)
         self._discard(child)
+        self.hung_seconds += time.monotonic() - started  # a process that dies slowly costs time like a hang
         return TransportFailure("IUT-PROCESS-ALIVE", f"{self._who(child)} {how} during {op} (request {child.requests}){stderr}")
 
     def _stderr(self, child: _Child, wait: float = 0.0) -> str:
-        text = child.stderr.text(wait).strip()
-        return f"; its stderr ends:\n{text[-1500:]}" if text else "; it wrote nothing to stderr"
+        text = _printable(child.stderr.text(wait)).strip()
+        return f"; its stderr ends:\n{text[-STDERR_SHOWN:]}" if text else "; it wrote nothing to stderr"
 
     def _discard(self, child: _Child) -> None:
         child.kill()
@@ -399,11 +414,16 @@ class ProcessIut:
         return reply.result
 
 
-def _readable(fd: int) -> bool:
-    try:
-        return bool(select.select([fd], [], [], 0)[0])
-    except (OSError, ValueError):
-        return False
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _printable(text: str) -> str:
+    """Untrusted output made safe for terminals, XML and HTML: control characters become \\xNN."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _clip(text: str, limit: int = 200) -> str:

@@ -30,7 +30,7 @@ def misbehave(mode: str) -> None:
     elif mode == "garbage":
         out.write(b"this is not json\n")
     elif mode == "exit":
-        sys.stderr.write("badproc: giving up on order 1\n")
+        sys.stderr.write("badproc: giving up on order 1\x1b[0m\x00\n")  # control characters: untrusted output
         sys.stderr.flush()
         os._exit(3)
     elif mode == "flood":
