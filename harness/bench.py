@@ -14,9 +14,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from ..refmodel.context import Context
 from ..refmodel.gfp import GFP, GFP_ATOMIC, GFP_KERNEL
 from ..refmodel.machine import Machine, load_machine
 from ..refmodel.page_alloc import PageAllocModel
+from ..refmodel.slab import SlabModel, kmalloc_min_align
 from .loader import load_impl
 from .protocol import Env
 
@@ -86,6 +88,102 @@ def impl_throughput(spec: str, machine: Machine, w: Workload, n: int, *, isolate
         impl.close()
 
 
+@dataclass(frozen=True)
+class SlabWorkload:
+    """kmalloc/kfree (``cache_size`` 0) or kmem_cache_alloc/free of one cache, ``live_cap`` objects held at most."""
+
+    name: str
+    sizes: tuple[int, ...]
+    live_cap: int
+    cache_size: int = 0
+
+
+SLAB_WORKLOADS = (
+    SlabWorkload("kmalloc 8..256 churn", (8, 16, 24, 64, 96, 128, 192, 256), 256),
+    SlabWorkload("kmalloc mixed to 8 KiB", (32, 100, 512, 1000, 4096, 8192), 128),
+    SlabWorkload("kmalloc large (> 8 KiB)", (12288, 65536), 16),
+    SlabWorkload("kmem_cache 40-byte objects", (), 512, cache_size=40),
+)
+
+
+def _slab_ops(w: SlabWorkload, n: int, seed: int = 1) -> list[tuple[str, int]]:
+    r = random.Random(seed)
+    out: list[tuple[str, int]] = []
+    live = 0
+    for _ in range(n):
+        if live and (live >= w.live_cap or r.random() < 0.5):
+            out.append(("free", r.randrange(live)))
+            live -= 1
+        else:
+            out.append(("alloc", r.choice(w.sizes) if w.sizes else w.cache_size))
+            live += 1
+    return out
+
+
+def slab_throughput(spec: str, machine: Machine, w: SlabWorkload, n: int) -> float | None:
+    """Operations per second of ``spec``'s kmalloc/kfree or kmem_cache_alloc/free alone; None without the capability."""
+    impl = load_impl(spec, machine=machine.name)
+    try:
+        iut = impl.factory(machine, Env())
+        caps = frozenset(getattr(iut, "capabilities", ()))
+        if "kmalloc" not in caps or (w.cache_size and "slab" not in caps):
+            return None
+        if w.cache_size:
+            cache = iut.kmem_cache_create("bench", w.cache_size, 0, 0)
+            alloc: Callable[[int], int | None] = lambda size: iut.kmem_cache_alloc(cache, GFP_KERNEL)  # noqa: E731
+            free: Callable[[int], None] = lambda addr: iut.kmem_cache_free(cache, addr)  # noqa: E731
+        else:
+            alloc = lambda size: iut.kmalloc(size, GFP_KERNEL)  # noqa: E731
+            free = iut.kfree
+        live: list[int] = []
+        ops = _slab_ops(w, n)
+        t0 = time.perf_counter()
+        for kind, a in ops:
+            if kind == "free":
+                if live:
+                    free(live.pop(a % len(live)))
+            else:
+                addr = alloc(a)
+                if addr:
+                    live.append(addr)
+        return len(ops) / (time.perf_counter() - t0)
+    finally:
+        impl.close()
+
+
+def slab_oracle_cost(machine: Machine, n: int) -> float:
+    """Microseconds per checked kmalloc/kfree of the slab oracle, replaying ``fast``'s objects."""
+    w = SLAB_WORKLOADS[0]
+    iut = load_impl("fast").factory(machine, Env())
+    recorded: list[tuple[str, int, int]] = []
+    live: list[tuple[int, int]] = []
+    for kind, a in _slab_ops(w, n):
+        if kind == "free":
+            if live:
+                addr, size = live.pop(a % len(live))
+                iut.kfree(addr)
+                recorded.append(("free", addr, size))
+        else:
+            addr = iut.kmalloc(a, GFP_KERNEL)
+            if addr:
+                live.append((addr, a))
+                recorded.append(("alloc", addr, a))
+    best = float("inf")
+    for _ in range(3):
+        model = SlabModel(machine, PageAllocModel(machine))
+        t0 = time.perf_counter()
+        for kind, addr, size in recorded:
+            if kind == "alloc":
+                model.expect_kmalloc(size, GFP_KERNEL, Context.PROCESS)
+                model.check_object(addr, size, GFP_KERNEL, align=kmalloc_min_align(size), align_rule="KMALLOC-ALIGN", what="kmalloc")
+                model.adopt_object(addr, size, GFP_KERNEL, 0)
+            else:
+                model.expect_kfree(addr)
+                model.adopt_free(addr)
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e6 / max(1, len(recorded))
+
+
 def oracle_cost(machine: Machine, w: Workload, n: int) -> float:
     """Microseconds per checked operation of the model, replaying ``fast``'s choices."""
     iut = load_impl("fast").factory(machine, Env())
@@ -131,6 +229,14 @@ def run_bench(n: int, impls: list[str], *, isolated: bool = False) -> str:
              "| workload | " + " | ".join(f"{name} ops/s" for name in names) + " |", "|---|" + "---:|" * len(columns)]
     for w in WORKLOADS:
         lines.append(f"| {w.name} | " + " | ".join(f"{impl_throughput(s, big, w, n, isolate=iso):,.0f}" for s, iso in columns) + " |")
+    lines += ["", f"## kmalloc and kmem_cache throughput on {BENCH_MACHINE} ({n} operations per workload)", "",
+              "| workload | " + " | ".join(f"{name} ops/s" for name in names) + " |", "|---|" + "---:|" * len(columns)]
+    for sw in SLAB_WORKLOADS:
+        cells = []
+        for s, iso in columns:
+            v = slab_throughput(s, big, sw, n) if not iso else None
+            cells.append("n/a" if v is None else f"{v:,.0f}")
+        lines.append(f"| {sw.name} | " + " | ".join(cells) + " |")
     small = load_machine("tiny")
     w = Workload("oracle", (0, 1, 2), 24, (GFP_KERNEL, GFP_ATOMIC))
     small_us, big_us = oracle_cost(small, w, n), oracle_cost(big, w, n)
@@ -139,4 +245,7 @@ def run_bench(n: int, impls: list[str], *, isolated: bool = False) -> str:
               "| machine | pages | µs per operation |", "|---|---:|---:|",
               f"| tiny | {small.max_pfn} | {small_us:.2f} |", f"| {BENCH_MACHINE} | {big.max_pfn} | {big_us:.2f} |", "",
               f"Ratio {ratio:.2f}x ({'within' if ratio <= 1.5 else 'OUTSIDE'} the 1.5x bound)."]
+    small_slab, big_slab = slab_oracle_cost(small, n), slab_oracle_cost(big, n)
+    lines += ["", f"Slab oracle (expect + check + adopt of kmalloc/kfree): {small_slab:.2f} µs per operation on tiny, "
+                  f"{big_slab:.2f} µs on {BENCH_MACHINE} (ratio {max(small_slab, big_slab) / min(small_slab, big_slab):.2f}x)."]
     return "\n".join(lines)

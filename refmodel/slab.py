@@ -288,7 +288,9 @@ class SlabModel:
         if addr in self.freed:
             # SLUB finds "Object already free" while the slab lives; once its pages went
             # back to the buddy allocator kfree sees no slab ("Not a kmalloc allocation").
-            return replace(_slab_misuse(DoubleFree, "SLAB-DOUBLE-FREE", f"{fn}({addr:#x}): the object is already free"), also_report=(InvalidFree,))
+            # If another cache's slab has taken the pages since, kmem_cache_free finds a WrongCache.
+            also = (InvalidFree,) if cid is None else (InvalidFree, WrongCache)
+            return replace(_slab_misuse(DoubleFree, "SLAB-DOUBLE-FREE", f"{fn}({addr:#x}): the object is already free"), also_report=also)
         pfn = self.machine.virt_to_pfn(addr)
         blk = self.pages.live_block_at(pfn) if pfn is not None else None
         if blk is not None and blk.pfn not in self.slab_blocks:

@@ -19,6 +19,7 @@ from kmemspec.properties import PROFILES, Profile, run_check
 from kmemspec.refmodel import VIOLATIONS, ZoneType, load_machine
 from kmemspec.refmodel.errors import InvalidDefinition
 from kmemspec.refmodel.gfp import GFP
+from kmemspec.refmodel.slab import ZERO_SIZE_PTR, SlabFlag
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = ROOT / "harness" / "c" / "kmemspec_iut.h"
@@ -43,6 +44,9 @@ def test_gfp_bits_and_zone_types_are_the_models():
     assert bits == {g.name: int(g) for g in GFP}
     zones = {name: int(value) for name, value in re.findall(r"KMEMSPEC_ZONE_(\w+) = (\d+)", text)}
     assert zones == {z.name: int(z) for z in ZoneType}
+    flags = {name: int(value, 16) for name, value in re.findall(r"#define KMEMSPEC_SLAB_(\w+)\s+(0x[0-9a-f]+)u", text)}
+    assert flags == {f.name: int(f) for f in SlabFlag}
+    assert re.search(r"#define KMEMSPEC_ZERO_SIZE_PTR\s+(\d+)u", text).group(1) == str(ZERO_SIZE_PTR)
 
 
 def _cc(out: Path, *sources: Path, shared: bool = True, defines: tuple[str, ...] = ()) -> Path:
@@ -76,7 +80,8 @@ def built(tmp_path_factory):
 @needs_cc
 def test_struct_layout_is_the_ctypes_layout(built):
     layout = json.loads(subprocess.run([str(built["layout"])], capture_output=True, text=True, check=True).stdout)
-    structs = {"kmemspec_range": clib._Range, "kmemspec_zone": clib._Zone, "kmemspec_machine": clib._Machine, "kmemspec_env": clib._Env}
+    structs = {"kmemspec_range": clib._Range, "kmemspec_zone": clib._Zone, "kmemspec_machine": clib._Machine, "kmemspec_env": clib._Env,
+               "kmemspec_slab": clib._SlabRow}
     for key, (offset, size) in layout.items():
         struct, _, field = key.partition(".")
         if struct == "sizeof":

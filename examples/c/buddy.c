@@ -11,6 +11,14 @@
  * mm/page_alloc.c as kmemspec models it. Simulated memory is sparse: a page
  * gets its buffer on first write.
  *
+ * On top sits a small slab layer (after mm/slub.c as kmemspec models it):
+ * each cache carves slabs of 2^order lowmem pages into objects; a slab
+ * keeps its free list in a malloc'ed index array, outside the simulated
+ * memory, so a live object is never written. kmalloc serves sizes up to
+ * KMALLOC_MAX_CACHE_SIZE from kmalloc-<bucket> (dma-kmalloc-<bucket> for
+ * GFP_DMA) caches and larger ones as compound page blocks. A per-PFN array
+ * maps slab and large-kmalloc pages to their struct slab for kfree.
+ *
  * Build with -DSEEDED_BUG for a variant whose zonelist walk starts one zone
  * above the one gfp_zone() selects (caught by GFP-ZONE-ELIGIBLE).
  */
@@ -66,6 +74,7 @@ struct buddy {
 	uint64_t addr_limit;		/* 1 << word_bits, 0 for 64-bit */
 	uint64_t nr_chunks;
 	uint8_t ***mem;
+	struct slab_layer *sl;
 };
 
 /* -- GFP ------------------------------------------------------------------- */
@@ -484,6 +493,533 @@ static void free_range(struct buddy *b, uint64_t start, uint64_t end)
 	}
 }
 
+/* -- the slab layer --------------------------------------------------------- */
+
+#define ZERO_SIZE_PTR		KMEMSPEC_ZERO_SIZE_PTR
+#define CACHE_LINE_SIZE		64
+#define SLAB_MINALIGN		8
+#define SLAB_MIN_OBJECTS	8	/* a slab grows until this many objects fit ... */
+#define SLAB_MAX_ORDER		3	/* ... up to PAGE_ALLOC_COSTLY_ORDER */
+#define SLAB_KEEP_EMPTY		2	/* empty slabs a cache keeps for reuse */
+#define NR_KMALLOC_INDEX	24	/* kmalloc_index(): 1 (96), 2 (192), 3..23 (2^i) */
+
+#define OBJ_END		UINT32_MAX		/* end of a slab's free list */
+#define OBJ_USED	(UINT32_MAX - 1)	/* the object is live */
+
+#define GFP_SLAB_BUG_MASK	(KMEMSPEC___GFP_DMA32 | KMEMSPEC___GFP_HIGHMEM)
+/* GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK: what a new slab keeps of the caller's flags */
+#define GFP_SLAB_KEEP	(KMEMSPEC___GFP_RECLAIM | KMEMSPEC___GFP_HIGH | KMEMSPEC___GFP_IO | \
+			 KMEMSPEC___GFP_FS | KMEMSPEC___GFP_NOWARN | KMEMSPEC___GFP_RETRY_MAYFAIL | \
+			 KMEMSPEC___GFP_NOFAIL | KMEMSPEC___GFP_NORETRY | KMEMSPEC___GFP_MEMALLOC | \
+			 KMEMSPEC___GFP_NOMEMALLOC | KMEMSPEC___GFP_HARDWALL | KMEMSPEC___GFP_THISNODE)
+
+struct kmem_cache;
+
+/* A slab, or (cache NULL) a large kmalloc block holding one object. */
+struct slab {
+	struct kmem_cache *cache;
+	struct slab *next;
+	struct slab *prev;
+	uint64_t pfn;
+	uint32_t order;
+	uint32_t inuse;
+	uint32_t total;
+	uint32_t freelist;		/* first free object, OBJ_END if full */
+	uint32_t *free_next;		/* per object: the next free one, OBJ_END or OBJ_USED */
+};
+
+struct kmem_cache {
+	uint64_t id;
+	bool live;
+	bool kmalloc;
+	uint64_t object_size;
+	uint64_t size;			/* the stride: object_size rounded up to the alignment */
+	uint32_t order;			/* preferred slab order */
+	uint32_t min_order;		/* get_order(size): the fallback */
+	kmemspec_gfp_t zone_gfp;	/* __GFP_DMA / __GFP_DMA32 for SLAB_CACHE_DMA / DMA32 */
+	struct slab *slabs;
+	uint32_t nr_empty;
+	uint64_t nr_live;		/* live objects */
+};
+
+struct slab_layer {
+	struct kmem_cache **caches;	/* by id - 1; destroyed caches stay, dead */
+	uint64_t nr_caches;
+	uint64_t cap_caches;
+	struct kmem_cache *kmalloc_caches[2][NR_KMALLOC_INDEX];	/* [dma][index] */
+	struct slab *large;		/* large kmalloc blocks */
+	struct slab **slab_of;		/* by pfn below nr_low */
+	uint64_t nr_low;
+};
+
+static void env_might_sleep(const struct buddy *b)
+{
+	if (b->env && b->env->might_sleep)
+		b->env->might_sleep(b->env->opaque);
+}
+
+static void env_report(const struct buddy *b, int code)
+{
+	if (b->env && b->env->report)
+		b->env->report(b->env->opaque, code);
+}
+
+/* might_alloc(): only a blocking allocation may sleep */
+static void might_alloc(const struct buddy *b, kmemspec_gfp_t gfp)
+{
+	if (gfp & KMEMSPEC___GFP_DIRECT_RECLAIM)
+		env_might_sleep(b);
+}
+
+static uint64_t kmalloc_max_cache_size(const struct buddy *b)
+{
+	return 2ull << b->page_shift;
+}
+
+static uint64_t kmalloc_max_size(const struct buddy *b)
+{
+	return 1ull << (b->max_order + b->page_shift);
+}
+
+static uint32_t get_order(uint64_t size, uint32_t page_shift)
+{
+	uint64_t pages = (size - 1) >> page_shift;
+
+	return pages ? 64 - (uint32_t)__builtin_clzll(pages) : 0;
+}
+
+/* kmalloc_size_index[] / __kmalloc_index(): 8, 16, 32, 64, 96, 128, 192, 256, ... */
+static uint64_t kmalloc_bucket(uint64_t size)
+{
+	if (size <= 8)
+		return 8;
+	if (size > 64 && size <= 96)
+		return 96;
+	if (size > 128 && size <= 192)
+		return 192;
+	return 1ull << (64 - __builtin_clzll(size - 1));
+}
+
+static uint32_t kmalloc_index(uint64_t bucket)
+{
+	if (bucket == 96)
+		return 1;
+	if (bucket == 192)
+		return 2;
+	return (uint32_t)__builtin_ctzll(bucket);
+}
+
+/* mm/slab_common.c calculate_alignment() */
+static uint64_t calculate_alignment(uint64_t flags, uint64_t align, uint64_t size)
+{
+	if (flags & KMEMSPEC_SLAB_HWCACHE_ALIGN) {
+		uint64_t ralign = CACHE_LINE_SIZE;
+
+		while (size <= ralign / 2)
+			ralign /= 2;
+		if (align < ralign)
+			align = ralign;
+	}
+	if (align < SLAB_MINALIGN)
+		align = SLAB_MINALIGN;
+	return (align + 7) & ~7ull;
+}
+
+static uint64_t pfn_to_virt(const struct buddy *b, uint64_t pfn)
+{
+	return b->machine->page_offset + (pfn << b->page_shift);
+}
+
+static struct slab *slab_at(const struct buddy *b, uint64_t addr)
+{
+	const struct slab_layer *sl = b->sl;
+	uint64_t pfn;
+
+	if (addr < b->machine->page_offset)
+		return NULL;
+	pfn = (addr - b->machine->page_offset) >> b->page_shift;
+	return pfn < sl->nr_low ? sl->slab_of[pfn] : NULL;
+}
+
+static void set_slab_of(struct buddy *b, const struct slab *slab, struct slab *val)
+{
+	for (uint64_t p = slab->pfn; p < slab->pfn + (1ull << slab->order); p++)
+		b->sl->slab_of[p] = val;
+}
+
+static void slab_link(struct slab **head, struct slab *slab)
+{
+	slab->prev = NULL;
+	slab->next = *head;
+	if (*head)
+		(*head)->prev = slab;
+	*head = slab;
+}
+
+static void slab_unlink(struct slab **head, struct slab *slab)
+{
+	if (slab->prev)
+		slab->prev->next = slab->next;
+	else
+		*head = slab->next;
+	if (slab->next)
+		slab->next->prev = slab->prev;
+}
+
+/* Lowmem pages for the slab layer, from the buddy allocator. */
+static int slab_alloc_pages(struct buddy *b, kmemspec_gfp_t gfp, uint32_t order, uint64_t *pfn)
+{
+	int ret = alloc_block(b, gfp, order, true, pfn);
+
+	/* the slab layer only asks for valid masks; anything else is just no memory */
+	return ret == KMEMSPEC_OK ? KMEMSPEC_OK : KMEMSPEC_NOMEM;
+}
+
+/* Only the pages' own buffers are touched: a page without one reads zero. */
+static void mem_zero(struct buddy *b, uint64_t phys, uint64_t len)
+{
+	uint64_t size = 1ull << b->page_shift;
+
+	while (len) {
+		uint64_t off = phys & (size - 1);
+		uint64_t n = size - off < len ? size - off : len;
+		uint8_t *page = mem_page(b, phys >> b->page_shift, false);
+
+		if (page)
+			memset(page + off, 0, n);
+		phys += n;
+		len -= n;
+	}
+}
+
+static void mem_copy(struct buddy *b, uint64_t dst, uint64_t src, uint64_t len)
+{
+	uint64_t size = 1ull << b->page_shift;
+
+	while (len) {
+		uint64_t off = src & (size - 1);
+		uint64_t n = size - off < len ? size - off : len;
+		const uint8_t *page = mem_page(b, src >> b->page_shift, false);
+
+		if (page)
+			kmemspec_write_phys(b, dst, page + off, n);
+		else
+			mem_zero(b, dst, n);
+		dst += n;
+		src += n;
+		len -= n;
+	}
+}
+
+static struct kmem_cache *cache_lookup(const struct buddy *b, uint64_t id)
+{
+	const struct slab_layer *sl = b->sl;
+
+	if (!id || id > sl->nr_caches || !sl->caches[id - 1]->live)
+		return NULL;
+	return sl->caches[id - 1];
+}
+
+static struct kmem_cache *new_cache(struct buddy *b, uint64_t object_size, uint64_t align,
+				    uint64_t flags, bool kmalloc)
+{
+	struct slab_layer *sl = b->sl;
+	uint32_t max_order = b->max_order < SLAB_MAX_ORDER ? b->max_order : SLAB_MAX_ORDER;
+	struct kmem_cache *s;
+
+	if (sl->nr_caches == sl->cap_caches) {
+		uint64_t cap = sl->cap_caches ? 2 * sl->cap_caches : 16;
+		struct kmem_cache **caches = realloc(sl->caches, cap * sizeof(*caches));
+
+		if (!caches)
+			return NULL;
+		sl->caches = caches;
+		sl->cap_caches = cap;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	align = calculate_alignment(flags, align, object_size);
+	s->object_size = object_size;
+	if (align > kmalloc_max_size(b)) {
+		/* no slab can hold an object this aligned: every allocation fails */
+		s->size = align;
+		s->min_order = s->order = b->max_order + 1;
+	} else {
+		s->size = (object_size + align - 1) / align * align;
+		s->min_order = get_order(s->size, b->page_shift);
+		s->order = s->min_order;
+		while (s->order < max_order && ((1ull << (s->order + b->page_shift)) / s->size) < SLAB_MIN_OBJECTS)
+			s->order++;
+	}
+	if (flags & KMEMSPEC_SLAB_CACHE_DMA)
+		s->zone_gfp = KMEMSPEC___GFP_DMA;
+	else if (flags & KMEMSPEC_SLAB_CACHE_DMA32)
+		s->zone_gfp = KMEMSPEC___GFP_DMA32;
+	s->kmalloc = kmalloc;
+	s->live = true;
+	sl->caches[sl->nr_caches++] = s;
+	s->id = sl->nr_caches;
+	return s;
+}
+
+/* allocate_slab(): the preferred order without trying hard, then the minimum one */
+static struct slab *new_slab(struct buddy *b, struct kmem_cache *s, kmemspec_gfp_t gfp)
+{
+	kmemspec_gfp_t base = (gfp & GFP_SLAB_KEEP) | s->zone_gfp | KMEMSPEC___GFP_COMP;
+	uint32_t order = s->order;
+	struct slab *slab;
+	uint64_t pfn, nr;
+	int ret = KMEMSPEC_NOMEM;
+
+	if (s->order > s->min_order)
+		ret = slab_alloc_pages(b, (base | KMEMSPEC___GFP_NOWARN | KMEMSPEC___GFP_NORETRY) &
+				       ~KMEMSPEC___GFP_NOFAIL, order, &pfn);
+	if (ret != KMEMSPEC_OK) {
+		order = s->min_order;
+		if (slab_alloc_pages(b, base, order, &pfn) != KMEMSPEC_OK)
+			return NULL;
+	}
+	nr = (1ull << (order + b->page_shift)) / s->size;
+	slab = calloc(1, sizeof(*slab));
+	if (slab)
+		slab->free_next = malloc(nr * sizeof(*slab->free_next));
+	if (!slab || !slab->free_next) {
+		free(slab);
+		free_one_block(b, (uint32_t)pfn, order);
+		return NULL;
+	}
+	slab->cache = s;
+	slab->pfn = pfn;
+	slab->order = order;
+	slab->total = (uint32_t)nr;
+	for (uint32_t i = 0; i < slab->total; i++)
+		slab->free_next[i] = i + 1 < slab->total ? i + 1 : OBJ_END;
+	slab->freelist = 0;
+	slab_link(&s->slabs, slab);
+	set_slab_of(b, slab, slab);
+	s->nr_empty++;
+	return slab;
+}
+
+/* discard_slab(): the pages go back to the buddy allocator */
+static void discard_slab(struct buddy *b, struct slab *slab)
+{
+	struct kmem_cache *s = slab->cache;
+
+	if (s) {
+		slab_unlink(&s->slabs, slab);
+		if (!slab->inuse)
+			s->nr_empty--;
+	} else {
+		slab_unlink(&b->sl->large, slab);
+	}
+	set_slab_of(b, slab, NULL);
+	free_one_block(b, (uint32_t)slab->pfn, slab->order);
+	free(slab->free_next);
+	free(slab);
+}
+
+static int cache_alloc(struct buddy *b, struct kmem_cache *s, kmemspec_gfp_t gfp, uint64_t *addr)
+{
+	struct slab *slab;
+	uint32_t idx;
+
+	for (slab = s->slabs; slab; slab = slab->next)
+		if (slab->freelist != OBJ_END)
+			break;
+	if (!slab) {
+		slab = new_slab(b, s, gfp);
+		if (!slab)
+			return KMEMSPEC_NOMEM;
+	}
+	idx = slab->freelist;
+	slab->freelist = slab->free_next[idx];
+	slab->free_next[idx] = OBJ_USED;
+	if (!slab->inuse++)
+		s->nr_empty--;
+	s->nr_live++;
+	*addr = pfn_to_virt(b, slab->pfn) + idx * s->size;
+	if (gfp & KMEMSPEC___GFP_ZERO)
+		mem_zero(b, *addr - b->machine->page_offset, s->object_size);
+	return KMEMSPEC_OK;
+}
+
+/* The object at addr, as SLAB_CONSISTENCY_CHECKS sees it: its index, or the misuse. */
+static int slab_object(const struct slab *slab, uint64_t base, uint64_t addr, uint32_t *idx)
+{
+	uint64_t off = addr - base;
+
+	if (off % slab->cache->size || off / slab->cache->size >= slab->total)
+		return KMEMSPEC_E_INVALID_FREE;
+	*idx = (uint32_t)(off / slab->cache->size);
+	if (slab->free_next[*idx] != OBJ_USED)
+		return KMEMSPEC_E_DOUBLE_FREE;
+	return KMEMSPEC_OK;
+}
+
+static int slab_free(struct buddy *b, struct slab *slab, uint64_t addr)
+{
+	struct kmem_cache *s = slab->cache;
+	uint32_t idx;
+	int ret = slab_object(slab, pfn_to_virt(b, slab->pfn), addr, &idx);
+
+	if (ret != KMEMSPEC_OK)
+		return ret;
+	slab->free_next[idx] = slab->freelist;
+	slab->freelist = idx;
+	s->nr_live--;
+	if (!--slab->inuse && ++s->nr_empty > SLAB_KEEP_EMPTY)
+		discard_slab(b, slab);
+	return KMEMSPEC_OK;
+}
+
+/* kmalloc_slab(): kmalloc-<bucket> or dma-kmalloc-<bucket>, made on first use */
+static struct kmem_cache *kmalloc_cache(struct buddy *b, uint64_t size, bool dma)
+{
+	uint64_t bucket = kmalloc_bucket(size);
+	struct kmem_cache **slot = &b->sl->kmalloc_caches[dma][kmalloc_index(bucket)];
+
+	if (!*slot)
+		*slot = new_cache(b, bucket, bucket & -bucket, dma ? KMEMSPEC_SLAB_CACHE_DMA : 0, true);
+	return *slot;
+}
+
+/* ___kmalloc_large_node(): a compound block of get_order(size) pages */
+static int kmalloc_large(struct buddy *b, uint64_t size, kmemspec_gfp_t gfp, uint64_t *addr)
+{
+	uint32_t order = get_order(size, b->page_shift);
+	struct slab *slab;
+	uint64_t pfn;
+	int ret;
+
+	if (size > kmalloc_max_size(b))
+		return KMEMSPEC_NOMEM;
+	if (gfp & GFP_SLAB_BUG_MASK) {
+		env_report(b, KMEMSPEC_E_UNEXPECTED_GFP);
+		gfp &= ~GFP_SLAB_BUG_MASK;
+	}
+	slab = calloc(1, sizeof(*slab));
+	if (!slab)
+		return KMEMSPEC_NOMEM;
+	ret = slab_alloc_pages(b, gfp | KMEMSPEC___GFP_COMP, order, &pfn);
+	if (ret != KMEMSPEC_OK) {
+		free(slab);
+		return ret;
+	}
+	slab->pfn = pfn;
+	slab->order = order;
+	slab->inuse = slab->total = 1;
+	slab_link(&b->sl->large, slab);
+	set_slab_of(b, slab, slab);
+	*addr = pfn_to_virt(b, pfn);
+	return KMEMSPEC_OK;
+}
+
+static int do_kmalloc(struct buddy *b, uint64_t size, kmemspec_gfp_t gfp, uint64_t *addr)
+{
+	struct kmem_cache *s;
+
+	if (!size) {
+		*addr = ZERO_SIZE_PTR;
+		return KMEMSPEC_OK;
+	}
+	if (size > kmalloc_max_cache_size(b))
+		return kmalloc_large(b, size, gfp, addr);	/* the page allocator runs might_alloc() */
+	might_alloc(b, gfp);
+	if (gfp & GFP_SLAB_BUG_MASK) {
+		env_report(b, KMEMSPEC_E_UNEXPECTED_GFP);
+		gfp &= ~GFP_SLAB_BUG_MASK;
+	}
+	s = kmalloc_cache(b, size, gfp & KMEMSPEC___GFP_DMA);
+	if (!s)
+		return KMEMSPEC_NOMEM;
+	return cache_alloc(b, s, gfp, addr);
+}
+
+static int do_ksize(const struct buddy *b, uint64_t addr, uint64_t *size)
+{
+	const struct slab *slab;
+	uint64_t base;
+	uint32_t idx;
+	int ret;
+
+	if (addr <= ZERO_SIZE_PTR) {
+		*size = 0;
+		return KMEMSPEC_OK;
+	}
+	slab = slab_at(b, addr);
+	if (!slab)
+		return KMEMSPEC_E_INVALID_FREE;
+	base = pfn_to_virt(b, slab->pfn);
+	if (!slab->cache) {
+		if (addr != base)
+			return KMEMSPEC_E_INVALID_FREE;
+		*size = 1ull << (slab->order + b->page_shift);
+		return KMEMSPEC_OK;
+	}
+	ret = slab_object(slab, base, addr, &idx);
+	if (ret != KMEMSPEC_OK)
+		return ret;
+	*size = slab->cache->kmalloc ? slab->cache->size : slab->cache->object_size;
+	return KMEMSPEC_OK;
+}
+
+static int do_kfree(struct buddy *b, uint64_t addr)
+{
+	struct slab *slab;
+
+	if (addr <= ZERO_SIZE_PTR)
+		return KMEMSPEC_OK;
+	slab = slab_at(b, addr);
+	if (!slab)
+		return KMEMSPEC_E_INVALID_FREE;	/* "Not a kmalloc allocation" */
+	if (slab->cache)
+		return slab_free(b, slab, addr);
+	if (addr != pfn_to_virt(b, slab->pfn))
+		return KMEMSPEC_E_INVALID_FREE;
+	discard_slab(b, slab);
+	return KMEMSPEC_OK;
+}
+
+static bool slab_layer_init(struct buddy *b)
+{
+	b->sl = calloc(1, sizeof(*b->sl));
+	if (!b->sl)
+		return false;
+	b->sl->nr_low = b->nr_pfns < b->machine->max_low_pfn ? b->nr_pfns : b->machine->max_low_pfn;
+	/* calloc: untouched parts cost no memory */
+	b->sl->slab_of = calloc(b->sl->nr_low + 1, sizeof(*b->sl->slab_of));
+	return b->sl->slab_of != NULL;
+}
+
+static void free_slab_list(struct slab *slab)
+{
+	while (slab) {
+		struct slab *next = slab->next;
+
+		free(slab->free_next);
+		free(slab);
+		slab = next;
+	}
+}
+
+static void slab_layer_destroy(struct buddy *b)
+{
+	struct slab_layer *sl = b->sl;
+
+	if (!sl)
+		return;
+	for (uint64_t i = 0; i < sl->nr_caches; i++) {
+		free_slab_list(sl->caches[i]->slabs);
+		free(sl->caches[i]);
+	}
+	free_slab_list(sl->large);
+	free(sl->caches);
+	free(sl->slab_of);
+	free(sl);
+}
+
 /* -- the ABI --------------------------------------------------------------- */
 
 uint32_t kmemspec_abi_version(void)
@@ -493,14 +1029,16 @@ uint32_t kmemspec_abi_version(void)
 
 const char *kmemspec_capabilities(void)
 {
-	return "pages get_free_pages memory free_area";
+	return "pages get_free_pages memory free_area kmalloc slab slab_info";
 }
 
 const char *kmemspec_claims(void)
 {
 	return "BUDDY-DOUBLE-FREE BUDDY-BAD-FREE BUDDY-FREE-WRONG-ORDER BUDDY-FREE-INTERIOR "
 	       "API-FREE-BAD-ADDRESS GFP-ZONE-BAD CTX-MIGHT-SLEEP "
-	       "BUDDY-NO-SPURIOUS-FAIL WMARK-RESERVES-KEPT";
+	       "BUDDY-NO-SPURIOUS-FAIL WMARK-RESERVES-KEPT "
+	       "KMALLOC-SIZE-CLASS KMALLOC-GFP-BUG SLAB-DOUBLE-FREE SLAB-INVALID-FREE "
+	       "SLAB-WRONG-CACHE SLAB-DESTROY-BUSY SLAB-CACHE-MIGHT-SLEEP";
 }
 
 void kmemspec_destroy(void *iut)
@@ -509,6 +1047,7 @@ void kmemspec_destroy(void *iut)
 
 	if (!b)
 		return;
+	slab_layer_destroy(b);
 	for (uint64_t c = 0; b->mem && c < b->nr_chunks; c++) {
 		if (!b->mem[c])
 			continue;
@@ -544,7 +1083,7 @@ void *kmemspec_create(const struct kmemspec_machine *machine, const struct kmems
 	b->pages = calloc(b->nr_pfns + 1, sizeof(*b->pages));
 	b->nr_chunks = (b->nr_pfns >> MEM_CHUNK_SHIFT) + 1;
 	b->mem = calloc(b->nr_chunks, sizeof(*b->mem));
-	if (!b->pages || !b->mem)
+	if (!b->pages || !b->mem || !slab_layer_init(b))
 		goto fail;
 	for (uint32_t i = 0; i < machine->nr_free_ranges; i++)
 		free_range(b, machine->free_ranges[i].start_pfn, machine->free_ranges[i].end_pfn);
@@ -654,5 +1193,171 @@ int64_t kmemspec_free_area(void *iut, uint64_t *pfn, uint32_t *order, uint64_t c
 			}
 		}
 	}
+	return (int64_t)n;
+}
+
+int kmemspec_kmalloc(void *iut, uint64_t size, kmemspec_gfp_t gfp, uint64_t *addr)
+{
+	return do_kmalloc(iut, size, gfp, addr);
+}
+
+int kmemspec_kzalloc(void *iut, uint64_t size, kmemspec_gfp_t gfp, uint64_t *addr)
+{
+	return do_kmalloc(iut, size, gfp | KMEMSPEC___GFP_ZERO, addr);
+}
+
+/* check_mul_overflow() on a BITS_PER_LONG size_t */
+int kmemspec_kmalloc_array(void *iut, uint64_t n, uint64_t size, kmemspec_gfp_t gfp, uint64_t *addr)
+{
+	struct buddy *b = iut;
+	uint64_t bytes;
+
+	if (__builtin_mul_overflow(n, size, &bytes) || (b->addr_limit && bytes >= b->addr_limit))
+		return KMEMSPEC_NOMEM;
+	return do_kmalloc(b, bytes, gfp, addr);
+}
+
+/* __do_krealloc(): in place while the new size fits ksize(), else move */
+int kmemspec_krealloc(void *iut, uint64_t addr, uint64_t size, kmemspec_gfp_t gfp, uint64_t *new_addr)
+{
+	struct buddy *b = iut;
+	uint64_t old, new;
+	int ret;
+
+	if (addr <= ZERO_SIZE_PTR)
+		return do_kmalloc(b, size, gfp, new_addr);
+	ret = do_ksize(b, addr, &old);
+	if (ret != KMEMSPEC_OK)
+		return ret;
+	if (!size) {
+		ret = do_kfree(b, addr);
+		if (ret == KMEMSPEC_OK)
+			*new_addr = ZERO_SIZE_PTR;
+		return ret;
+	}
+	if (size <= old) {
+		*new_addr = addr;
+		return KMEMSPEC_OK;
+	}
+	ret = do_kmalloc(b, size, gfp, &new);
+	if (ret != KMEMSPEC_OK)
+		return ret;
+	mem_copy(b, new - b->machine->page_offset, addr - b->machine->page_offset, old);
+	do_kfree(b, addr);
+	*new_addr = new;
+	return KMEMSPEC_OK;
+}
+
+int kmemspec_ksize(void *iut, uint64_t addr, uint64_t *size)
+{
+	return do_ksize(iut, addr, size);
+}
+
+int kmemspec_kfree(void *iut, uint64_t addr)
+{
+	return do_kfree(iut, addr);
+}
+
+int kmemspec_kmem_cache_create(void *iut, const char *name, uint64_t size, uint64_t align,
+			       uint64_t flags, uint64_t *cache)
+{
+	struct buddy *b = iut;
+	struct kmem_cache *s;
+
+	(void)name;
+	env_might_sleep(b);	/* mutex_lock(&slab_mutex) */
+	if (!size || size > kmalloc_max_size(b))
+		return KMEMSPEC_NOMEM;
+	s = new_cache(b, size, align, flags, false);
+	if (!s)
+		return KMEMSPEC_NOMEM;
+	*cache = s->id;
+	return KMEMSPEC_OK;
+}
+
+int kmemspec_kmem_cache_alloc(void *iut, uint64_t cache, kmemspec_gfp_t gfp, uint64_t *addr)
+{
+	struct buddy *b = iut;
+	struct kmem_cache *s = cache_lookup(b, cache);
+
+	if (!s || s->kmalloc)
+		return KMEMSPEC_NOMEM;
+	might_alloc(b, gfp);
+	return cache_alloc(b, s, gfp & ~GFP_SLAB_BUG_MASK, addr);
+}
+
+int kmemspec_kmem_cache_free(void *iut, uint64_t cache, uint64_t addr)
+{
+	struct buddy *b = iut;
+	struct kmem_cache *s = cache_lookup(b, cache);
+	struct slab *slab = slab_at(b, addr);
+
+	if (!s || !slab || !slab->cache)
+		return KMEMSPEC_E_INVALID_FREE;	/* "Object is not a Slab page!" */
+	if (slab->cache != s)
+		return KMEMSPEC_E_WRONG_CACHE;
+	return slab_free(b, slab, addr);
+}
+
+int kmemspec_kmem_cache_destroy(void *iut, uint64_t cache)
+{
+	struct buddy *b = iut;
+	struct kmem_cache *s = cache_lookup(b, cache);
+
+	env_might_sleep(b);
+	if (!s || s->kmalloc)
+		return KMEMSPEC_OK;
+	if (s->nr_live) {
+		/* "Slab cache still has objects": the cache stays */
+		env_report(b, KMEMSPEC_E_CACHE_BUSY);
+		return KMEMSPEC_OK;
+	}
+	while (s->slabs)
+		discard_slab(b, s->slabs);
+	s->live = false;
+	return KMEMSPEC_OK;
+}
+
+/* __kmem_cache_shrink(): every empty slab goes back */
+int kmemspec_kmem_cache_shrink(void *iut, uint64_t cache)
+{
+	struct buddy *b = iut;
+	struct kmem_cache *s = cache_lookup(b, cache);
+	struct slab *slab, *next;
+
+	env_might_sleep(b);
+	if (!s)
+		return KMEMSPEC_OK;
+	for (slab = s->slabs; slab; slab = next) {
+		next = slab->next;
+		if (!slab->inuse)
+			discard_slab(b, slab);
+	}
+	return KMEMSPEC_OK;
+}
+
+static void slab_row(struct kmemspec_slab *slabs, uint64_t n, uint64_t cap, const struct slab *slab)
+{
+	if (n >= cap)
+		return;
+	slabs[n].cache = slab->cache && !slab->cache->kmalloc ? slab->cache->id : 0;
+	slabs[n].pfn = slab->pfn;
+	slabs[n].order = slab->order;
+	slabs[n].inuse = slab->inuse;
+	slabs[n].total = slab->total;
+	slabs[n].reserved = 0;
+}
+
+int64_t kmemspec_slabs(void *iut, struct kmemspec_slab *slabs, uint64_t cap)
+{
+	struct buddy *b = iut;
+	const struct slab_layer *sl = b->sl;
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < sl->nr_caches; i++)
+		for (const struct slab *slab = sl->caches[i]->slabs; slab; slab = slab->next)
+			slab_row(slabs, n++, cap, slab);
+	for (const struct slab *slab = sl->large; slab; slab = slab->next)
+		slab_row(slabs, n++, cap, slab);
 	return (int64_t)n;
 }

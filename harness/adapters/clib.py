@@ -47,6 +47,10 @@ class _Machine(ctypes.Structure):
     ]
 
 
+class _SlabRow(ctypes.Structure):
+    _fields_ = [("cache", _u64), ("pfn", _u64), ("order", _u32), ("inuse", _u32), ("total", _u32), ("reserved", _u32)]
+
+
 _PREEMPT_COUNT = ctypes.CFUNCTYPE(_u32, _vp)
 _MIGHT_SLEEP = ctypes.CFUNCTYPE(None, _vp)
 _SLEEP = ctypes.CFUNCTYPE(None, _vp)
@@ -72,6 +76,18 @@ _SYMBOLS: Final[dict[str, tuple[str, Any, list[Any]]]] = {
     "kmemspec_read_phys": ("memory", _int, [_vp, _u64, _vp, _u64]),
     "kmemspec_write_phys": ("memory", _int, [_vp, _u64, _vp, _u64]),
     "kmemspec_free_area": ("free_area", _i64, [_vp, ctypes.POINTER(_u64), ctypes.POINTER(_u32), _u64]),
+    "kmemspec_kmalloc": ("kmalloc", _int, [_vp, _u64, _u32, ctypes.POINTER(_u64)]),
+    "kmemspec_kzalloc": ("kmalloc", _int, [_vp, _u64, _u32, ctypes.POINTER(_u64)]),
+    "kmemspec_kmalloc_array": ("kmalloc", _int, [_vp, _u64, _u64, _u32, ctypes.POINTER(_u64)]),
+    "kmemspec_krealloc": ("kmalloc", _int, [_vp, _u64, _u64, _u32, ctypes.POINTER(_u64)]),
+    "kmemspec_ksize": ("kmalloc", _int, [_vp, _u64, ctypes.POINTER(_u64)]),
+    "kmemspec_kfree": ("kmalloc", _int, [_vp, _u64]),
+    "kmemspec_kmem_cache_create": ("slab", _int, [_vp, ctypes.c_char_p, _u64, _u64, _u64, ctypes.POINTER(_u64)]),
+    "kmemspec_kmem_cache_alloc": ("slab", _int, [_vp, _u64, _u32, ctypes.POINTER(_u64)]),
+    "kmemspec_kmem_cache_free": ("slab", _int, [_vp, _u64, _u64]),
+    "kmemspec_kmem_cache_destroy": ("slab", _int, [_vp, _u64]),
+    "kmemspec_kmem_cache_shrink": ("slab", _int, [_vp, _u64]),
+    "kmemspec_slabs": ("slab_info", _i64, [_vp, ctypes.POINTER(_SlabRow), _u64]),
 }
 
 
@@ -225,6 +241,61 @@ class CIut:
                 return [(pfns[i], orders[i]) for i in range(n)]
             cap = n
         raise TransportFailure("IUT-RETURN-TYPE", f"kmemspec_free_area() needed room for {cap} blocks, then asked for more")
+
+    # -- kmalloc and the slab layer ---------------------------------------------------
+
+    def _out(self, fn: str, *args: Any, may_fail: bool = True) -> int | None:
+        """Call ``fn`` with an out-parameter appended; None for KMEMSPEC_NOMEM."""
+        out = _u64()
+        ok = self._status(fn, self._fn[fn](self._handle, *args, ctypes.byref(out)), may_fail=may_fail)
+        return out.value if ok else None
+
+    def kmalloc(self, size: int, gfp: int) -> int | None:
+        return self._out("kmemspec_kmalloc", size, gfp)
+
+    def kzalloc(self, size: int, gfp: int) -> int | None:
+        return self._out("kmemspec_kzalloc", size, gfp)
+
+    def kmalloc_array(self, n: int, size: int, gfp: int) -> int | None:
+        if n >> 64 or size >> 64:
+            return None  # size_t arguments cannot carry it: the product overflows all the more
+        return self._out("kmemspec_kmalloc_array", n, size, gfp)
+
+    def krealloc(self, addr: int, size: int, gfp: int) -> int | None:
+        return self._out("kmemspec_krealloc", addr, size, gfp)
+
+    def ksize(self, addr: int) -> int | None:
+        return self._out("kmemspec_ksize", addr, may_fail=False)
+
+    def kfree(self, addr: int) -> None:
+        self._status("kmemspec_kfree", self._fn["kmemspec_kfree"](self._handle, addr))
+
+    def kmem_cache_create(self, name: str, size: int, align: int, flags: int) -> int | None:
+        return self._out("kmemspec_kmem_cache_create", name.encode(), size, align, flags)
+
+    def kmem_cache_alloc(self, cache: int, gfp: int) -> int | None:
+        return self._out("kmemspec_kmem_cache_alloc", cache, gfp)
+
+    def kmem_cache_free(self, cache: int, addr: int) -> None:
+        self._status("kmemspec_kmem_cache_free", self._fn["kmemspec_kmem_cache_free"](self._handle, cache, addr))
+
+    def kmem_cache_destroy(self, cache: int) -> None:
+        self._status("kmemspec_kmem_cache_destroy", self._fn["kmemspec_kmem_cache_destroy"](self._handle, cache))
+
+    def kmem_cache_shrink(self, cache: int) -> None:
+        self._status("kmemspec_kmem_cache_shrink", self._fn["kmemspec_kmem_cache_shrink"](self._handle, cache))
+
+    def slabs(self) -> list[tuple[int, int, int, int, int]]:
+        cap = 256
+        for _ in range(2):
+            rows = (_SlabRow * cap)()
+            n = self._fn["kmemspec_slabs"](self._handle, rows, cap)
+            if n < 0 or n > self._max_blocks:
+                raise TransportFailure("IUT-RETURN-TYPE", f"kmemspec_slabs() returned {n}; it returns the number of slab blocks (0..{self._max_blocks})")
+            if n <= cap:
+                return [(r.cache, r.pfn, r.order, r.inuse, r.total) for r in rows[:n]]
+            cap = n
+        raise TransportFailure("IUT-RETURN-TYPE", f"kmemspec_slabs() needed room for {cap} blocks, then asked for more")
 
     def close(self) -> None:
         """kmemspec_destroy(); the lockstep checker calls it when the example ends."""

@@ -93,6 +93,23 @@ enum kmemspec_status {
 #define KMEMSPEC_GFP_KERNEL	(KMEMSPEC___GFP_RECLAIM | KMEMSPEC___GFP_IO | KMEMSPEC___GFP_FS)
 #define KMEMSPEC_GFP_NOWAIT	(KMEMSPEC___GFP_KSWAPD_RECLAIM | KMEMSPEC___GFP_NOWARN)
 
+/* -- the slab layer (include/linux/slab.h) ---------------------------------- */
+
+#define KMEMSPEC_ZERO_SIZE_PTR		16u	/* kmalloc(0); kfree() and ksize() of it do nothing */
+
+/* kmem_cache_create() flags, with the values they had before the kernel made them config-dependent. */
+#define KMEMSPEC_SLAB_CONSISTENCY_CHECKS	0x100u
+#define KMEMSPEC_SLAB_RED_ZONE		0x400u
+#define KMEMSPEC_SLAB_POISON		0x800u
+#define KMEMSPEC_SLAB_HWCACHE_ALIGN	0x2000u
+#define KMEMSPEC_SLAB_CACHE_DMA		0x4000u
+#define KMEMSPEC_SLAB_CACHE_DMA32	0x8000u
+#define KMEMSPEC_SLAB_STORE_USER	0x10000u
+#define KMEMSPEC_SLAB_RECLAIM_ACCOUNT	0x20000u
+#define KMEMSPEC_SLAB_PANIC		0x40000u
+#define KMEMSPEC_SLAB_TYPESAFE_BY_RCU	0x80000u
+#define KMEMSPEC_SLAB_ACCOUNT		0x4000000u
+
 /* -- the machine ------------------------------------------------------------ */
 
 /* enum zone_type (include/linux/mmzone.h), fixed numbering. */
@@ -192,6 +209,36 @@ int kmemspec_write_phys(void *iut, uint64_t phys_addr, const void *buf, uint64_t
  * buffer when the count exceeds cap. A negative count is a failure
  * (IUT-RETURN-TYPE). */
 int64_t kmemspec_free_area(void *iut, uint64_t *pfn, uint32_t *order, uint64_t cap);
+
+/* "kmalloc": objects are logical addresses (page_offset + physical address).
+ * kmalloc(0) stores KMEMSPEC_ZERO_SIZE_PTR; a failure is KMEMSPEC_NOMEM. */
+int kmemspec_kmalloc(void *iut, uint64_t size, kmemspec_gfp_t gfp, uint64_t *addr);
+int kmemspec_kzalloc(void *iut, uint64_t size, kmemspec_gfp_t gfp, uint64_t *addr);
+int kmemspec_kmalloc_array(void *iut, uint64_t n, uint64_t size, kmemspec_gfp_t gfp, uint64_t *addr);
+int kmemspec_krealloc(void *iut, uint64_t addr, uint64_t size, kmemspec_gfp_t gfp, uint64_t *new_addr);
+int kmemspec_ksize(void *iut, uint64_t addr, uint64_t *size);
+int kmemspec_kfree(void *iut, uint64_t addr);
+
+/* "slab": caches are named by ids the library chooses (never 0). */
+int kmemspec_kmem_cache_create(void *iut, const char *name, uint64_t size, uint64_t align, uint64_t flags, uint64_t *cache);
+int kmemspec_kmem_cache_alloc(void *iut, uint64_t cache, kmemspec_gfp_t gfp, uint64_t *addr);
+int kmemspec_kmem_cache_free(void *iut, uint64_t cache, uint64_t addr);
+int kmemspec_kmem_cache_destroy(void *iut, uint64_t cache);
+int kmemspec_kmem_cache_shrink(void *iut, uint64_t cache);
+
+/* "slab_info": every page block the slab layer holds, so that the suite keeps
+ * page liveness exact: slabs of each cache (cache 0: kmalloc's own caches)
+ * and large kmalloc blocks (cache 0, inuse = total = 1). Same calling
+ * convention as kmemspec_free_area. */
+struct kmemspec_slab {
+	uint64_t cache;
+	uint64_t pfn;
+	uint32_t order;
+	uint32_t inuse;
+	uint32_t total;
+	uint32_t reserved;
+};
+int64_t kmemspec_slabs(void *iut, struct kmemspec_slab *slabs, uint64_t cap);
 
 #ifdef __cplusplus
 }

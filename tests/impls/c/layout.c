@@ -38,6 +38,10 @@ int main(void)
 	FIELD(kmemspec_env, might_sleep);
 	FIELD(kmemspec_env, sleep);
 	FIELD(kmemspec_env, report);
+	FIELD(kmemspec_slab, cache);
+	FIELD(kmemspec_slab, pfn);
+	FIELD(kmemspec_slab, order);
+	FIELD(kmemspec_slab, total);
 	printf("\"sizeof.kmemspec_zone\": [0, %zu],\n", sizeof(struct kmemspec_zone));
 	printf("\"sizeof.kmemspec_machine\": [0, %zu],\n", sizeof(struct kmemspec_machine));
 	printf("\"sizeof.kmemspec_env\": [0, %zu]\n}\n", sizeof(struct kmemspec_env));
