@@ -88,16 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KmemspecError as e:
         print(f"kmemspec: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception:  # a bug of kmemspec itself: never mistaken for a verdict on the implementation
-        traceback.print_exc()
-        print("kmemspec: internal error (the traceback above); this is a bug of kmemspec, not a verdict on the implementation", file=sys.stderr)
-        return EXIT_INTERNAL
     except KeyboardInterrupt:
         print("kmemspec: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into head & co.: stop quietly
         sys.stderr.close()
         return EXIT_OK
+    except Exception:  # a bug of kmemspec itself: never mistaken for a verdict on the implementation
+        traceback.print_exc()
+        print("kmemspec: internal error (the traceback above); this is a bug of kmemspec, not a verdict on the implementation", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -44,6 +44,8 @@ RULE_CAPABILITY: Final[dict[str, str]] = {
     "SLAB-DESTROY-BUSY": "slab",
     "SLAB-CACHE-MIGHT-SLEEP": "slab",
     "SLAB-INTROSPECT": "slab_info",
+    "SLAB-PARTIAL-FIRST": "slab_info",
+    "SLAB-SHRINK-RELEASES": "slab_info",
 }
 
 

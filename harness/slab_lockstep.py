@@ -189,6 +189,7 @@ class SlabCalls:
         if c is None:
             raise InvalidArgument(f"kmem_cache_alloc on cache {cache}, which is not live, is undefined")
         e = self.slab.expect_cache_alloc(cache, gfp, self.env.context)
+        before = {pfn: (c, o, *self.slab.slab_usage[pfn]) for pfn, (c, o) in self.slab.slab_blocks.items()}
         args = {"cache": self._cache_arg(cache), "gfp": gfp}
         self._refuse_unclaimed_slab(e, "kmem_cache_alloc", args)
         step = self._record("kmem_cache_alloc", args, e)
@@ -202,6 +203,9 @@ class SlabCalls:
         self._place_object(what, addr, c.object_size, gfp | c.zone_gfp, align=calculate_alignment(c.flags, c.align, c.object_size),
                            align_rule="SLAB-CACHE-ALIGN", cid=cache)
         step.result = self._bind_object(addr)
+        if self.slab.exact and "SLAB-PARTIAL-FIRST" in self.claims:
+            self.coverage["SLAB-PARTIAL-FIRST"] += 1
+            self._checked(lambda: self.slab.check_partial_first(cache, addr, before))
         return addr
 
     def kmem_cache_free(self: Lockstep, cache: int, addr: int) -> None:
@@ -234,6 +238,9 @@ class SlabCalls:
         self._refuse_unclaimed_slab(e, "kmem_cache_shrink", args)
         self._record("kmem_cache_shrink", args, e)
         self._slab_call(e, GFP_KERNEL, lambda: self.iut.kmem_cache_shrink(cache))
+        if self.slab.exact and "SLAB-SHRINK-RELEASES" in self.claims:
+            self.coverage["SLAB-SHRINK-RELEASES"] += 1
+            self._checked(lambda: self.slab.check_shrunk(cache))
         if self._check_memory:
             self._verify_all_objects()
 

@@ -167,6 +167,28 @@ class MemoryStateMachine(PageStateMachine):
     def kmem_cache_shrink(self, data: st.DataObject) -> None:
         self.iut.kmem_cache_shrink(self._cache(data))
 
+    @precondition(lambda self: {"slab", "slab_info"} <= self.target.capabilities
+                  and bool({"SLAB-PARTIAL-FIRST", "SLAB-SHRINK-RELEASES"} & self.target.claims) and _may_sleep_in_cache_ops(self))
+    @rule(data=st.data(), shrink=st.booleans())
+    def slab_lifecycle(self, data: st.DataObject, shrink: bool) -> None:
+        """Fill a cache into two slabs, empty one of them, allocate again, maybe shrink: the policy rules' states."""
+        cache = self._cache(data)
+        gfp = self._gfp(data) & ~_ZONE_BITS
+        slab = self.iut.slab
+        for _ in range(128):
+            if len({p for p, (c, _) in slab.slab_blocks.items() if c == cache}) >= 2:
+                break
+            if self.iut.kmem_cache_alloc(cache, gfp) is None:
+                break
+        mine = sorted(p for p, (c, _) in slab.slab_blocks.items() if c == cache)
+        assume(mine)
+        victim = data.draw(st.sampled_from(mine), label="slab")
+        for addr in sorted(a for a, o in slab.objects.items() if o.cache == cache and slab.slab_of(a) == victim):
+            self.iut.kmem_cache_free(cache, addr)
+        self.iut.kmem_cache_alloc(cache, gfp)
+        if shrink:
+            self.iut.kmem_cache_shrink(cache)
+
     # -- misuse, where claimed -----------------------------------------------------------------
 
     @precondition(lambda self: _has("kmalloc")(self) and ("SLAB-DOUBLE-FREE" in self.target.claims))

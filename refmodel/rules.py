@@ -131,6 +131,10 @@ RULES: Final[tuple[Rule, ...]] = (
        "mm/slub.c (free pointers and poison are written only into free objects)"),
     _r("SLAB-INTROSPECT", "slab", S, "the slabs an implementation shows are page blocks it could take from free lowmem RAM, each reported once, and every object lies in a slab of its cache (a kmalloc cache or a large kmalloc block for kmalloc objects)",
        "mm/slub.c allocate_slab / discard_slab (slab pages come from and go back to the page allocator); /sys/kernel/slab/*/slabs"),
+    _r("SLAB-PARTIAL-FIRST", "slab", P, "kmem_cache_alloc takes an object from a partial slab if the cache has one, else from an empty slab if it has one, and only then from a new slab",
+       "mm/slab.c get_first_slab / cache_grow (the removed SLAB allocator); SLUB (mm/slub.c ___slab_alloc) may take an empty slab first"),
+    _r("SLAB-SHRINK-RELEASES", "slab", P, "after kmem_cache_shrink the cache holds no empty slab: they went back to the page allocator",
+       "mm/slub.c __kmem_cache_do_shrink (discard_slab of every empty slab, whatever min_partial says)"),
     # -- kmalloc and the slab layer: misuse (claimed) --------------------------
     _r("KMALLOC-GFP-BUG", "kmalloc", D, "kmalloc with __GFP_HIGHMEM or __GFP_DMA32 reports UnexpectedGfp every time (unclaimed, the report is allowed, not required: the kernel warns only when it needs a new slab) and still returns lowmem",
        "mm/slab_common.c kmalloc_fix_flags (\"Unexpected gfp\"); mm/slub.c new_slab, ___kmalloc_large_node; mm/internal.h GFP_SLAB_BUG_MASK"),

@@ -208,6 +208,7 @@ class SlabModel:
         self.used = False  # the slab layer has taken pages the model cannot see
         self.exact = False  # the implementation shows its slabs (capability slab_info): page liveness stays exact
         self.slab_blocks: dict[int, tuple[int, int]] = {}  # first pfn -> (cache id or 0, order) of every reported slab block
+        self.slab_usage: dict[int, tuple[int, int]] = {}  # first pfn -> (objects in use, objects in all), as last reported
 
     @property
     def opaque(self) -> bool:
@@ -373,7 +374,9 @@ class SlabModel:
         block that disappeared goes back to the free area.
         """
         seen: dict[int, tuple[int, int]] = {}
+        usage: dict[int, tuple[int, int]] = {}
         for cid, pfn, order, inuse, total in reported:
+            usage[pfn] = (inuse, total)
             what = f"the slab at pfn {pfn:#x} (order {order}, cache {cid})"
             if pfn in seen:
                 raise failure_for("SLAB-INTROSPECT", f"{what} is reported twice")
@@ -395,6 +398,36 @@ class SlabModel:
                                                      f"which it cannot have taken from the page allocator: {f.message}") from None
             self.pages.adopt_alloc(0, order, pfn, step)
         self.slab_blocks = seen
+        self.slab_usage = usage
+
+    def slab_of(self, addr: int) -> int | None:
+        """The first pfn of the reported slab block holding ``addr``, or None."""
+        pfn = self.machine.virt_to_pfn(addr)
+        blk = self.pages.live_block_at(pfn) if pfn is not None else None
+        return blk.pfn if blk is not None and blk.pfn in self.slab_blocks else None
+
+    def check_partial_first(self, cid: int, addr: int, before: dict[int, tuple[int, int, int, int]]) -> None:
+        """SLAB-PARTIAL-FIRST (policy): a partial slab before an empty one, an empty one before a new slab.
+
+        The removed SLAB allocator's order (mm/slab.c get_first_slab: slabs_partial,
+        then slabs_free, then cache_grow); SLUB may take an empty slab from its
+        partial list first, so the rule binds only implementations that claim it.
+        """
+        slab = self.slab_of(addr)
+        mine = {pfn: (inuse, total) for pfn, (c, _, inuse, total) in before.items() if c == cid}
+        partial = {pfn for pfn, (inuse, total) in mine.items() if 0 < inuse < total}
+        empty = {pfn for pfn, (inuse, _) in mine.items() if inuse == 0}
+        if partial and slab not in partial:
+            where = "a new slab" if slab not in mine else f"the {'empty' if slab in empty else 'full'} slab at pfn {slab:#x}"
+            raise failure_for("SLAB-PARTIAL-FIRST", f"kmem_cache_alloc on cache {cid} took {addr:#x} from {where} while the slab at pfn {min(partial):#x} was partial")
+        if not partial and empty and slab not in empty:
+            raise failure_for("SLAB-PARTIAL-FIRST", f"kmem_cache_alloc on cache {cid} took {addr:#x} from a new slab while the slab at pfn {min(empty):#x} was empty")
+
+    def check_shrunk(self, cid: int) -> None:
+        """SLAB-SHRINK-RELEASES (policy): after kmem_cache_shrink no empty slab of the cache remains (mm/slub.c __kmem_cache_do_shrink)."""
+        for pfn, (c, order) in self.slab_blocks.items():
+            if c == cid and self.slab_usage[pfn][0] == 0:
+                raise failure_for("SLAB-SHRINK-RELEASES", f"after kmem_cache_shrink, cache {cid} still holds the empty order-{order} slab at pfn {pfn:#x}")
 
     # -- adopting ----------------------------------------------------------------------------
 

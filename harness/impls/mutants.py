@@ -546,6 +546,32 @@ class SlabsOmitLarge(_SlabMutant):
     layer = _SlabsOmitLarge
 
 
+class _Emptiest(SlubLayer):
+    def _partial_slab(self, cache: SlabCache) -> Slab | None:
+        if not cache.partial:
+            return None
+        return min((cache.slabs[p] for p in cache.partial), key=lambda s: (s.inuse, s.pfn))
+
+
+class EmptiestFirst(_SlabMutant):
+    """Claims SLAB-PARTIAL-FIRST but takes the emptiest slab on the list, an empty one before a partial one."""
+
+    layer = _Emptiest
+    claims = FastBuddy.claims | {"SLAB-PARTIAL-FIRST"}
+
+
+class _ShrinkKeepsEmpty(SlubLayer):
+    def kmem_cache_shrink(self, cid: int) -> int:
+        self.env.might_sleep()
+        return 1
+
+
+class ShrinkKeepsEmpty(_SlabMutant):
+    """kmem_cache_shrink flushes nothing: the cache's empty slabs stay."""
+
+    layer = _ShrinkKeepsEmpty
+
+
 _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("size-class-no-96", SizeClassNo96, "KMALLOC-SIZE-CLASS", "tiny"),
     ("bucket-too-small", BucketTooSmall, "SLAB-NO-OVERLAP", "tiny"),
@@ -565,6 +591,8 @@ _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("gfp-bug-only-on-new-slab", GfpBugOnlyOnNewSlab, "KMALLOC-GFP-BUG", "tiny"),
     ("cache-create-no-might-sleep", CacheCreateNoMightSleep, "SLAB-CACHE-MIGHT-SLEEP", "tiny"),
     ("slabs-omit-large", SlabsOmitLarge, "SLAB-INTROSPECT", "tiny"),
+    ("emptiest-first", EmptiestFirst, "SLAB-PARTIAL-FIRST", "tiny"),
+    ("shrink-keeps-empty", ShrinkKeepsEmpty, "SLAB-SHRINK-RELEASES", "tiny"),
 )
 
 MUTANTS: Final[dict[str, Mutant]] = {

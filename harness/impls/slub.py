@@ -353,5 +353,6 @@ class SlubLayer:
 
 
 SLAB_CAPABILITIES: Final = frozenset({"kmalloc", "slab", "slab_info"})
+#: SLUB's partial list may put an empty slab ahead of a partial one, so SLAB-PARTIAL-FIRST is not claimed.
 SLAB_CLAIMS: Final = frozenset({"KMALLOC-SIZE-CLASS", "KMALLOC-GFP-BUG", "SLAB-DOUBLE-FREE", "SLAB-INVALID-FREE",
-                                "SLAB-WRONG-CACHE", "SLAB-DESTROY-BUSY", "SLAB-CACHE-MIGHT-SLEEP"})
+                                "SLAB-WRONG-CACHE", "SLAB-DESTROY-BUSY", "SLAB-CACHE-MIGHT-SLEEP", "SLAB-SHRINK-RELEASES"})

@@ -27,9 +27,9 @@ class _LazyGfp(SlubLayer):
     strict_gfp_report = False
 
 
-def _with(layer, drop_claims=frozenset()):
+def _with(layer, drop_claims=frozenset(), add_claims=frozenset()):
     class Alt(FastBuddy):
-        claims = FastBuddy.claims - drop_claims
+        claims = (FastBuddy.claims - drop_claims) | add_claims
 
         def __init__(self, machine, env):
             super().__init__(machine, env)
@@ -38,7 +38,7 @@ def _with(layer, drop_claims=frozenset()):
     return lambda machine, env: Alt(machine, env)
 
 
-make_fullest = _with(_Fullest)
-make_hoarder = _with(_Hoarder)
+make_fullest = _with(_Fullest, add_claims=frozenset({"SLAB-PARTIAL-FIRST"}))  # the fullest partial, else an empty slab, else new
+make_hoarder = _with(_Hoarder, drop_claims=frozenset({"SLAB-SHRINK-RELEASES"}))
 make_lazy_gfp = _with(_LazyGfp, frozenset({"KMALLOC-GFP-BUG"}))
 make = make_fullest
