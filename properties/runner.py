@@ -135,19 +135,21 @@ def run_check(
     profile: Profile = PROFILES["ci"],
     seed_value: int | None = None,
     progress: TextIO | None = sys.stderr,
+    shrink: bool = True,
 ) -> CheckResult:
-    """Run the page suite on ``impl``; InvalidDefinition propagates (exit 2), conformance failures are collected.
+    """Run the suite on ``impl``; InvalidDefinition propagates (exit 2), conformance failures are collected.
 
     Child processes the implementation runs in are stopped when the run ends.
+    ``shrink=False`` reports failures as found, unshrunk (for kill-rate measurements).
     """
     try:
-        return _run(impl, machine, machine_spec, profile, seed_value, progress)
+        return _run(impl, machine, machine_spec, profile, seed_value, progress, shrink)
     finally:
         impl.close()
 
 
 def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, seed_value: int | None,
-         progress: TextIO | None) -> CheckResult:
+         progress: TextIO | None, shrink: bool) -> CheckResult:
     chosen = seed_value if seed_value is not None else random.SystemRandom().randrange(1 << 32)
     try:
         probe, caps, claims = build_iut(impl.factory, machine, Env(), impl.label)
@@ -176,7 +178,7 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
             print_blob=False,
             # No explain phase: its coverage tracing costs more than the rest of a
             # shrink, and the lockstep message already says what went wrong.
-            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target] + ([Phase.shrink] if shrink else []),
         ),
     )
     started = time.monotonic()

@@ -574,7 +574,7 @@ class ShrinkKeepsEmpty(_SlabMutant):
 
 _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("size-class-no-96", SizeClassNo96, "KMALLOC-SIZE-CLASS", "tiny"),
-    ("bucket-too-small", BucketTooSmall, "SLAB-NO-OVERLAP", "tiny"),
+    ("bucket-too-small", BucketTooSmall, "KSIZE-COVERS", "tiny"),
     ("zero-size-null", ZeroSizeNull, "KMALLOC-ZERO-SIZE", "tiny"),
     ("ksize-zero-size-ptr", KsizeZeroSizePtr, "KFREE-NULL", "tiny"),
     ("large-order-clamped", LargeOrderClamped, "KMALLOC-MAX-SIZE", "tiny"),
