@@ -177,8 +177,9 @@ class SlabCalls:
         if refused or result is None:
             return None
         cid = self._int_result(result, "kmem_cache_create")
-        if cid in self.slab.caches:
-            raise self._fail("IUT-RETURN-TYPE", f"kmem_cache_create({name!r}) returned cache id {cid}, which names a live cache already")
+        if cid == 0 or cid in self.slab.caches:
+            why = "0, which slabs() reserves for kmalloc's own caches" if cid == 0 else f"{cid}, which names a live cache already"
+            raise self._fail("IUT-RETURN-TYPE", f"kmem_cache_create({name!r}) returned cache id {why}")
         self.slab.adopt_cache(cid, name, size, align, flags)
         step.result = self._bind_cache(cid)
         return cid
@@ -189,7 +190,8 @@ class SlabCalls:
         if c is None:
             raise InvalidArgument(f"kmem_cache_alloc on cache {cache}, which is not live, is undefined")
         e = self.slab.expect_cache_alloc(cache, gfp, self.env.context)
-        before = {pfn: (c, o, *self.slab.slab_usage[pfn]) for pfn, (c, o) in self.slab.slab_blocks.items()}
+        policy = self.slab.exact and "SLAB-PARTIAL-FIRST" in self.claims
+        before = {pfn: (c, o, *self.slab.slab_usage[pfn]) for pfn, (c, o) in self.slab.slab_blocks.items()} if policy else {}
         args = {"cache": self._cache_arg(cache), "gfp": gfp}
         self._refuse_unclaimed_slab(e, "kmem_cache_alloc", args)
         step = self._record("kmem_cache_alloc", args, e)
@@ -203,7 +205,7 @@ class SlabCalls:
         self._place_object(what, addr, c.object_size, gfp | c.zone_gfp, align=calculate_alignment(c.flags, c.align, c.object_size),
                            align_rule="SLAB-CACHE-ALIGN", cid=cache)
         step.result = self._bind_object(addr)
-        if self.slab.exact and "SLAB-PARTIAL-FIRST" in self.claims:
+        if policy:
             self.coverage["SLAB-PARTIAL-FIRST"] += 1
             self._checked(lambda: self.slab.check_partial_first(cache, addr, before))
         return addr

@@ -6,7 +6,14 @@ from kmemspec.harness import load_impl
 from kmemspec.harness.impls.mutants import MUTANTS
 from kmemspec.properties import PROFILES, run_check
 from kmemspec.refmodel import load_machine
-from kmemspec.refmodel.rules import RULES_BY_ID
+from kmemspec.refmodel.rules import RULES, RULES_BY_ID
+
+
+def test_every_allocator_rule_has_a_mutant_that_breaks_it():
+    # The protocol rules (IUT-*) are proven with broken implementations instead (tests/impls/broken.py, badproc.py).
+    targeted = {m.rule_id for m in MUTANTS.values()}
+    missing = [r.id for r in RULES if r.subsystem in ("pages", "kmalloc", "slab") and r.id not in targeted]
+    assert not missing, f"rules no mutant breaks: {missing}"
 
 
 def test_there_are_enough_mutants_and_their_rules_exist():

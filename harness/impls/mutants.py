@@ -572,6 +572,70 @@ class ShrinkKeepsEmpty(_SlabMutant):
     layer = _ShrinkKeepsEmpty
 
 
+class _OnSlabHeader(SlubLayer):
+    def _new_slab(self, cache: SlabCache, gfp: int) -> Slab | None:
+        slab = super()._new_slab(cache, gfp)
+        if slab is not None and cache.kmalloc and len(slab.free) > 1:  # an on-slab management struct, 8 bytes
+            slab.base += 8
+            slab.free = [a + 8 for a in slab.free if a + 8 + cache.size <= slab.base - 8 + (self._page_size << slab.order)]
+        return slab
+
+
+class OnSlabHeader(_SlabMutant):
+    """kmalloc slabs start their objects after an 8-byte header, so kmalloc-64 objects are only 8-byte aligned."""
+
+    layer = _OnSlabHeader
+
+
+class _SlabPagesFromHighmem(SlubLayer):
+    def _new_slab(self, cache: SlabCache, gfp: int) -> Slab | None:
+        backend = self.backend
+        saved = backend.slab_alloc_pages
+        zone_bits = int(GFP.DMA | GFP.DMA32)
+        # The caller's __GFP_HIGHMEM survives into alloc_pages, which may then pick any zone.
+        backend.slab_alloc_pages = lambda g, o: backend.alloc_pages(g if g & zone_bits else g | int(GFP.HIGHMEM), o)  # type: ignore[method-assign,attr-defined]
+        try:
+            return super()._new_slab(cache, gfp)
+        finally:
+            backend.slab_alloc_pages = saved  # type: ignore[method-assign]
+
+
+class SlabPagesFromHighmem(_SlabMutant):
+    """new_slab keeps __GFP_HIGHMEM and takes pages from any zone: objects without a logical address."""
+
+    layer = _SlabPagesFromHighmem
+    capabilities = _SlabMutant.capabilities - {"slab_info"}  # else SLAB-INTROSPECT sees the highmem slab first
+
+
+class _StrideTooSmall(SlubLayer):
+    def _new_slab(self, cache: SlabCache, gfp: int) -> Slab | None:
+        slab = super()._new_slab(cache, gfp)
+        if slab is not None and cache.size >= 2 * cache.align:  # aligned still, but one align unit too close
+            n = len(slab.free)
+            slab.free = [slab.base + i * (cache.size - cache.align) for i in reversed(range(n))]
+        return slab
+
+
+class StrideTooSmall(_SlabMutant):
+    """The slab's objects are laid out one alignment unit closer than their size: each overlaps the next."""
+
+    layer = _StrideTooSmall
+
+
+class _FreePointerInNeighbour(SlubLayer):
+    def _slab_free(self, cache: SlabCache, slab: Slab, addr: int) -> None:
+        super()._slab_free(cache, slab, addr)
+        if addr + 2 * cache.size <= slab.base + (self._page_size << slab.order):
+            # set_freepointer at the wrong offset: the link lands in the next object
+            self.backend.write_phys(addr + cache.size - self._offset, b"\xde\xad\xbe\xef\xde\xad\xbe\xef")
+
+
+class FreePointerInNeighbour(_SlabMutant):
+    """kfree writes the freelist link one object too far, into the neighbour, which may be live."""
+
+    layer = _FreePointerInNeighbour
+
+
 _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("size-class-no-96", SizeClassNo96, "KMALLOC-SIZE-CLASS", "tiny"),
     ("bucket-too-small", BucketTooSmall, "KSIZE-COVERS", "tiny"),
@@ -593,6 +657,10 @@ _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("slabs-omit-large", SlabsOmitLarge, "SLAB-INTROSPECT", "tiny"),
     ("emptiest-first", EmptiestFirst, "SLAB-PARTIAL-FIRST", "tiny"),
     ("shrink-keeps-empty", ShrinkKeepsEmpty, "SLAB-SHRINK-RELEASES", "tiny"),
+    ("on-slab-header", OnSlabHeader, "KMALLOC-ALIGN", "tiny"),
+    ("slab-pages-from-highmem", SlabPagesFromHighmem, "SLAB-LOWMEM", "tiny-highmem"),
+    ("stride-too-small", StrideTooSmall, "SLAB-NO-OVERLAP", "tiny"),
+    ("free-pointer-in-neighbour", FreePointerInNeighbour, "SLAB-CONTENTS-INTACT", "tiny"),
 )
 
 MUTANTS: Final[dict[str, Mutant]] = {
