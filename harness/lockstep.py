@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from ..refmodel.context import Context
 from ..refmodel.errors import ConformanceFailure, InvalidArgument, Violation, failure_for
@@ -28,6 +28,7 @@ from .slab_lockstep import SlabCalls
 from .trace import Ref, Step
 
 _PLACEMENT_RULES = ("BUDDY-ORDER-LIMIT", "BUDDY-ALIGN", "PAGE-RAM-ONLY", "BUDDY-NO-CROSS-ZONE", "GFP-ZONE-ELIGIBLE", "BUDDY-NO-OVERLAP")
+_T = TypeVar("_T")
 _PATTERN_LEN = 16
 _ZERO, _HIGHMEM = int(GFP.ZERO), int(GFP.HIGHMEM)
 
@@ -96,6 +97,9 @@ class Lockstep(SlabCalls):
 
     def free_pages(self, pfn: int, order: int) -> None:
         """free_pages(pfn, order) (the kernel's __free_pages(pfn_to_page(pfn), order))."""
+        slab_e = self.slab.expect_free_slab_block(pfn, order)
+        if slab_e is not None:
+            return self._free_slab_block(slab_e, "free_pages", {"pfn": self._pfn_arg(pfn), "order": order}, pfn, lambda: self.iut.free_pages(pfn, order))
         e = self.model.expect_free(pfn, order)
         if e.fatal:
             self._refuse_unclaimed(e, f"free_pages(pfn={pfn:#x}, order={order})")
@@ -126,6 +130,10 @@ class Lockstep(SlabCalls):
     def free_pages_addr(self, addr: int, order: int) -> None:
         """free_pages(addr, order) on a logical address; free_pages(0, order) does nothing."""
         e, pfn = self.model.expect_free_addr(addr, order)
+        slab_e = self.slab.expect_free_slab_block(pfn, order) if pfn is not None and addr % self.machine.page_size == 0 else None
+        if slab_e is not None:
+            return self._free_slab_block(slab_e, "free_pages_addr", {"addr": self._obj_arg(addr), "order": order}, pfn,  # type: ignore[arg-type]
+                                         lambda: self.iut.free_pages_addr(addr, order))
         if e.fatal:
             self._refuse_unclaimed(e, f"free_pages_addr(addr={addr:#x}, order={order})")
         self._record("free_pages_addr", {"addr": self._addr_arg(addr), "order": order}, e)
@@ -379,8 +387,12 @@ class Lockstep(SlabCalls):
     # -- failures ------------------------------------------------------------------------
 
     def _checked(self, check: Callable[[], None]) -> None:
+        self._checked_value(check)
+
+    def _checked_value(self, check: Callable[[], _T]) -> _T:
+        """Run a model check; a failure gets the steps so far and marks the run failed."""
         try:
-            check()
+            return check()
         except ConformanceFailure as f:
             f.steps = list(self.trace)
             self.failed = True

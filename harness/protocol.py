@@ -28,6 +28,7 @@ CAPABILITY_METHODS: Final[dict[str, tuple[str, ...]]] = {
     "kmalloc": ("kmalloc", "kzalloc", "kmalloc_array", "krealloc", "ksize", "kfree"),
     "slab": ("kmem_cache_create", "kmem_cache_alloc", "kmem_cache_free", "kmem_cache_destroy", "kmem_cache_shrink"),
     "slab_info": ("slabs",),
+    "slab_debug": ("kmem_cache_validate",),
 }
 
 

@@ -46,6 +46,10 @@ RULE_CAPABILITY: Final[dict[str, str]] = {
     "SLAB-INTROSPECT": "slab_info",
     "SLAB-PARTIAL-FIRST": "slab_info",
     "SLAB-SHRINK-RELEASES": "slab_info",
+    "SLAB-PAGE-BAD-FREE": "slab_info",
+    "SLAB-POISON": "memory",
+    "SLAB-POISON-CHECK": "slab_debug",
+    "SLAB-REDZONE-CHECK": "slab_debug",
 }
 
 

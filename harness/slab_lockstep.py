@@ -12,11 +12,12 @@ import hashlib
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..refmodel.context import in_atomic
 from ..refmodel.errors import InvalidArgument, SleepInAtomic, UnexpectedGfp
 from ..refmodel.gfp import GFP, GFP_KERNEL, format_gfp
 from ..refmodel.page_alloc import Expectation, Outcome
-from ..refmodel.slab import ZERO_SIZE_PTR, LiveObject, calculate_alignment, kmalloc_min_align, kmalloc_size_roundup
-from .trace import Ref
+from ..refmodel.slab import ZERO_SIZE_PTR, LiveObject, calculate_alignment, kmalloc_min_align, kmalloc_size_roundup, object_poison
+from .trace import Ref, Step
 
 if TYPE_CHECKING:
     from .lockstep import Lockstep
@@ -246,6 +247,55 @@ class SlabCalls:
         if self._check_memory:
             self._verify_all_objects()
 
+    # -- debug caches (capability slab_debug) --------------------------------------------------
+
+    def kmem_cache_validate(self: Lockstep, cache: int) -> None:
+        """kmem_cache_validate(cache): every overwritten poison or red zone byte is reported, then restored."""
+        if cache not in self.slab.caches:
+            raise InvalidArgument(f"kmem_cache_validate of cache {cache}, which is not live, is undefined")
+        if in_atomic(self.env.context):
+            raise InvalidArgument("validate_slab_cache runs in process context (sysfs, slub_kunit); the suite calls it only there")
+        e = self.slab.expect_validate(cache)
+        self._record("kmem_cache_validate", {"cache": self._cache_arg(cache)}, e)
+        result, _ = self._slab_call(e, None, lambda: self.iut.kmem_cache_validate(cache))
+        if result is not None:
+            raise self._fail("IUT-RETURN-TYPE", f"kmem_cache_validate returned {result!r}; it must return None")
+        self.coverage[e.rule_id] += 1
+        for c in self.slab.corrupt.pop(cache, []):
+            got = self._read(c.addr, 1)[0]
+            if got != c.old:
+                raise self._fail(c.rule_id, f"kmem_cache_validate reported the overwritten {c.describe()} but left it: it reads {got:#04x}, "
+                                            f"it held {c.old:#04x}; SLUB restores the bytes it reports (restore_bytes)")
+
+    def clobber(self: Lockstep, addr: int) -> None:
+        """Overwrite the byte at ``addr`` in a poison or red zone area, as slub_kunit does; the next validate must find it."""
+        if not self._check_memory:
+            raise InvalidArgument("clobber writes memory: the implementation needs the memory capability")
+        step = Step("clobber", {"addr": addr})
+        self.trace.append(step)
+        c = self._checked_value(lambda: self.slab.classify_clobber(addr))
+        if c.rule_id not in self.claims:
+            raise InvalidArgument(f"overwriting the {c.area} of a {c.cache} object is judged only for implementations that claim {c.rule_id}")
+        name = self._obj_names.get(c.obj) or self._freed_obj_names.get(c.obj)
+        if name is not None:
+            step.args["addr"] = Ref(name, addr - c.obj)
+        old = self._read(addr, 1)[0]
+        self._memory_call(self.iut.write_phys, addr - self.machine.page_offset, bytes([old ^ 0xFF]))
+        self.slab.corrupt.setdefault(c.cache, []).append(replace(c, old=old))
+
+    def _check_poison(self: Lockstep, obj: LiveObject, what: str) -> None:
+        """SLAB-POISON: the object reads POISON_FREE ... POISON_END (where claimed and memory is exposed)."""
+        want = object_poison(obj.size)[-_ZERO_CHECK_LIMIT:]
+        self.coverage["SLAB-POISON"] += 1
+        got = self._read(obj.addr + obj.size - len(want), len(want))
+        if got != want:
+            off = obj.size - len(want) + next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+            raise self._fail("SLAB-POISON", f"{what}: byte {off} of the {obj.size}-byte object at {obj.addr:#x} (a SLAB_POISON cache) reads "
+                                            f"{got[off - obj.size + len(want)]:#04x}; it must read {want[off - obj.size + len(want)]:#04x} (POISON_FREE, the last byte POISON_END)")
+
+    def _poison_claimed(self: Lockstep) -> bool:
+        return self._check_memory and "SLAB-POISON" in self.claims
+
     # -- shared ------------------------------------------------------------------------------
 
     def _slab_call(self: Lockstep, e: Expectation | None, gfp: int | None, fn: Callable[[], Any]) -> tuple[Any, bool]:
@@ -264,6 +314,28 @@ class SlabCalls:
             raise self._fail("IUT-RETURN-TYPE", f"slabs() returned {type(raw).__name__}; it must return a list of (cache, pfn, order, inuse, total)") from None
         self.coverage["SLAB-INTROSPECT"] += 1
         self._checked(lambda: self.slab.sync_slabs(rows, len(self.trace) - 1))
+
+    def _free_slab_block(self: Lockstep, e: Expectation, op: str, args: dict[str, Any], pfn: int, call: Callable[[], Any]) -> None:
+        """free_pages of a block the slab layer holds: a slab is a Bad page state; a large kmalloc block may be freed (SLAB-PAGE-BAD-FREE)."""
+        self._refuse_unclaimed_slab(e, op, args)
+        self._record(op, args, e)
+        large = self.slab.large_object_at(pfn)
+        result, refused = self._slab_call(e, None, call)
+        if result is not None:
+            raise self._fail("IUT-RETURN-TYPE", f"{op} returned {result!r}; it must return None")
+        self.coverage["SLAB-PAGE-BAD-FREE"] += 1
+        shown = pfn in self.slab.slab_blocks
+        if refused or e.report is not None:
+            if not shown:
+                raise self._fail("SLAB-PAGE-BAD-FREE", f"{_call_text(op, args)} was reported and refused, yet the block at pfn {pfn:#x} is gone from slabs()")
+            if self._check_memory:
+                self._verify_all_objects()
+            return
+        if large is None:
+            return
+        if shown:
+            raise self._fail("SLAB-PAGE-BAD-FREE", f"{_call_text(op, args)}: the large kmalloc block at pfn {pfn:#x} was neither reported nor freed: slabs() still shows it")
+        self._drop_object(large.addr)
 
     def _refuse_unclaimed_slab(self: Lockstep, e: Expectation, op: str, args: dict[str, Any]) -> None:
         if e.fatal:
@@ -285,6 +357,8 @@ class SlabCalls:
             raise self._fail("IUT-RETURN-TYPE", f"{op} returned {result!r}; it must return None")
         if obj is not None:
             self._drop_object(addr)
+            if self.slab.note_free(obj) is not None and self._poison_claimed() and self.slab.caches[obj.cache].poisoned:  # type: ignore[index]
+                self._check_poison(replace(obj, size=self.slab.caches[obj.cache].object_size), f"after {op}({addr:#x})")  # type: ignore[index]
         elif valid:
             self.coverage["KFREE-NULL"] += 1
         elif self._check_memory:
@@ -297,6 +371,8 @@ class SlabCalls:
             self.coverage[rule] += 1
         self._checked(lambda: self.slab.check_object(addr, size, gfp, align=align, align_rule=align_rule, what=what, cid=cid))
         obj = self.slab.adopt_object(addr, size, gfp, len(self.trace) - 1, cid=cid)
+        if self._poison_claimed() and self.slab.expected_poison(cid, gfp) is not None:
+            self._check_poison(obj, what)
         if self._check_memory:
             if gfp & _ZERO:
                 self._verify_object_zero(obj, what)

@@ -50,6 +50,7 @@ WIRE_OPS: Final[dict[str, WireOp]] = {
         WireOp("kmem_cache_destroy", "slab", ("cache",)),
         WireOp("kmem_cache_shrink", "slab", ("cache",)),
         WireOp("slabs", "slab_info", ()),
+        WireOp("kmem_cache_validate", "slab_debug", ("cache",)),
     )
 }
 

@@ -65,14 +65,15 @@ class MemoryStateMachine(PageStateMachine):
         assume(live)
         return data.draw(st.sampled_from(live), label="object")
 
-    def _cache(self, data: st.DataObject) -> int:
-        """A live cache, or a new one when there is none (or sometimes anyway)."""
-        live = sorted(self.iut.slab.caches)
+    def _cache(self, data: st.DataObject, *, debug: bool = False) -> int:
+        """A live cache, or a new one when there is none (or sometimes anyway); with ``debug``, one with red zones or poison."""
+        caches = self.iut.slab.caches
+        live = sorted(c for c in caches if not debug or caches[c].red_zoned or caches[c].poisoned)
         if live and data.draw(st.integers(0, 3), label="new cache?"):
             return data.draw(st.sampled_from(live), label="cache")
         assume(_may_sleep_in_cache_ops(self))
         cid = self.iut.kmem_cache_create(f"kmemspec_test_{len(self.iut.slab.caches)}", data.draw(cache_sizes(), label="size"),
-                                         data.draw(aligns(), label="align"), data.draw(slab_flags(), label="flags"))
+                                         data.draw(aligns(), label="align"), data.draw(slab_flags(debug=debug), label="flags"))
         assume(cid is not None)
         return cid
 
@@ -188,6 +189,60 @@ class MemoryStateMachine(PageStateMachine):
         self.iut.kmem_cache_alloc(cache, gfp)
         if shrink:
             self.iut.kmem_cache_shrink(cache)
+
+    # -- SLUB debugging: poison and red zones (capability slab_debug) ----------------------------
+
+    @precondition(lambda self: "slab_debug" in self.target.capabilities and not in_atomic(self.iut.env.context))
+    @rule(data=st.data())
+    def kmem_cache_validate(self, data: st.DataObject) -> None:
+        """An intact cache validates without a report."""
+        self.iut.kmem_cache_validate(self._cache(data))
+
+    @precondition(lambda self: {"slab_debug", "slab_info", "memory"} <= self.target.capabilities
+                  and bool({"SLAB-POISON-CHECK", "SLAB-REDZONE-CHECK"} & self.target.claims) and not in_atomic(self.iut.env.context))
+    @rule(data=st.data(), free_first=st.booleans())
+    def clobber_and_validate(self, data: st.DataObject, free_first: bool) -> None:
+        """slub_kunit's clobber tests: overwrite a poison or red zone byte; validate reports and restores it; validate again is clean."""
+        cache = self._cache(data, debug=True)
+        addr = self.iut.kmem_cache_alloc(cache, self._gfp(data) & ~_ZONE_BITS)
+        if addr is not None and free_first:
+            self.iut.kmem_cache_free(cache, addr)
+        sites = self.iut.slab.clobber_sites(cache, self.target.claims)
+        assume(sites)
+        self.iut.clobber(data.draw(st.sampled_from(sites), label="byte"))
+        self.iut.kmem_cache_validate(cache)
+        self.iut.kmem_cache_validate(cache)
+
+    # -- page blocks of the slab layer given to free_pages -----------------------------------------
+
+    @precondition(lambda self: {"kmalloc", "slab_info"} <= self.target.capabilities)
+    @rule(data=st.data(), then=st.sampled_from(("", "kfree", "kfree first")))
+    def free_pages_of_slab_block(self, data: st.DataObject, then: str) -> None:
+        """A slab page given to free_pages (a Bad page state, where claimed), or a large kmalloc block (freed or reported),
+        then maybe kfree of it (a double free); or kfree of a large block, then free_pages of it (a page double free)."""
+        slab = self.iut.slab
+        claims = self.target.claims
+        if data.draw(st.booleans(), label="a slab page?") and "SLAB-PAGE-BAD-FREE" in claims:
+            blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is None)
+        else:
+            blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is not None)
+            if not blocks or data.draw(st.booleans(), label="a new large kmalloc?"):
+                max_cache = kmalloc_max_cache_size(self.target.machine)
+                addr = self.iut.kmalloc(data.draw(st.integers(max_cache + 1, 4 * max_cache), label="size"), self._gfp(data))
+                assume(addr is not None)
+                blocks = [self.target.machine.virt_to_pfn(addr)]
+        assume(blocks)
+        pfn = data.draw(st.sampled_from(blocks), label="slab block")
+        order = slab.slab_blocks[pfn][1]
+        large = slab.large_object_at(pfn)
+        if then == "kfree first":
+            assume(large is not None and "BUDDY-DOUBLE-FREE" in claims)
+            self.iut.kfree(large.addr)
+            self.iut.free_pages(pfn, order)
+            return
+        self.iut.free_pages(pfn, order)
+        if then == "kfree" and large is not None and large.addr not in slab.objects and "SLAB-DOUBLE-FREE" in claims:
+            self.iut.kfree(large.addr)
 
     # -- misuse, where claimed -----------------------------------------------------------------
 

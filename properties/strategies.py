@@ -92,10 +92,15 @@ def kmalloc_sizes(max_cache_size: int, max_size: int) -> st.SearchStrategy[int]:
     )
 
 
-def slab_flags() -> st.SearchStrategy[int]:
-    """kmem_cache_create flags that change placement: cache-line alignment and the DMA zones."""
-    return st.tuples(st.booleans(), st.sampled_from((0, int(SlabFlag.CACHE_DMA), int(SlabFlag.CACHE_DMA32)))).map(
-        lambda t: (int(SlabFlag.HWCACHE_ALIGN) if t[0] else 0) | t[1]
+_DEBUG_FLAGS = (0, SlabFlag.RED_ZONE, SlabFlag.POISON, SlabFlag.RED_ZONE | SlabFlag.POISON,
+                SlabFlag.RED_ZONE | SlabFlag.STORE_USER, SlabFlag.POISON | SlabFlag.TYPESAFE_BY_RCU)
+
+
+def slab_flags(*, debug: bool = False) -> st.SearchStrategy[int]:
+    """kmem_cache_create flags: cache-line alignment, the DMA zones, and SLUB's debug flags (always some with ``debug``)."""
+    debug_flags = st.sampled_from([int(f) for f in (_DEBUG_FLAGS[1:5] if debug else _DEBUG_FLAGS)])
+    return st.tuples(st.booleans(), st.sampled_from((0, int(SlabFlag.CACHE_DMA), int(SlabFlag.CACHE_DMA32))), debug_flags).map(
+        lambda t: (int(SlabFlag.HWCACHE_ALIGN) if t[0] else 0) | t[1] | t[2]
     )
 
 

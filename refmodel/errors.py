@@ -133,6 +133,16 @@ class UnexpectedGfp(Violation):
     code = 11
 
 
+class SlabCorruption(Violation):
+    """kmem_cache_validate() found an overwritten poison or red zone byte, and restored it.
+
+    mm/slub.c check_bytes_and_report ("Poison overwritten", "Right Redzone
+    overwritten", ...), object_err "Object corrupt", restore_bytes. Reported, not fatal.
+    """
+
+    code = 12
+
+
 VIOLATIONS: tuple[type[Violation], ...] = (
     SleepInAtomic,
     InvalidGfp,
@@ -145,6 +155,7 @@ VIOLATIONS: tuple[type[Violation], ...] = (
     WrongCache,
     CacheBusy,
     UnexpectedGfp,
+    SlabCorruption,
 )
 VIOLATION_BY_CODE: dict[int, type[Violation]] = {v.code: v for v in VIOLATIONS}
 VIOLATION_BY_NAME: dict[str, type[Violation]] = {v.__name__: v for v in VIOLATIONS}

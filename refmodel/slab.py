@@ -14,7 +14,20 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from .context import Context, in_atomic
-from .errors import CacheBusy, ConformanceFailure, DoubleFree, InvalidFree, SleepInAtomic, UnexpectedGfp, Violation, WrongCache, failure_for
+from .errors import (
+    BadFree,
+    CacheBusy,
+    ConformanceFailure,
+    DoubleFree,
+    InvalidArgument,
+    InvalidFree,
+    SlabCorruption,
+    SleepInAtomic,
+    UnexpectedGfp,
+    Violation,
+    WrongCache,
+    failure_for,
+)
 from .gfp import GFP, format_gfp, gfpflags_allow_blocking, zonelist_eligible
 from .machine import Machine
 from .page_alloc import Expectation, Outcome, PageAllocModel
@@ -59,6 +72,18 @@ class SlabFlag(enum.IntFlag):
     PANIC = 0x40000
     TYPESAFE_BY_RCU = 0x80000
     ACCOUNT = 0x4000000
+
+
+POISON_FREE: Final = 0x6b
+"""What a free object of a poisoned cache holds, but for its last byte (include/linux/poison.h)."""
+
+POISON_END: Final = 0xa5
+"""The last byte of a poisoned object (include/linux/poison.h)."""
+
+
+def object_poison(size: int) -> bytes:
+    """init_object's poison for an object of ``size`` bytes: POISON_FREE, then POISON_END (mm/slub.c)."""
+    return bytes([POISON_FREE]) * (size - 1) + bytes([POISON_END])
 
 
 def kmalloc_shift_high(m: Machine) -> int:
@@ -159,6 +184,15 @@ class Cache:
     live: set[int] = field(default_factory=set)
 
     @property
+    def poisoned(self) -> bool:
+        """__OBJECT_POISON: SLAB_POISON without SLAB_TYPESAFE_BY_RCU (mm/slub.c calculate_sizes)."""
+        return bool(self.flags & SlabFlag.POISON) and not self.flags & SlabFlag.TYPESAFE_BY_RCU
+
+    @property
+    def red_zoned(self) -> bool:
+        return bool(self.flags & SlabFlag.RED_ZONE)
+
+    @property
     def zone_gfp(self) -> int:
         """s->allocflags' zone bits: SLAB_CACHE_DMA adds GFP_DMA, SLAB_CACHE_DMA32 GFP_DMA32 (mm/slub.c calculate_sizes)."""
         if self.flags & SlabFlag.CACHE_DMA:
@@ -189,6 +223,31 @@ class LiveObject:
         return f"the live {self.size}-byte object at {self.addr:#x} ({origin}, step {self.step})"
 
 
+@dataclass(frozen=True)
+class FreeObject:
+    """A free object of a debug cache whose slab the implementation still shows: its poison and red zones are checkable."""
+
+    addr: int
+    size: int
+    cache: int
+    slab: int  # first pfn of its slab
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """A byte the suite overwrote in a debug area: which object, which area, what it held before."""
+
+    addr: int
+    obj: int
+    cache: int
+    area: str  # "poison", "left red zone", "right red zone"
+    rule_id: str
+    old: int = 0
+
+    def describe(self) -> str:
+        return f"byte {self.addr:#x} in the {self.area} of the object at {self.obj:#x} (cache {self.cache})"
+
+
 class SlabModel:
     """The slab and kmalloc oracle for one machine, beside the page oracle.
 
@@ -209,6 +268,10 @@ class SlabModel:
         self.exact = False  # the implementation shows its slabs (capability slab_info): page liveness stays exact
         self.slab_blocks: dict[int, tuple[int, int]] = {}  # first pfn -> (cache id or 0, order) of every reported slab block
         self.slab_usage: dict[int, tuple[int, int]] = {}  # first pfn -> (objects in use, objects in all), as last reported
+        self.debug_free: dict[int, FreeObject] = {}  # free objects of poisoned or red-zoned caches, in slabs still shown
+        self._debug_starts: list[int] = []
+        self._debug_by_slab: dict[int, set[int]] = {}
+        self.corrupt: dict[int, list[Corruption]] = {}  # cache id -> bytes overwritten since its last validate
 
     @property
     def opaque(self) -> bool:
@@ -386,6 +449,9 @@ class SlabModel:
                 raise failure_for("SLAB-INTROSPECT", f"{what} has {inuse} objects in use of {total}")
             seen[pfn] = (cid, order)
         for pfn, (cid, order) in self.slab_blocks.items():
+            if seen.get(pfn) != (cid, order):
+                for addr in list(self._debug_by_slab.pop(pfn, ())):
+                    self._forget_free(addr)
             if seen.get(pfn, (None, None))[1] != order:
                 self.pages.adopt_free(pfn, order)
         for pfn, (cid, order) in seen.items():
@@ -429,6 +495,147 @@ class SlabModel:
             if c == cid and self.slab_usage[pfn][0] == 0:
                 raise failure_for("SLAB-SHRINK-RELEASES", f"after kmem_cache_shrink, cache {cid} still holds the empty order-{order} slab at pfn {pfn:#x}")
 
+    # -- debug caches: poison and red zones -------------------------------------------------
+
+    def expected_poison(self, cid: int | None, gfp: int) -> bytes | None:
+        """SLAB-POISON: what a new object of cache ``cid`` reads, or None when the rule says nothing."""
+        if cid is None or gfp & int(GFP.ZERO) or not self.caches[cid].poisoned:
+            return None
+        return object_poison(self.caches[cid].object_size)
+
+    def note_free(self, obj: LiveObject) -> FreeObject | None:
+        """After a free: keep a free object of a debug cache while its slab is shown (its poison and red zones stay checkable)."""
+        if obj.cache is None or not self.exact:
+            return None
+        cache = self.caches[obj.cache]
+        slab = self.slab_of(obj.addr)
+        if not (cache.poisoned or cache.red_zoned) or slab is None or self.slab_blocks[slab][0] != obj.cache:
+            return None
+        f = FreeObject(obj.addr, cache.object_size, obj.cache, slab)
+        self.debug_free[f.addr] = f
+        bisect.insort(self._debug_starts, f.addr)
+        self._debug_by_slab.setdefault(slab, set()).add(f.addr)
+        return f
+
+    def _forget_free(self, addr: int) -> None:
+        f = self.debug_free.pop(addr)
+        del self._debug_starts[bisect.bisect_left(self._debug_starts, addr)]
+        self._debug_by_slab.get(f.slab, set()).discard(addr)
+
+    def _forget_free_in(self, start: int, end: int) -> None:
+        i = bisect.bisect_left(self._debug_starts, start)
+        if i and self.debug_free[self._debug_starts[i - 1]].addr + self.debug_free[self._debug_starts[i - 1]].size > start:
+            i -= 1
+        while i < len(self._debug_starts) and self._debug_starts[i] < end:
+            self._forget_free(self._debug_starts[i])
+
+    def free_object_at(self, addr: int) -> FreeObject | None:
+        """The tracked free debug object containing byte ``addr``, or None."""
+        i = bisect.bisect_right(self._debug_starts, addr) - 1
+        if i >= 0:
+            f = self.debug_free[self._debug_starts[i]]
+            if addr < f.addr + f.size:
+                return f
+        return None
+
+    def clobber_sites(self, cid: int, claims: frozenset[str]) -> list[int]:
+        """Bytes of cache ``cid`` whose overwrite the claimed checks must find: red zones next to objects, poison of free ones."""
+        cache = self.caches[cid]
+        sites: list[int] = []
+        if "SLAB-REDZONE-CHECK" in claims and cache.red_zoned:
+            for addr in sorted(cache.live):
+                if self._visited(addr, cache):
+                    sites += [addr - 1, addr + cache.object_size]
+            for f in (self.debug_free[a] for a in self._debug_starts if self.debug_free[a].cache == cid):
+                sites += [f.addr - 1, f.addr + f.size]
+        if "SLAB-POISON-CHECK" in claims and cache.poisoned:
+            for f in (self.debug_free[a] for a in self._debug_starts if self.debug_free[a].cache == cid):
+                sites += [f.addr, f.addr + f.size // 2, f.addr + f.size - 1]
+        return sites
+
+    def _visited(self, addr: int, cache: Cache) -> bool:
+        """validate_slab_node walks partial slabs, and full ones only with SLAB_STORE_USER (mm/slub.c)."""
+        if cache.flags & SlabFlag.STORE_USER:
+            return True
+        slab = self.slab_of(addr)
+        return slab is not None and self.slab_usage[slab][0] < self.slab_usage[slab][1]
+
+    def classify_clobber(self, addr: int) -> Corruption:
+        """Which debug area byte ``addr`` is in (SLAB-POISON-CHECK, SLAB-REDZONE-CHECK).
+
+        Raises InvalidArgument for a byte no claimed check covers, and the
+        red-zone rule's failure when a red zone the cache must have is missing.
+        """
+        candidates: list[tuple[int, int, str, bool]] = []  # (object, cache, area, live)
+        after = self.objects.get(addr + 1) or self.debug_free.get(addr + 1)
+        if after is not None and after.cache is not None:
+            candidates.append((after.addr, after.cache, "left red zone", addr + 1 in self.objects))
+        before = self.object_at(addr - 1)
+        if before is not None and before.cache is not None and addr == before.addr + self.caches[before.cache].object_size:
+            candidates.append((before.addr, before.cache, "right red zone", True))
+        free = self.free_object_at(addr - 1)
+        if free is not None and addr == free.addr + free.size:
+            candidates.append((free.addr, free.cache, "right red zone", False))
+        free = self.free_object_at(addr)
+        if free is not None:
+            candidates.append((free.addr, free.cache, "poison", False))
+        for obj, cid, area, live in candidates:
+            cache = self.caches[cid]
+            if area == "poison" and cache.poisoned:
+                return Corruption(addr, obj, cid, area, "SLAB-POISON-CHECK")
+            if area != "poison" and cache.red_zoned and (not live or self._visited(obj, cache)):
+                c = Corruption(addr, obj, cid, area, "SLAB-REDZONE-CHECK")
+                self._check_red_zone(c)
+                return c
+        raise InvalidArgument(f"byte {addr:#x} is in no poison or red zone a validate must check (a free object of a SLAB_POISON cache, "
+                              f"the byte before or after an object of a SLAB_RED_ZONE cache in a slab validate visits)")
+
+    def _check_red_zone(self, c: Corruption) -> None:
+        other = self.object_at(c.addr)
+        if other is not None:
+            raise failure_for(c.rule_id, f"the {c.area} of the object at {c.obj:#x} (cache {c.cache}, SLAB_RED_ZONE) is byte {c.addr:#x}, "
+                                         f"but that byte belongs to {other.describe()}: the cache keeps no red zone there")
+        slab = self.slab_of(c.obj)
+        if slab is None or self.slab_of(c.addr) != slab:
+            raise failure_for(c.rule_id, f"the {c.area} of the object at {c.obj:#x} (cache {c.cache}, SLAB_RED_ZONE) is byte {c.addr:#x}, "
+                                         f"outside the object's slab: SLUB keeps both red zones inside the object's slot")
+
+    def expect_validate(self, cid: int) -> Expectation:
+        """kmem_cache_validate: every overwritten poison or red zone byte is reported and restored (mm/slub.c validate_slab_cache)."""
+        pending = self.corrupt.get(cid)
+        rule = "SLAB-POISON-CHECK" if self.caches[cid].poisoned else "SLAB-REDZONE-CHECK"
+        if not pending:
+            return Expectation(Outcome.MUST_SUCCEED, rule, "an intact cache validates without a report")
+        c = pending[0]
+        return Expectation(Outcome.MUST_SUCCEED, c.rule_id, "", SlabCorruption, c.rule_id, fatal=False, misuse=f"{c.describe()} was overwritten")
+
+    # -- page blocks of the slab layer given to free_pages ------------------------------------
+
+    def large_object_at(self, pfn: int) -> LiveObject | None:
+        """The live large kmalloc object whose block starts at ``pfn``, or None."""
+        obj = self.objects.get(self.machine.page_offset + (pfn << self.machine.page_shift))
+        if obj is None or obj.cache is not None or obj.alloc_size <= kmalloc_max_cache_size(self.machine):
+            return None
+        return obj
+
+    def expect_free_slab_block(self, pfn: int, order: int) -> Expectation | None:
+        """free_pages(pfn, order) of a block the slab layer shows, or None when ``pfn`` heads no such block.
+
+        A slab page is the kernel's "Bad page state" (its page type leaves
+        _mapcount != -1; free_pages_prepare leaks the page). A large kmalloc
+        block is a plain compound page in 6.12, freed without complaint; later
+        kernels type it too, so a report is allowed and then nothing changes.
+        """
+        if not self.exact or self.slab_blocks.get(pfn, (None, None))[1] != order:
+            return None
+        large = self.large_object_at(pfn)
+        if large is not None:
+            return Expectation(Outcome.MUST_SUCCEED, "SLAB-PAGE-BAD-FREE", f"free_pages of the large kmalloc block at pfn {pfn:#x} frees it (or is reported)",
+                               also_report=(BadFree, InvalidFree))
+        cid = self.slab_blocks[pfn][0]
+        owner = f"cache {cid}" if cid else "a kmalloc cache"
+        return _slab_misuse(BadFree, "SLAB-PAGE-BAD-FREE", f"pfn {pfn:#x} heads an order-{order} slab of {owner}; free_pages of a slab page is a Bad page state")
+
     # -- adopting ----------------------------------------------------------------------------
 
     def adopt_object(self, addr: int, size: int, gfp: int, step: int, *, cid: int | None = None) -> LiveObject:
@@ -436,6 +643,8 @@ class SlabModel:
         self.objects[addr] = obj
         bisect.insort(self._starts, addr)
         self.freed.discard(addr)
+        if self.debug_free:
+            self._forget_free_in(addr, addr + max(size, 1))
         self.used = True
         if cid is not None:
             self.caches[cid].live.add(addr)
@@ -462,6 +671,7 @@ class SlabModel:
 
     def adopt_destroy(self, cid: int) -> None:
         del self.caches[cid]
+        self.corrupt.pop(cid, None)
 
 
 def _slab_misuse(kind: type[Violation], rule_id: str | None, reason: str) -> Expectation:

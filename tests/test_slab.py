@@ -6,7 +6,7 @@ from conftest import impl_path
 
 from kmemspec.harness import Lockstep, load_impl
 from kmemspec.refmodel import load_machine
-from kmemspec.refmodel.errors import ConformanceFailure, DoubleFree, InvalidFree, WrongCache
+from kmemspec.refmodel.errors import ConformanceFailure, DoubleFree, InvalidArgument, InvalidFree, WrongCache
 from kmemspec.refmodel.gfp import GFP, GFP_ATOMIC, GFP_KERNEL
 from kmemspec.refmodel.slab import (
     ZERO_SIZE_PTR,
@@ -156,3 +156,127 @@ def test_introspection_keeps_page_liveness_exact(spec):
     iut.kmalloc(64, GFP_KERNEL)
     assert iut.slab.slab_blocks and not iut.slab.opaque
     iut.check_free_area()
+
+
+# -- lib/slub_kunit.c: poison and red zones (SLAB-POISON, SLAB-POISON-CHECK, SLAB-REDZONE-CHECK) --------------
+
+RED_ZONE, POISON = int(SlabFlag.RED_ZONE), int(SlabFlag.POISON)
+
+
+def _clobber_and_validate(iut, cache, addr):
+    """The kunit pattern: write the byte, validate (reported and restored), validate again (clean)."""
+    iut.clobber(addr)
+    iut.kmem_cache_validate(cache)
+    assert not iut.slab.corrupt
+    iut.kmem_cache_validate(cache)
+
+
+@pytest.mark.parametrize("spec,flags", [("fast", RED_ZONE), ("reference", RED_ZONE | int(SlabFlag.STORE_USER))])
+def test_kunit_clobber_zone(spec, flags):
+    # test_clobber_zone: p[64] = 0x12 past a live 64-byte object of a SLAB_RED_ZONE cache; validate finds it
+    # (reference's slabs hold one object each, so they are full: validate walks them only with SLAB_STORE_USER)
+    iut = _iut(spec)
+    cache = iut.kmem_cache_create("TestSlub_RZ_alloc", 64, 0, flags)
+    p = iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    _clobber_and_validate(iut, cache, p + 64)
+    _clobber_and_validate(iut, cache, p - 1)  # the left red zone, which slub_kunit does not test
+    iut.kmem_cache_free(cache, p)
+    iut.kmem_cache_destroy(cache)
+
+
+@pytest.mark.parametrize("offset", [0, 50, 63], ids=["first_word", "50th_byte", "end_poison"])
+def test_kunit_clobber_free_object_poison(offset):
+    # test_first_word (*p = 0x78) and test_clobber_50th_byte (p[50] = 0x9a) after kmem_cache_free
+    iut = _iut()
+    cache = iut.kmem_cache_create("TestSlub_1th_word_free", 64, 0, POISON)
+    p = iut.kmem_cache_alloc(cache, GFP_KERNEL)  # reads 0x6b .. 0xa5 (SLAB-POISON, checked on alloc)
+    iut.kmem_cache_free(cache, p)  # and again once free
+    assert iut.slab.free_object_at(p + offset) is not None
+    _clobber_and_validate(iut, cache, p + offset)
+
+
+def test_kunit_clobber_redzone_free():
+    # test_clobber_redzone_free: p[64] = 0xab after the free
+    iut = _iut()
+    cache = iut.kmem_cache_create("TestSlub_RZ_free", 64, 0, RED_ZONE)
+    p = iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    iut.kmem_cache_free(cache, p)
+    _clobber_and_validate(iut, cache, p + 64)
+
+
+def test_red_zone_of_a_full_slab_needs_store_user():
+    # validate_slab_node walks full slabs only with SLAB_STORE_USER: there the oracle cannot require the report
+    iut = _iut()
+    cache = iut.kmem_cache_create("full", 2048, 0, RED_ZONE)
+    objs = [iut.kmem_cache_alloc(cache, GFP_KERNEL) for _ in range(64)]
+    full = [p for p in objs if (lambda s: s is not None and iut.slab.slab_usage[s][0] == iut.slab.slab_usage[s][1])(iut.slab.slab_of(p))]
+    assert full
+    assert full[0] + 2048 not in iut.slab.clobber_sites(cache, iut.claims)
+    with pytest.raises(InvalidArgument):
+        iut.clobber(full[0] + 2048)
+
+
+@pytest.mark.parametrize("name,rule", [("no-left-red-zone", "SLAB-REDZONE-CHECK"), ("validate-no-restore", "SLAB-REDZONE-CHECK")])
+def test_kunit_clobber_zone_kills(name, rule):
+    iut = _iut(f"mutant:{name}")
+    cache = iut.kmem_cache_create("TestSlub_RZ_alloc", 64, 0, RED_ZONE)
+    p = iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    with pytest.raises(ConformanceFailure, match=rule):
+        _clobber_and_validate(iut, cache, p - 1)
+
+
+def test_kunit_first_word_kills_a_validate_that_skips_poison():
+    iut = _iut("mutant:validate-red-zones-only")
+    cache = iut.kmem_cache_create("TestSlub_1th_word_free", 64, 0, POISON)
+    p = iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    iut.kmem_cache_free(cache, p)
+    with pytest.raises(ConformanceFailure, match="SLAB-POISON-CHECK"):
+        _clobber_and_validate(iut, cache, p)
+
+
+def test_a_free_pointer_over_the_poison_is_caught():
+    iut = _iut("mutant:free-pointer-in-poison")
+    cache = iut.kmem_cache_create("TestSlub_next_ptr_free", 64, 0, POISON)
+    a, b = iut.kmem_cache_alloc(cache, GFP_KERNEL), iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    with pytest.raises(ConformanceFailure, match="SLAB-POISON"):
+        iut.kmem_cache_free(cache, a)
+        iut.kmem_cache_free(cache, b)
+
+
+def test_typesafe_by_rcu_is_not_poisoned():
+    # calculate_sizes: __OBJECT_POISON only without SLAB_TYPESAFE_BY_RCU
+    iut = _iut()
+    cache = iut.kmem_cache_create("rcu", 64, 0, POISON | int(SlabFlag.TYPESAFE_BY_RCU))
+    assert not iut.slab.caches[cache].poisoned and iut.slab.expected_poison(cache, int(GFP_KERNEL)) is None
+    assert iut.slab.expected_poison(iut.kmem_cache_create("p", 64, 0, POISON), int(GFP_KERNEL)) == b"\x6b" * 63 + b"\xa5"
+
+
+# -- page blocks of the slab layer given to free_pages (SLAB-PAGE-BAD-FREE) --------------------------------------
+
+@pytest.mark.parametrize("spec", ["fast", "reference"])
+def test_free_pages_of_a_slab_page_is_a_bad_page_state(spec):
+    iut = _iut(spec)
+    p = iut.kmalloc(64, GFP_KERNEL)
+    pfn = iut.slab.slab_of(p)
+    iut.free_pages(pfn, iut.slab.slab_blocks[pfn][1])  # refused with BadFree: the slab and its object stay
+    assert p in iut.slab.objects and pfn in iut.slab.slab_blocks
+    iut.kfree(p)
+
+
+@pytest.mark.parametrize("spec,freed", [("fast", True), ("reference", False)])
+def test_free_pages_of_a_large_kmalloc_block_frees_it_or_is_reported(spec, freed):
+    # 6.12: a large kmalloc block is a plain compound page, freed without complaint; a typed one is reported
+    iut = _iut(spec)
+    p = iut.kmalloc(3 * iut.machine.page_size, GFP_KERNEL)
+    pfn = iut.machine.virt_to_pfn(p)
+    iut.free_pages(pfn, 2)
+    assert (p not in iut.slab.objects) is freed
+    iut.kfree(p)  # a double free (fast: "Not a kmalloc allocation"), or the block's proper free (reference)
+
+
+def test_kfree_then_free_pages_is_a_page_double_free():
+    iut = _iut()
+    p = iut.kmalloc(3 * iut.machine.page_size, GFP_KERNEL)
+    iut.kfree(p)
+    iut.free_pages(iut.machine.virt_to_pfn(p), 2)
+    assert "DoubleFree" in iut.trace[-1].comment

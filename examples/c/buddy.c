@@ -1038,7 +1038,7 @@ const char *kmemspec_claims(void)
 	       "API-FREE-BAD-ADDRESS GFP-ZONE-BAD CTX-MIGHT-SLEEP "
 	       "BUDDY-NO-SPURIOUS-FAIL WMARK-RESERVES-KEPT "
 	       "KMALLOC-SIZE-CLASS KMALLOC-GFP-BUG SLAB-DOUBLE-FREE SLAB-INVALID-FREE "
-	       "SLAB-WRONG-CACHE SLAB-DESTROY-BUSY SLAB-CACHE-MIGHT-SLEEP";
+	       "SLAB-WRONG-CACHE SLAB-DESTROY-BUSY SLAB-CACHE-MIGHT-SLEEP SLAB-PAGE-BAD-FREE";
 }
 
 void kmemspec_destroy(void *iut)
@@ -1103,6 +1103,9 @@ int kmemspec_free_pages(void *iut, uint64_t pfn, uint32_t order)
 	struct buddy *b = iut;
 	int ret = check_free(b, pfn, order);
 
+	/* A slab page or a large kmalloc block: a "Bad page state" (page type set), kept. */
+	if (ret == KMEMSPEC_OK && b->sl && pfn < b->sl->nr_low && b->sl->slab_of[pfn])
+		return KMEMSPEC_E_BAD_FREE;
 	if (ret == KMEMSPEC_OK)
 		free_one_block(b, (uint32_t)pfn, order);
 	return ret;

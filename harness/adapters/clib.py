@@ -88,6 +88,7 @@ _SYMBOLS: Final[dict[str, tuple[str, Any, list[Any]]]] = {
     "kmemspec_kmem_cache_destroy": ("slab", _int, [_vp, _u64]),
     "kmemspec_kmem_cache_shrink": ("slab", _int, [_vp, _u64]),
     "kmemspec_slabs": ("slab_info", _i64, [_vp, ctypes.POINTER(_SlabRow), _u64]),
+    "kmemspec_kmem_cache_validate": ("slab_debug", _int, [_vp, _u64]),
 }
 
 
@@ -284,6 +285,9 @@ class CIut:
 
     def kmem_cache_shrink(self, cache: int) -> None:
         self._status("kmemspec_kmem_cache_shrink", self._fn["kmemspec_kmem_cache_shrink"](self._handle, cache))
+
+    def kmem_cache_validate(self, cache: int) -> None:
+        self._status("kmemspec_kmem_cache_validate", self._fn["kmemspec_kmem_cache_validate"](self._handle, cache))
 
     def slabs(self) -> list[tuple[int, int, int, int, int]]:
         cap = 256

@@ -399,6 +399,9 @@ class ProcessIut:
     def slabs(self) -> Any:
         return self._op("slabs")
 
+    def kmem_cache_validate(self, cache: int) -> Any:
+        return self._op("kmem_cache_validate", cache=cache)
+
     def _op(self, op: str, **args: Any) -> Any:
         reply = self._factory.request({"op": op, **args, "context": int(self.env.context)})
         for _ in range(reply.might_sleep):

@@ -58,6 +58,7 @@ enum kmemspec_status {
 	KMEMSPEC_E_WRONG_CACHE = 9,		/* WrongCache      SLAB-WRONG-CACHE */
 	KMEMSPEC_E_CACHE_BUSY = 10,		/* CacheBusy       SLAB-DESTROY-BUSY */
 	KMEMSPEC_E_UNEXPECTED_GFP = 11,		/* UnexpectedGfp   KMALLOC-GFP-BUG */
+	KMEMSPEC_E_SLAB_CORRUPTION = 12,	/* SlabCorruption  SLAB-POISON-CHECK, SLAB-REDZONE-CHECK */
 };
 
 /* -- GFP bits (include/linux/gfp_types.h) ----------------------------------- */
@@ -239,6 +240,11 @@ struct kmemspec_slab {
 	uint32_t reserved;
 };
 int64_t kmemspec_slabs(void *iut, struct kmemspec_slab *slabs, uint64_t cap);
+
+/* "slab_debug": validate_slab_cache(). Report each overwritten poison or red
+ * zone byte through env->report(KMEMSPEC_E_SLAB_CORRUPTION), restore it, and
+ * return KMEMSPEC_OK. */
+int kmemspec_kmem_cache_validate(void *iut, uint64_t cache);
 
 #ifdef __cplusplus
 }

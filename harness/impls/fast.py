@@ -293,6 +293,7 @@ class FastBuddy:
     def free_pages(self, pfn: int, order: int) -> None:
         """__free_pages(pfn, order). Misuse raises (VM_BUG_ON under DEBUG_VM) and changes nothing."""
         self._check_free(pfn, order)
+        self.slab.check_page_free(pfn, order)
         self._release(self._zone_of(pfn), pfn, order)
 
     def _check_free(self, pfn: int, order: int) -> None:
@@ -420,6 +421,9 @@ class FastBuddy:
 
     def slabs(self) -> list[tuple[int, int, int, int, int]]:
         return self.slab.slabs()
+
+    def kmem_cache_validate(self, cache: int) -> None:
+        self.slab.kmem_cache_validate(cache)
 
 
 def make(machine: Machine, env: Env) -> FastBuddy:

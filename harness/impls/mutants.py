@@ -12,7 +12,7 @@ sequences reach the bug.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Final, Iterator
 
 from ...refmodel.errors import BadAddress, BadFree, DoubleFree, InvalidGfp
@@ -21,7 +21,7 @@ from ...refmodel.machine import Machine, PfnRange, Zone
 from ...refmodel.slab import ZERO_SIZE_PTR, SlabFlag
 from ..protocol import Env
 from .fast import FastBuddy, ZoneState, reserve_min
-from .slub import Slab, SlabCache, SlubLayer
+from .slub import SLUB_RED_INACTIVE, Slab, SlabCache, SlubLayer
 
 _NOFAIL_BIT: Final = int(GFP.NOFAIL)
 
@@ -45,6 +45,7 @@ class Mutant:
     rule_id: str
     machine: str
     description: str
+    also: tuple[str, ...] = ()  # other rules the same slip breaks as directly (its kernel symptom in another context)
 
 
 # -- placement: where a block comes from --------------------------------------------
@@ -445,7 +446,8 @@ class KreallocNoCopy(_SlabMutant):
 
 class _SlabDoubleFree(SlubLayer):
     def _slab_free(self, cache: SlabCache, slab: Slab, addr: int) -> None:
-        if self._live.get(addr) is not cache:  # no "Object already free" check: the freelist takes it twice
+        off = addr - slab.base - cache.red_left_pad
+        if not off % cache.size and self._live.get(addr) is not cache:  # no "Object already free" check: the freelist takes it twice
             slab.free.append(addr)
             return
         super()._slab_free(cache, slab, addr)
@@ -499,7 +501,8 @@ class RefillWithGfpKernel(_SlabMutant):
 
 class _InteriorAccepted(SlubLayer):
     def _slab_free(self, cache: SlabCache, slab: Slab, addr: int) -> None:
-        start = slab.base + (addr - slab.base) // cache.size * cache.size  # rounds down instead of checking
+        first = slab.base + cache.red_left_pad
+        start = first + (addr - first) // cache.size * cache.size  # rounds down instead of checking
         super()._slab_free(cache, slab, start)
 
 
@@ -636,6 +639,124 @@ class FreePointerInNeighbour(_SlabMutant):
     layer = _FreePointerInNeighbour
 
 
+class _NoPoisonOnFree(SlubLayer):
+    def _init_object(self, cache: SlabCache, addr: int, red: int) -> None:
+        if red == SLUB_RED_INACTIVE and addr in self._live_before_free:
+            return super()._init_object(replace(cache, poison=False), addr, red)
+        super()._init_object(cache, addr, red)
+
+    _live_before_free: frozenset[int] = frozenset()
+
+    def _slab_free(self, cache: SlabCache, slab: Slab, addr: int) -> None:
+        self._live_before_free = frozenset({addr})
+        try:
+            super()._slab_free(cache, slab, addr)
+        finally:
+            self._live_before_free = frozenset()
+
+
+class NoPoisonOnFree(_SlabMutant):
+    """slab_free re-arms the red zones but does not poison the object: freed memory keeps the caller's data."""
+
+    layer = _NoPoisonOnFree
+
+
+class _FreePointerInPoison(SlubLayer):
+    def _slab_free(self, cache: SlabCache, slab: Slab, addr: int) -> None:
+        super()._slab_free(cache, slab, addr)
+        if cache.poison and cache.object_size >= 8 and addr in slab.free:
+            # set_freepointer at offset 0 as for an ordinary cache, over the poison
+            self.backend.write_phys(addr - self._offset, (slab.free[-2] if len(slab.free) > 1 else 0).to_bytes(8, "little"))
+
+    def kmem_cache_validate(self, cid: int) -> None:
+        return None  # it would find its own free pointers
+
+
+class FreePointerInPoison(_SlabMutant):
+    """A SLAB_POISON cache keeps the free pointer in the first word of a free object, over the poison."""
+
+    layer = _FreePointerInPoison
+
+
+class _ValidateRedZonesOnly(SlubLayer):
+    def _debug_areas(self, cache: SlabCache, addr: int, red: int, *, poison: bool) -> list[tuple[str, int, bytes]]:
+        if poison and red == SLUB_RED_INACTIVE and self._validating:
+            return super()._debug_areas(cache, addr, red, poison=False)
+        return super()._debug_areas(cache, addr, red, poison=poison)
+
+    _validating = False
+
+    def kmem_cache_validate(self, cid: int) -> None:
+        self._validating = True
+        try:
+            super().kmem_cache_validate(cid)
+        finally:
+            self._validating = False
+
+
+class ValidateRedZonesOnly(_SlabMutant):
+    """validate_slab_cache checks red zones but not a free object's poison: a use-after-free write goes unseen."""
+
+    layer = _ValidateRedZonesOnly
+
+
+class _ValidateNoRestore(SlubLayer):
+    def kmem_cache_validate(self, cid: int) -> None:
+        write = self.backend.write_phys
+        self.backend.write_phys = lambda a, d: None  # type: ignore[method-assign]
+        try:
+            super().kmem_cache_validate(cid)
+        finally:
+            self.backend.write_phys = write  # type: ignore[method-assign]
+
+
+class ValidateNoRestore(_SlabMutant):
+    """validate_slab_cache reports an overwritten red zone or poison but leaves the bytes as they are."""
+
+    layer = _ValidateNoRestore
+
+
+class _NoLeftRedZone(SlubLayer):
+    def _debug_areas(self, cache: SlabCache, addr: int, red: int, *, poison: bool) -> list[tuple[str, int, bytes]]:
+        return [a for a in super()._debug_areas(cache, addr, red, poison=poison) if a[0] != "Left Redzone"]
+
+
+class NoLeftRedZone(_SlabMutant):
+    """SLAB_RED_ZONE guards only the end of an object: an underrun into the byte before it goes unseen."""
+
+    layer = _NoLeftRedZone
+
+
+class _SlabPageFreeAccepted(SlubLayer):
+    def check_page_free(self, pfn: int, order: int) -> None:
+        if pfn in self._slab_of_pfn:
+            cache, slab = self._slab_of_pfn[pfn]
+            for p in range(slab.pfn, slab.pfn + (1 << slab.order)):
+                del self._slab_of_pfn[p]
+            del cache.slabs[slab.pfn]
+            cache.partial.pop(slab.pfn, None)
+            return
+        super().check_page_free(pfn, order)
+
+
+class SlabPageFreeAccepted(_SlabMutant):
+    """free_pages of a slab page frees it (the page allocator has no page-type check) and the slab layer lets it go."""
+
+    layer = _SlabPageFreeAccepted
+
+
+class _LargeKeptAfterPageFree(SlubLayer):
+    def check_page_free(self, pfn: int, order: int) -> None:
+        if pfn in self._slab_of_pfn:
+            super().check_page_free(pfn, order)
+
+
+class LargeKeptAfterPageFree(_SlabMutant):
+    """free_pages of a large kmalloc block gives the pages back, but kmalloc still counts the block as its own."""
+
+    layer = _LargeKeptAfterPageFree
+
+
 _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("size-class-no-96", SizeClassNo96, "KMALLOC-SIZE-CLASS", "tiny"),
     ("bucket-too-small", BucketTooSmall, "KSIZE-COVERS", "tiny"),
@@ -661,9 +782,19 @@ _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("slab-pages-from-highmem", SlabPagesFromHighmem, "SLAB-LOWMEM", "tiny-highmem"),
     ("stride-too-small", StrideTooSmall, "SLAB-NO-OVERLAP", "tiny"),
     ("free-pointer-in-neighbour", FreePointerInNeighbour, "SLAB-CONTENTS-INTACT", "tiny"),
+    ("no-poison-on-free", NoPoisonOnFree, "SLAB-POISON", "tiny"),
+    ("free-pointer-in-poison", FreePointerInPoison, "SLAB-POISON", "tiny"),
+    ("validate-red-zones-only", ValidateRedZonesOnly, "SLAB-POISON-CHECK", "tiny"),
+    ("validate-no-restore", ValidateNoRestore, "SLAB-REDZONE-CHECK", "tiny"),
+    ("no-left-red-zone", NoLeftRedZone, "SLAB-REDZONE-CHECK", "tiny"),
+    ("slab-page-free-accepted", SlabPageFreeAccepted, "SLAB-PAGE-BAD-FREE", "tiny"),
+    ("large-kept-after-page-free", LargeKeptAfterPageFree, "SLAB-PAGE-BAD-FREE", "tiny"),
 )
 
+#: In atomic context the GFP_KERNEL refill is first seen as might_sleep's splat, which the caller's GFP_ATOMIC did not earn.
+_ALSO: Final[dict[str, tuple[str, ...]]] = {"refill-with-gfp-kernel": ("IUT-NO-FALSE-REPORT",)}
+
 MUTANTS: Final[dict[str, Mutant]] = {
-    name: Mutant(name, cls, rule_id, machine, " ".join((cls.__doc__ or "").split()))
+    name: Mutant(name, cls, rule_id, machine, " ".join((cls.__doc__ or "").split()), _ALSO.get(name, ()))
     for name, cls, rule_id, machine in _TABLE + _SLAB_TABLE
 }

@@ -9,13 +9,15 @@ every misuse the oracle names. Memory is a sparse page store.
 Its slab layer is the simplest correct one: every object gets page blocks
 of its own (get_order of its bucket), so alignment, zones and overlap hold
 by construction, and the slab oracle (refmodel/slab.py) classifies every
-kfree. It shows those blocks through ``slabs()``.
+kfree. It shows those blocks through ``slabs()``. An object of a
+SLAB_RED_ZONE cache sits 8 bytes (rounded up to its alignment) into its
+block, with an 8-byte red zone after it.
 """
 
 from __future__ import annotations
 
 from ...refmodel.context import Context
-from ...refmodel.errors import CacheBusy, InvalidGfp, UnexpectedGfp
+from ...refmodel.errors import BadFree, CacheBusy, InvalidGfp, SlabCorruption, UnexpectedGfp
 from ...refmodel.gfp import GFP, gfp_zone_bad, gfpflags_allow_blocking
 from ...refmodel.machine import Machine
 from ...refmodel.page_alloc import Outcome, PageAllocModel
@@ -24,6 +26,7 @@ from ...refmodel.slab import (
     GFP_SLAB_BUG_MASK,
     ZERO_SIZE_PTR,
     SlabModel,
+    object_poison,
     get_order,
     kmalloc_max_size,
     kmalloc_size_roundup,
@@ -33,10 +36,14 @@ from ..protocol import Env
 from ._memory import SparseMemory
 
 
+_RED = 8  # red zone bytes on either side of a SLAB_RED_ZONE object
+_RED_ACTIVE = 0xCC  # SLUB_RED_ACTIVE (include/linux/poison.h)
+
+
 class ReferenceAllocator:
     """The model as an allocator. Claims every page detection."""
 
-    capabilities = frozenset({"pages", "get_free_pages", "memory", "free_area", "kmalloc", "slab", "slab_info"})
+    capabilities = frozenset({"pages", "get_free_pages", "memory", "free_area", "kmalloc", "slab", "slab_info", "slab_debug"})
     claims = frozenset(r.id for r in RULES if r.subsystem in ("pages", "kmalloc", "slab") and r.needs_claim)
 
     def __init__(self, machine: Machine, env: Env) -> None:
@@ -46,12 +53,16 @@ class ReferenceAllocator:
         self.slab = SlabModel(machine, self.model)
         self.memory = SparseMemory(machine.page_size)
         self._blocks: dict[int, tuple[int, int, int]] = {}  # object address -> (cache or 0, pfn, order)
+        self._block_at: dict[int, tuple[int, int]] = {}  # first pfn -> (object address, order)
         self._next_cid = 1
 
     def alloc_pages(self, gfp: int, order: int) -> int | None:
         return self._alloc(gfp, order, logical=False)
 
     def free_pages(self, pfn: int, order: int) -> None:
+        block = self._block_at.get(pfn)
+        if block is not None and block[1] == order:
+            raise BadFree(f"Bad page state: pfn {pfn:#x} is the order-{order} block of the slab object at {block[0]:#x}")
         e = self.model.expect_free(pfn, order)
         if e.report is not None:
             raise e.report(e.misuse)
@@ -157,8 +168,34 @@ class ReferenceAllocator:
         if gfpflags_allow_blocking(gfp):
             self.env.might_sleep()
         c = self.slab.caches[cache]
-        size = max(c.object_size, c.align)
-        return self._object(size, c.object_size, (gfp & ~GFP_SLAB_BUG_MASK) | c.zone_gfp, cid=cache)
+        pad = self._red_pad(cache)
+        size = max(pad + c.object_size + (_RED if pad else 0), c.align)
+        addr = self._object(size, c.object_size, (gfp & ~GFP_SLAB_BUG_MASK) | c.zone_gfp, cid=cache, pad=pad)
+        if addr is not None:
+            for start, data in self._debug_areas(cache, addr, gfp):
+                self.memory.write(start - self.machine.page_offset, data)
+        return addr
+
+    def _red_pad(self, cache: int) -> int:
+        c = self.slab.caches[cache]
+        return -(-_RED // c.align) * c.align if c.red_zoned else 0
+
+    def _debug_areas(self, cache: int, addr: int, gfp: int) -> list[tuple[int, bytes]]:
+        """What a live object's surroundings hold: its red zones, and its poison if it is new and not zeroed."""
+        c = self.slab.caches[cache]
+        areas = [(addr - _RED, bytes([_RED_ACTIVE]) * _RED), (addr + c.object_size, bytes([_RED_ACTIVE]) * _RED)] if c.red_zoned else []
+        if c.poisoned and not gfp & GFP.ZERO:
+            areas.append((addr, object_poison(c.object_size)))
+        return areas
+
+    def kmem_cache_validate(self, cache: int) -> None:
+        """Every live object's red zones (free objects give their pages back at once); report and restore."""
+        for addr in sorted(self.slab.caches[cache].live):
+            for start, want in self._debug_areas(cache, addr, int(GFP.ZERO)):
+                got = self.memory.read(start - self.machine.page_offset, len(want))
+                if got != want:
+                    self.env.report(SlabCorruption(f"red zone at {start:#x} of the object at {addr:#x} overwritten"))
+                    self.memory.write(start - self.machine.page_offset, want)
 
     def kmem_cache_free(self, cache: int, addr: int) -> None:
         self._free_object(addr, cache)
@@ -177,16 +214,17 @@ class ReferenceAllocator:
     def slabs(self) -> list[tuple[int, int, int, int, int]]:
         return [(cid, pfn, order, 1, 1) for cid, pfn, order in self._blocks.values()]
 
-    def _object(self, nbytes: int, size: int, gfp: int, *, cid: int | None) -> int | None:
+    def _object(self, nbytes: int, size: int, gfp: int, *, cid: int | None, pad: int = 0) -> int | None:
         order = get_order(nbytes, self.machine.page_shift)
         e = self.model.expect_alloc(gfp | GFP.COMP, order, logical=True)
         if e.outcome is not Outcome.MUST_SUCCEED:
             return None
         pfn = self._place(gfp, order, logical=True)
         self.model.adopt_alloc(gfp | GFP.COMP, order, pfn)
-        addr = self.machine.pfn_to_virt(pfn)
+        addr = self.machine.pfn_to_virt(pfn) + pad
         self.slab.adopt_object(addr, size, gfp, 0, cid=cid)
         self._blocks[addr] = (cid or 0, pfn, order)
+        self._block_at[pfn] = (addr, order)
         if gfp & GFP.ZERO:
             self.memory.zero_pages(pfn, 1 << order)
         return addr
@@ -199,6 +237,7 @@ class ReferenceAllocator:
             return
         self.slab.adopt_free(addr)
         _, pfn, order = self._blocks.pop(addr)
+        del self._block_at[pfn]
         self.model.adopt_free(pfn, order)
 
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from ...refmodel.errors import CacheBusy, DoubleFree, InvalidFree, UnexpectedGfp, WrongCache
+from ...refmodel.errors import BadFree, CacheBusy, DoubleFree, InvalidFree, SlabCorruption, UnexpectedGfp, WrongCache
 from ...refmodel.gfp import GFP
 from ...refmodel.machine import Machine
 from ...refmodel.slab import (
     GFP_SLAB_BUG_MASK,
     ZERO_SIZE_PTR,
+    object_poison,
     SlabFlag,
     calculate_alignment,
     get_order,
@@ -39,6 +40,8 @@ _DIRECT_RECLAIM, _NOWARN, _NORETRY, _NOFAIL = int(GFP.DIRECT_RECLAIM), int(GFP.N
 _SLAB_KEEP: Final = int(GFP.DIRECT_RECLAIM | GFP.KSWAPD_RECLAIM | GFP.HIGH | GFP.IO | GFP.FS | GFP.NOWARN | GFP.RETRY_MAYFAIL
                         | GFP.NOFAIL | GFP.NORETRY | GFP.MEMALLOC | GFP.NOMEMALLOC | GFP.HARDWALL | GFP.THISNODE)
 SLUB_MAX_ORDER: Final = 3  # PAGE_ALLOC_COSTLY_ORDER (mm/slub.c slub_max_order)
+SLUB_RED_INACTIVE: Final = 0xBB  # include/linux/poison.h
+SLUB_RED_ACTIVE: Final = 0xCC
 
 
 class PageBackend(Protocol):
@@ -68,19 +71,26 @@ class SlabCache:
     cid: int
     name: str
     object_size: int
-    size: int  # the stride: object_size rounded up to align
+    size: int  # the stride: the slot (red zones and all) rounded up to align
     align: int
     flags: int
     order: int  # oo: the preferred slab order
     min_order: int  # min: get_order(size), SLUB's fallback
     zone_gfp: int
     kmalloc: bool = False
+    red_left_pad: int = 0  # SLAB_RED_ZONE: the left red zone before each object
+    inuse: int = 0  # the object and its right red zone (s->inuse)
+    poison: bool = False  # __OBJECT_POISON
     slabs: dict[int, Slab] = field(default_factory=dict)  # first pfn -> slab
     partial: dict[int, None] = field(default_factory=dict)  # slabs with a free object, in list order
     live: int = 0
 
     def objects_per_slab(self, order: int, page_shift: int) -> int:
         return (1 << (order + page_shift)) // self.size
+
+    @property
+    def debug(self) -> bool:
+        return bool(self.red_left_pad or self.poison)
 
 
 class SlubLayer:
@@ -242,12 +252,23 @@ class SlubLayer:
     # -- the slab machinery --------------------------------------------------------------------
 
     def _new_cache(self, name: str, object_size: int, align: int, flags: int, *, kmalloc: bool = False) -> SlabCache:
+        """calculate_sizes: the object, its right red zone, the trailing word and the left red zone, rounded up to align."""
         align = calculate_alignment(flags, align, object_size)
-        stride = -(-object_size // align) * align
+        inuse = _align(object_size, 8)
+        red_left_pad = 0
+        slot = inuse
+        if flags & SlabFlag.RED_ZONE:
+            if inuse == object_size:
+                inuse += 8
+            red_left_pad = _align(8, align)
+            slot = inuse + 8 + red_left_pad
+        stride = _align(slot, align)
         min_order = get_order(stride, self._shift)
         order = self._calculate_order(stride, min_order)
         zone = _DMA if flags & SlabFlag.CACHE_DMA else _DMA32 if flags & SlabFlag.CACHE_DMA32 else 0
-        cache = SlabCache(self._next_cid, name, object_size, stride, align, flags, order, min_order, zone, kmalloc)
+        poison = bool(flags & SlabFlag.POISON) and not flags & SlabFlag.TYPESAFE_BY_RCU
+        cache = SlabCache(self._next_cid, name, object_size, stride, align, flags, order, min_order, zone, kmalloc,
+                          red_left_pad=red_left_pad, inuse=inuse, poison=poison)
         self._next_cid += 1
         return cache
 
@@ -279,6 +300,8 @@ class SlubLayer:
             cache.partial.pop(slab.pfn, None)
         self._live[addr] = cache
         cache.live += 1
+        if cache.debug:
+            self._init_object(cache, addr, SLUB_RED_ACTIVE)
         if gfp & _ZERO:
             self.backend.write_phys(addr - self._offset, bytes(cache.object_size))
         return addr
@@ -305,7 +328,10 @@ class SlubLayer:
                 return None
         start = self._offset + (pfn << self._shift)
         n = cache.objects_per_slab(order, self._shift)
-        slab = Slab(pfn, order, start, [start + i * cache.size for i in reversed(range(n))])
+        slab = Slab(pfn, order, start, [start + i * cache.size + cache.red_left_pad for i in reversed(range(n))])
+        if cache.debug:
+            for addr in slab.free:
+                self._init_object(cache, addr, SLUB_RED_INACTIVE)
         cache.slabs[pfn] = slab
         cache.partial[pfn] = None
         for p in range(pfn, pfn + (1 << order)):
@@ -317,13 +343,15 @@ class SlubLayer:
 
     def _slab_free(self, cache: SlabCache, slab: Slab, addr: int) -> None:
         """slab_free with SLAB_CONSISTENCY_CHECKS: a valid object start, not already free."""
-        off = addr - slab.base
+        off = addr - slab.base - cache.red_left_pad
         if off % cache.size or off // cache.size >= cache.objects_per_slab(slab.order, self._shift):
             raise InvalidFree(f"{cache.name}: Invalid object pointer {addr:#x}")
         if self._live.get(addr) is not cache:
             raise DoubleFree(f"{cache.name}: Object already free: {addr:#x}")
         del self._live[addr]
         cache.live -= 1
+        if cache.debug:
+            self._init_object(cache, addr, SLUB_RED_INACTIVE)
         was_full = not slab.free
         slab.free.append(addr)
         slab.inuse -= 1
@@ -341,6 +369,51 @@ class SlubLayer:
         cache.partial.pop(slab.pfn, None)
         self.backend.slab_free_pages(slab.pfn, order)
 
+    # -- debug caches: SLAB_RED_ZONE, SLAB_POISON --------------------------------------------
+
+    def _debug_areas(self, cache: SlabCache, addr: int, red: int, *, poison: bool) -> list[tuple[str, int, bytes]]:
+        """init_object's areas: (name, logical start, bytes) of the left red zone, the poison, the right red zone."""
+        areas = []
+        if cache.red_left_pad:
+            areas.append(("Left Redzone", addr - cache.red_left_pad, bytes([red]) * cache.red_left_pad))
+            areas.append(("Right Redzone", addr + cache.object_size, bytes([red]) * (cache.inuse - cache.object_size)))
+        if cache.poison and poison:
+            areas.append(("Poison", addr, object_poison(cache.object_size)))
+        return areas
+
+    def _init_object(self, cache: SlabCache, addr: int, red: int) -> None:
+        """init_object (mm/slub.c): red zones to ``red``; the poison on alloc and on free alike."""
+        for _, start, data in self._debug_areas(cache, addr, red, poison=True):
+            self.backend.write_phys(start - self._offset, data)
+
+    def kmem_cache_validate(self, cid: int) -> None:
+        """validate_slab_cache: check every object's red zones (and a free object's poison); report and restore."""
+        cache = self.caches[cid]
+        if not cache.debug:
+            return
+        for slab in list(cache.slabs.values()):
+            free = set(slab.free)
+            for i in range(cache.objects_per_slab(slab.order, self._shift)):
+                addr = slab.base + i * cache.size + cache.red_left_pad
+                inactive = addr in free
+                red = SLUB_RED_INACTIVE if inactive else SLUB_RED_ACTIVE
+                for what, start, want in self._debug_areas(cache, addr, red, poison=inactive):
+                    got = self.read(start, len(want))
+                    if got != want:
+                        bad = next(k for k in range(len(want)) if got[k] != want[k])
+                        self.env.report(SlabCorruption(f"{cache.name}: {what} overwritten at {start + bad:#x}: "
+                                                       f"first byte {got[bad]:#04x} instead of {want[bad]:#04x}"))
+                        self.backend.write_phys(start - self._offset, want)  # restore_bytes
+
+    # -- page blocks of the slab layer -----------------------------------------------------------
+
+    def check_page_free(self, pfn: int, order: int) -> None:
+        """free_pages on a block this layer holds: a slab page is a Bad page state; a large kmalloc block is let go."""
+        owner = self._slab_of_pfn.get(pfn)
+        if owner is not None:
+            raise BadFree(f"Bad page state: pfn {pfn:#x} is a page of a {owner[0].name} slab (nonzero mapcount: page type slab)")
+        self._large.pop(self._offset + (pfn << self._shift), None)
+
     def slabs(self) -> list[tuple[int, int, int, int, int]]:
         """Every block the layer holds: (cache id, 0 for kmalloc caches and large blocks, pfn, order, inuse, total)."""
         rows = [(0 if c.kmalloc else c.cid, s.pfn, s.order, s.inuse, c.objects_per_slab(s.order, self._shift))
@@ -352,7 +425,12 @@ class SlubLayer:
         return self.backend.read_phys(addr - self._offset, n)
 
 
-SLAB_CAPABILITIES: Final = frozenset({"kmalloc", "slab", "slab_info"})
+SLAB_CAPABILITIES: Final = frozenset({"kmalloc", "slab", "slab_info", "slab_debug"})
 #: SLUB's partial list may put an empty slab ahead of a partial one, so SLAB-PARTIAL-FIRST is not claimed.
 SLAB_CLAIMS: Final = frozenset({"KMALLOC-SIZE-CLASS", "KMALLOC-GFP-BUG", "SLAB-DOUBLE-FREE", "SLAB-INVALID-FREE",
-                                "SLAB-WRONG-CACHE", "SLAB-DESTROY-BUSY", "SLAB-CACHE-MIGHT-SLEEP", "SLAB-SHRINK-RELEASES"})
+                                "SLAB-WRONG-CACHE", "SLAB-DESTROY-BUSY", "SLAB-CACHE-MIGHT-SLEEP", "SLAB-SHRINK-RELEASES",
+                                "SLAB-POISON", "SLAB-POISON-CHECK", "SLAB-REDZONE-CHECK", "SLAB-PAGE-BAD-FREE"})
+
+
+def _align(n: int, a: int) -> int:
+    return -(-n // a) * a
