@@ -21,7 +21,7 @@ from .loader import spec_import_lines
 from .trace import dump_trace, render_test
 
 REPORT_SCHEMA: Final = "kmemspec-report/1"
-SUBSYSTEMS: Final = ("pages", "kmalloc", "slab", "protocol")
+SUBSYSTEMS: Final = ("pages", "kmalloc", "slab", "context", "protocol")
 
 #: Subsystems that need one of these capabilities; a rule of "slab" applies to kmalloc objects too.
 SUBSYSTEM_CAPABILITIES: Final[dict[str, frozenset[str]]] = {

@@ -74,7 +74,7 @@ RULES: Final[tuple[Rule, ...]] = (
        "mm/page_alloc.c post_alloc_hook / kernel_init_pages; include/linux/mm.h want_init_on_alloc"),
     _r("PAGE-CONTENTS-INTACT", "pages", S, "the allocator never writes a live block: what the caller stored is there until it frees the block",
        "mm/page_alloc.c (only free pages are written: init_on_free, poisoning, free-list links)"),
-    _r("CTX-NO-SLEEP", "pages", S, "an allocator sleeps only for GFP flags that allow blocking (after might_sleep's report, even in atomic context, as the kernel does); freeing never sleeps",
+    _r("CTX-NO-SLEEP", "context", S, "an allocator sleeps only for GFP flags that allow blocking (after might_sleep's report, even in atomic context, as the kernel does); freeing never sleeps",
        "include/linux/gfp.h gfpflags_allow_blocking; include/linux/sched/mm.h might_alloc; mm/page_alloc.c __free_pages (callable from IRQ context)"),
     _r("INTROSPECT-FREE-AREA", "pages", S, "the free blocks an implementation reports are aligned, disjoint, and cover exactly the free pages",
        "mm/page_alloc.c free_area[] / __free_one_page (every free page is in exactly one PageBuddy block)"),
@@ -86,7 +86,7 @@ RULES: Final[tuple[Rule, ...]] = (
     _r("WMARK-RESERVES-KEPT", "pages", P, "an allocation without __GFP_MEMALLOC or __GFP_NOFAIL takes a block from zone z only while free - (2^order - 1) > min + lowmem_reserve[gfp_zone], min halved for __GFP_HIGH and cut by a further quarter when the flags cannot block",
        "mm/page_alloc.c __zone_watermark_ok (ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK), gfp_to_alloc_flags, setup_per_zone_lowmem_reserve"),
     # -- page allocator: detections (claimed) ---------------------------------
-    _r("CTX-MIGHT-SLEEP", "pages", D, "an allocation whose GFP flags allow blocking, made in atomic context, reports SleepInAtomic (and may then proceed)",
+    _r("CTX-MIGHT-SLEEP", "context", D, "an allocation whose GFP flags allow blocking, made in atomic context, reports SleepInAtomic (and may then proceed)",
        "include/linux/sched/mm.h might_alloc -> might_sleep_if; kernel/sched/core.c __might_resched (DEBUG_ATOMIC_SLEEP)"),
     _r("GFP-ZONE-BAD", "pages", D, "a GFP mask with more than one of __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM reports InvalidGfp",
        "include/linux/gfp.h gfp_zone (GFP_ZONE_BAD, VM_BUG_ON under DEBUG_VM)"),

@@ -16,8 +16,10 @@ from kmemspec.refmodel import load_machine
 
 EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "my_allocator.py") + ":make"
 IMPLS = ["reference", "fast", impl_path("alt_highest"), impl_path("alt_random")]
-#: Other slab designs: the fullest partial slab first, never giving slabs back, the kernel's lazy GFP report.
-SLAB_DESIGNS = [impl_path("alt_slab").replace(":make", f":{f}") for f in ("make_fullest", "make_hoarder", "make_lazy_gfp")]
+#: Other slab designs: the fullest partial slab first, never giving slabs back, the kernel's lazy GFP report,
+#: wide red zones of other values, no debug layout at all.
+SLAB_DESIGNS = [impl_path("alt_slab").replace(":make", f":{f}")
+                for f in ("make_fullest", "make_hoarder", "make_lazy_gfp", "make_wide_red_zones", "make_no_debug")]
 MACHINES = ["tiny", "tiny-wmark", "tiny-highmem", "x86_64", "x86_32"]
 
 

@@ -109,6 +109,23 @@ def test_c_buddy_example_conforms_in_process(built, machine):
 
 
 @needs_cc
+def test_c_red_zones_are_validated_through_the_abi(built):
+    # lib/slub_kunit.c test_clobber_zone and test_clobber_redzone_free, through kmemspec_kmem_cache_validate
+    from kmemspec.harness import Lockstep
+    from kmemspec.refmodel.gfp import GFP_KERNEL
+
+    iut = Lockstep(load_impl(f"c:{built['buddy']}").factory, "tiny", label="c")
+    cache = iut.kmem_cache_create("TestSlub_RZ_alloc", 64, 0, int(SlabFlag.RED_ZONE))
+    live, freed = iut.kmem_cache_alloc(cache, GFP_KERNEL), iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    iut.kmem_cache_free(cache, freed)
+    for addr in (live + 64, live - 1, freed + 64, freed - 1):
+        iut.clobber(addr)
+        iut.kmem_cache_validate(cache)  # must report SlabCorruption (code 12) and restore the byte
+        iut.kmem_cache_validate(cache)
+    assert iut.coverage["SLAB-REDZONE-CHECK"] >= 8 and not iut.slab.corrupt
+
+
+@needs_cc
 def test_c_buddy_seeded_bug_is_killed_by_its_rule(built):
     result = _check(f"c:{built['buddy-bug']}", "tiny", seed=20261125)
     assert "GFP-ZONE-ELIGIBLE" in {f.rule_id for f in result.failures}, _why(result)

@@ -18,6 +18,9 @@
  * KMALLOC_MAX_CACHE_SIZE from kmalloc-<bucket> (dma-kmalloc-<bucket> for
  * GFP_DMA) caches and larger ones as compound page blocks. A per-PFN array
  * maps slab and large-kmalloc pages to their struct slab for kfree.
+ * A SLAB_RED_ZONE cache puts 8 bytes (rounded up to its alignment) of red
+ * zone before each object and 8 after it: 0xcc around a live object, 0xbb
+ * around a free one, checked and restored by kmem_cache_validate.
  *
  * Build with -DSEEDED_BUG for a variant whose zonelist walk starts one zone
  * above the one gfp_zone() selects (caught by GFP-ZONE-ELIGIBLE).
@@ -31,6 +34,10 @@
 #include "kmemspec_iut.h"
 
 #define NO_PFN		UINT32_MAX
+#define RED_ZONE	8		/* red zone bytes after an object (and at least before it) */
+#define RED_ZONE_CHUNK	64		/* bytes of red zone written or read at a time */
+#define RED_INACTIVE	0xbb		/* SLUB_RED_INACTIVE */
+#define RED_ACTIVE	0xcc		/* SLUB_RED_ACTIVE */
 #define MAX_ORDERS	32		/* PFNs are 32-bit indices here */
 
 /* struct page flags */
@@ -533,7 +540,8 @@ struct kmem_cache {
 	bool live;
 	bool kmalloc;
 	uint64_t object_size;
-	uint64_t size;			/* the stride: object_size rounded up to the alignment */
+	uint64_t size;			/* the stride: red zones and object rounded up to the alignment */
+	uint64_t red;			/* SLAB_RED_ZONE: red zone bytes before the object; 8 after it */
 	uint32_t order;			/* preferred slab order */
 	uint32_t min_order;		/* get_order(size): the fallback */
 	kmemspec_gfp_t zone_gfp;	/* __GFP_DMA / __GFP_DMA32 for SLAB_CACHE_DMA / DMA32 */
@@ -746,7 +754,9 @@ static struct kmem_cache *new_cache(struct buddy *b, uint64_t object_size, uint6
 		s->size = align;
 		s->min_order = s->order = b->max_order + 1;
 	} else {
-		s->size = (object_size + align - 1) / align * align;
+		if (flags & KMEMSPEC_SLAB_RED_ZONE)
+			s->red = (RED_ZONE + align - 1) / align * align;
+		s->size = (s->red + object_size + (s->red ? RED_ZONE : 0) + align - 1) / align * align;
 		s->min_order = get_order(s->size, b->page_shift);
 		s->order = s->min_order;
 		while (s->order < max_order && ((1ull << (s->order + b->page_shift)) / s->size) < SLAB_MIN_OBJECTS)
@@ -761,6 +771,57 @@ static struct kmem_cache *new_cache(struct buddy *b, uint64_t object_size, uint6
 	sl->caches[sl->nr_caches++] = s;
 	s->id = sl->nr_caches;
 	return s;
+}
+
+static void mem_fill(struct buddy *b, uint64_t phys, uint8_t val, uint64_t len)
+{
+	uint8_t bytes[RED_ZONE_CHUNK];
+
+	memset(bytes, val, sizeof(bytes));
+	for (uint64_t n; len; phys += n, len -= n) {
+		n = len < sizeof(bytes) ? len : sizeof(bytes);
+		kmemspec_write_phys(b, phys, bytes, n);
+	}
+}
+
+static bool mem_is(struct buddy *b, uint64_t phys, uint8_t val, uint64_t len)
+{
+	uint8_t got[RED_ZONE_CHUNK];
+
+	for (uint64_t n; len; phys += n, len -= n) {
+		n = len < sizeof(got) ? len : sizeof(got);
+		kmemspec_read_phys(b, phys, got, n);
+		for (uint64_t i = 0; i < n; i++)
+			if (got[i] != val)
+				return false;
+	}
+	return true;
+}
+
+/* init_object()'s red zones: val on either side of the object at addr */
+static void red_zone_fill(struct buddy *b, const struct kmem_cache *s, uint64_t addr, uint8_t val)
+{
+	uint64_t phys = addr - b->machine->page_offset;
+
+	if (!s->red)
+		return;
+	mem_fill(b, phys - s->red, val, s->red);
+	mem_fill(b, phys + s->object_size, val, RED_ZONE);
+}
+
+/* check_bytes_and_report() + restore_bytes(): a report per red zone overwritten */
+static void red_zone_check(struct buddy *b, const struct kmem_cache *s, uint64_t addr, uint8_t val)
+{
+	uint64_t phys = addr - b->machine->page_offset;
+	uint64_t start[2] = { phys - s->red, phys + s->object_size };
+	uint64_t len[2] = { s->red, RED_ZONE };
+
+	for (int i = 0; i < 2; i++) {
+		if (!mem_is(b, start[i], val, len[i])) {
+			env_report(b, KMEMSPEC_E_SLAB_CORRUPTION);
+			mem_fill(b, start[i], val, len[i]);
+		}
+	}
 }
 
 /* allocate_slab(): the preferred order without trying hard, then the minimum one */
@@ -793,8 +854,10 @@ static struct slab *new_slab(struct buddy *b, struct kmem_cache *s, kmemspec_gfp
 	slab->pfn = pfn;
 	slab->order = order;
 	slab->total = (uint32_t)nr;
-	for (uint32_t i = 0; i < slab->total; i++)
+	for (uint32_t i = 0; i < slab->total; i++) {
 		slab->free_next[i] = i + 1 < slab->total ? i + 1 : OBJ_END;
+		red_zone_fill(b, s, pfn_to_virt(b, pfn) + i * s->size + s->red, RED_INACTIVE);
+	}
 	slab->freelist = 0;
 	slab_link(&s->slabs, slab);
 	set_slab_of(b, slab, slab);
@@ -839,7 +902,8 @@ static int cache_alloc(struct buddy *b, struct kmem_cache *s, kmemspec_gfp_t gfp
 	if (!slab->inuse++)
 		s->nr_empty--;
 	s->nr_live++;
-	*addr = pfn_to_virt(b, slab->pfn) + idx * s->size;
+	*addr = pfn_to_virt(b, slab->pfn) + idx * s->size + s->red;
+	red_zone_fill(b, s, *addr, RED_ACTIVE);
 	if (gfp & KMEMSPEC___GFP_ZERO)
 		mem_zero(b, *addr - b->machine->page_offset, s->object_size);
 	return KMEMSPEC_OK;
@@ -848,9 +912,9 @@ static int cache_alloc(struct buddy *b, struct kmem_cache *s, kmemspec_gfp_t gfp
 /* The object at addr, as SLAB_CONSISTENCY_CHECKS sees it: its index, or the misuse. */
 static int slab_object(const struct slab *slab, uint64_t base, uint64_t addr, uint32_t *idx)
 {
-	uint64_t off = addr - base;
+	uint64_t off = addr - base - slab->cache->red;
 
-	if (off % slab->cache->size || off / slab->cache->size >= slab->total)
+	if (addr < base + slab->cache->red || off % slab->cache->size || off / slab->cache->size >= slab->total)
 		return KMEMSPEC_E_INVALID_FREE;
 	*idx = (uint32_t)(off / slab->cache->size);
 	if (slab->free_next[*idx] != OBJ_USED)
@@ -868,6 +932,7 @@ static int slab_free(struct buddy *b, struct slab *slab, uint64_t addr)
 		return ret;
 	slab->free_next[idx] = slab->freelist;
 	slab->freelist = idx;
+	red_zone_fill(b, s, addr, RED_INACTIVE);
 	s->nr_live--;
 	if (!--slab->inuse && ++s->nr_empty > SLAB_KEEP_EMPTY)
 		discard_slab(b, slab);
@@ -1029,7 +1094,7 @@ uint32_t kmemspec_abi_version(void)
 
 const char *kmemspec_capabilities(void)
 {
-	return "pages get_free_pages memory free_area kmalloc slab slab_info";
+	return "pages get_free_pages memory free_area kmalloc slab slab_info slab_debug";
 }
 
 const char *kmemspec_claims(void)
@@ -1038,7 +1103,7 @@ const char *kmemspec_claims(void)
 	       "API-FREE-BAD-ADDRESS GFP-ZONE-BAD CTX-MIGHT-SLEEP "
 	       "BUDDY-NO-SPURIOUS-FAIL WMARK-RESERVES-KEPT "
 	       "KMALLOC-SIZE-CLASS KMALLOC-GFP-BUG SLAB-DOUBLE-FREE SLAB-INVALID-FREE "
-	       "SLAB-WRONG-CACHE SLAB-DESTROY-BUSY SLAB-CACHE-MIGHT-SLEEP SLAB-PAGE-BAD-FREE";
+	       "SLAB-WRONG-CACHE SLAB-DESTROY-BUSY SLAB-CACHE-MIGHT-SLEEP SLAB-PAGE-BAD-FREE SLAB-REDZONE-CHECK";
 }
 
 void kmemspec_destroy(void *iut)
@@ -1336,6 +1401,21 @@ int kmemspec_kmem_cache_shrink(void *iut, uint64_t cache)
 		if (!slab->inuse)
 			discard_slab(b, slab);
 	}
+	return KMEMSPEC_OK;
+}
+
+/* validate_slab_cache(): every object's red zones, live or free */
+int kmemspec_kmem_cache_validate(void *iut, uint64_t cache)
+{
+	struct buddy *b = iut;
+	struct kmem_cache *s = cache_lookup(b, cache);
+
+	if (!s || !s->red)
+		return KMEMSPEC_OK;
+	for (const struct slab *slab = s->slabs; slab; slab = slab->next)
+		for (uint32_t i = 0; i < slab->total; i++)
+			red_zone_check(b, s, pfn_to_virt(b, slab->pfn) + i * s->size + s->red,
+				       slab->free_next[i] == OBJ_USED ? RED_ACTIVE : RED_INACTIVE);
 	return KMEMSPEC_OK;
 }
 

@@ -21,7 +21,7 @@ from ...refmodel.machine import Machine, PfnRange, Zone
 from ...refmodel.slab import ZERO_SIZE_PTR, SlabFlag
 from ..protocol import Env
 from .fast import FastBuddy, ZoneState, reserve_min
-from .slub import SLUB_RED_INACTIVE, Slab, SlabCache, SlubLayer
+from .slub import Slab, SlabCache, SlubLayer
 
 _NOFAIL_BIT: Final = int(GFP.NOFAIL)
 
@@ -641,7 +641,7 @@ class FreePointerInNeighbour(_SlabMutant):
 
 class _NoPoisonOnFree(SlubLayer):
     def _init_object(self, cache: SlabCache, addr: int, red: int) -> None:
-        if red == SLUB_RED_INACTIVE and addr in self._live_before_free:
+        if red == self.red_inactive and addr in self._live_before_free:
             return super()._init_object(replace(cache, poison=False), addr, red)
         super()._init_object(cache, addr, red)
 
@@ -680,7 +680,7 @@ class FreePointerInPoison(_SlabMutant):
 
 class _ValidateRedZonesOnly(SlubLayer):
     def _debug_areas(self, cache: SlabCache, addr: int, red: int, *, poison: bool) -> list[tuple[str, int, bytes]]:
-        if poison and red == SLUB_RED_INACTIVE and self._validating:
+        if poison and red == self.red_inactive and self._validating:
             return super()._debug_areas(cache, addr, red, poison=False)
         return super()._debug_areas(cache, addr, red, poison=poison)
 

@@ -44,7 +44,7 @@ class ReferenceAllocator:
     """The model as an allocator. Claims every page detection."""
 
     capabilities = frozenset({"pages", "get_free_pages", "memory", "free_area", "kmalloc", "slab", "slab_info", "slab_debug"})
-    claims = frozenset(r.id for r in RULES if r.subsystem in ("pages", "kmalloc", "slab") and r.needs_claim)
+    claims = frozenset(r.id for r in RULES if r.subsystem in ("pages", "kmalloc", "slab", "context") and r.needs_claim)
 
     def __init__(self, machine: Machine, env: Env) -> None:
         self.machine = machine

@@ -102,6 +102,8 @@ class SlubLayer:
     strict_gfp_report = True
     #: Which partial slab an allocation takes: the list head (SLUB) or, if set, the fullest.
     prefer_fullest = False
+    #: What red zones hold around a live and a free object.
+    red_active, red_inactive = SLUB_RED_ACTIVE, SLUB_RED_INACTIVE
 
     def __init__(self, machine: Machine, env: Env, backend: PageBackend) -> None:
         self.machine, self.env, self.backend = machine, env, backend
@@ -301,7 +303,7 @@ class SlubLayer:
         self._live[addr] = cache
         cache.live += 1
         if cache.debug:
-            self._init_object(cache, addr, SLUB_RED_ACTIVE)
+            self._init_object(cache, addr, self.red_active)
         if gfp & _ZERO:
             self.backend.write_phys(addr - self._offset, bytes(cache.object_size))
         return addr
@@ -331,7 +333,7 @@ class SlubLayer:
         slab = Slab(pfn, order, start, [start + i * cache.size + cache.red_left_pad for i in reversed(range(n))])
         if cache.debug:
             for addr in slab.free:
-                self._init_object(cache, addr, SLUB_RED_INACTIVE)
+                self._init_object(cache, addr, self.red_inactive)
         cache.slabs[pfn] = slab
         cache.partial[pfn] = None
         for p in range(pfn, pfn + (1 << order)):
@@ -351,7 +353,7 @@ class SlubLayer:
         del self._live[addr]
         cache.live -= 1
         if cache.debug:
-            self._init_object(cache, addr, SLUB_RED_INACTIVE)
+            self._init_object(cache, addr, self.red_inactive)
         was_full = not slab.free
         slab.free.append(addr)
         slab.inuse -= 1
@@ -396,7 +398,7 @@ class SlubLayer:
             for i in range(cache.objects_per_slab(slab.order, self._shift)):
                 addr = slab.base + i * cache.size + cache.red_left_pad
                 inactive = addr in free
-                red = SLUB_RED_INACTIVE if inactive else SLUB_RED_ACTIVE
+                red = self.red_inactive if inactive else self.red_active
                 for what, start, want in self._debug_areas(cache, addr, red, poison=inactive):
                     got = self.read(start, len(want))
                     if got != want:
