@@ -47,6 +47,7 @@ RULE_CAPABILITY: Final[dict[str, str]] = {
     "SLAB-PARTIAL-FIRST": "slab_info",
     "SLAB-SHRINK-RELEASES": "slab_info",
     "SLAB-PAGE-BAD-FREE": "slab_info",
+    "SLAB-NO-SPURIOUS-FAIL": "slab_info",
     "SLAB-POISON": "memory",
     "SLAB-POISON-CHECK": "slab_debug",
     "SLAB-REDZONE-CHECK": "slab_debug",

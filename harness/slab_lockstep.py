@@ -301,6 +301,8 @@ class SlabCalls:
     def _slab_call(self: Lockstep, e: Expectation | None, gfp: int | None, fn: Callable[[], Any]) -> tuple[Any, bool]:
         """One implementation call, then, where it shows its slabs, their pages into the page model."""
         out = self._call(e, gfp, fn)
+        if e is not None and e.outcome is Outcome.MUST_SUCCEED and e.rule_id == "SLAB-NO-SPURIOUS-FAIL" and self._binds(e.rule_id):
+            self.coverage[e.rule_id] += 1
         if self.slab.exact:
             self.sync_slabs()
         return out

@@ -135,6 +135,8 @@ RULES: Final[tuple[Rule, ...]] = (
        "mm/slab.c get_first_slab / cache_grow (the removed SLAB allocator); SLUB (mm/slub.c ___slab_alloc) may take an empty slab first"),
     _r("SLAB-SHRINK-RELEASES", "slab", P, "after kmem_cache_shrink the cache holds no empty slab: they went back to the page allocator",
        "mm/slub.c __kmem_cache_do_shrink (discard_slab of every empty slab, whatever min_partial says)"),
+    _r("SLAB-NO-SPURIOUS-FAIL", "slab", L, "with slabs() showing every slab page, kmalloc and kmem_cache_alloc (a cache without debug flags) do not return NULL when the page allocator must supply what a new slab takes (get_order of the object stride, the caller's reclaim flags) or a large kmalloc takes (get_order(size)), as BUDDY-NO-SPURIOUS-FAIL and NOFAIL-NEVER-NULL say",
+       "mm/slub.c allocate_slab (fallback to oo_order(s->min)), new_slab (GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK), ___kmalloc_large_node; mm/page_alloc.c get_page_from_freelist", claimable=True),
     _r("SLAB-POISON", "slab", P, "in a SLAB_POISON cache (not SLAB_TYPESAFE_BY_RCU) a new object without __GFP_ZERO, and a free object while its slab stays, read POISON_FREE (0x6b) bytes ending in POISON_END (0xa5)",
        "mm/slub.c init_object (on free and again on alloc), calculate_sizes (__OBJECT_POISON; the free pointer moves out of the object); include/linux/poison.h; mm/slab.h slab_want_init_on_alloc"),
     # -- kmalloc and the slab layer: misuse (claimed) --------------------------

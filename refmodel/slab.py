@@ -32,7 +32,7 @@ from .gfp import GFP, format_gfp, gfpflags_allow_blocking, zonelist_eligible
 from .machine import Machine
 from .page_alloc import Expectation, Outcome, PageAllocModel
 
-_DMA, _DMA32 = int(GFP.DMA), int(GFP.DMA32)
+_DMA, _DMA32, _COMP = int(GFP.DMA), int(GFP.DMA32), int(GFP.COMP)
 
 ZERO_SIZE_PTR: Final = 16
 """kmalloc(0)'s answer: ((void *)16), faults on use; ZERO_OR_NULL_PTR(x) is x <= 16 (include/linux/slab.h)."""
@@ -48,6 +48,10 @@ CACHE_LINE_SIZE: Final = 64
 
 KMALLOC_SHIFT_LOW: Final = 3
 """ilog2(KMALLOC_MIN_SIZE): 8-byte minimum object (include/linux/slab.h)."""
+
+GFP_SLAB_KEEP: Final = int(GFP.DIRECT_RECLAIM | GFP.KSWAPD_RECLAIM | GFP.HIGH | GFP.IO | GFP.FS | GFP.NOWARN | GFP.RETRY_MAYFAIL
+                          | GFP.NOFAIL | GFP.NORETRY | GFP.MEMALLOC | GFP.NOMEMALLOC | GFP.HARDWALL | GFP.THISNODE)
+"""GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK: what new_slab passes on of the caller's flags (mm/internal.h; mm/slub.c new_slab)."""
 
 GFP_SLAB_BUG_MASK: Final = int(GFP.DMA32 | GFP.HIGHMEM)
 """__GFP_DMA32 | __GFP_HIGHMEM | ~__GFP_BITS_MASK (mm/internal.h); the last part holds no bit the model generates."""
@@ -193,6 +197,14 @@ class Cache:
         return bool(self.flags & SlabFlag.RED_ZONE)
 
     @property
+    def plain_stride(self) -> int | None:
+        """s->size of a cache without debug flags or RCU: the object rounded up to a word, then to the alignment
+        (mm/slub.c calculate_sizes; the free pointer lives inside the object). None for the others."""
+        if self.flags & (SlabFlag.RED_ZONE | SlabFlag.POISON | SlabFlag.STORE_USER | SlabFlag.TYPESAFE_BY_RCU):
+            return None
+        return -(-(-(-self.object_size // 8) * 8) // self.align) * self.align
+
+    @property
     def zone_gfp(self) -> int:
         """s->allocflags' zone bits: SLAB_CACHE_DMA adds GFP_DMA, SLAB_CACHE_DMA32 GFP_DMA32 (mm/slub.c calculate_sizes)."""
         if self.flags & SlabFlag.CACHE_DMA:
@@ -314,16 +326,32 @@ class SlabModel:
             return Expectation(Outcome.MUST_FAIL, "KMALLOC-MAX-SIZE", f"{size} bytes is above KMALLOC_MAX_SIZE {self.kmalloc_max_size()}",
                                also_report=(UnexpectedGfp,) if slab_gfp_bug(gfp) else ())
         bucket = kmalloc_size_roundup(size, self.machine)
-        return self._expect_object(bucket, gfp, ctx)
+        fixed = gfp & ~GFP_SLAB_BUG_MASK
+        if size > kmalloc_max_cache_size(self.machine):  # ___kmalloc_large_node: alloc_pages(flags | __GFP_COMP)
+            need = (get_order(size, self.machine.page_shift), fixed | _COMP, f"a large kmalloc of {size} bytes")
+        else:
+            need = (get_order(bucket, self.machine.page_shift), (fixed & GFP_SLAB_KEEP) | (fixed & _DMA) | _COMP,
+                    f"a new kmalloc-{bucket} slab")
+        return self._expect_object(bucket, gfp, ctx, need)
 
     def expect_cache_alloc(self, cid: int, gfp: int, ctx: Context) -> Expectation:
         """What kmem_cache_alloc(cache, gfp) may do (mm/slub.c slab_alloc_node); the cache's own zone is no misuse."""
-        return self._expect_object(self.caches[cid].object_size, gfp, ctx)
+        cache = self.caches[cid]
+        stride = cache.plain_stride
+        need = None if stride is None else (get_order(stride, self.machine.page_shift), (gfp & GFP_SLAB_KEEP) | cache.zone_gfp | _COMP,
+                                            f"a new slab of {stride}-byte objects")
+        return self._expect_object(cache.object_size, gfp, ctx, need)
 
-    def _expect_object(self, nbytes: int, gfp: int, ctx: Context) -> Expectation:
-        # Which pages the implementation's slabs hold is not visible to the model, so
-        # success is never required of a small object: its slab may or may not have room.
+    def _expect_object(self, nbytes: int, gfp: int, ctx: Context, need: tuple[int, int, str] | None = None) -> Expectation:
+        # Success is required only where the model sees every slab page (slab_info) and the page
+        # allocator must supply what a new slab or a large kmalloc takes (SLAB-NO-SPURIOUS-FAIL, claimed).
         outcome = Expectation(Outcome.MAY_FAIL, "SLAB-NO-OVERLAP", f"an object of {nbytes} bytes needs room in a slab the model cannot see")
+        if need is not None and self.exact:
+            order, page_gfp, what = need
+            pages = self.pages.expect_alloc(page_gfp, order, logical=True)
+            if pages.outcome is Outcome.MUST_SUCCEED:
+                outcome = Expectation(Outcome.MUST_SUCCEED, "SLAB-NO-SPURIOUS-FAIL",
+                                      f"{what} takes an order-{order} block ({format_gfp(page_gfp)}) and {pages.reason}")
         if gfpflags_allow_blocking(gfp) and in_atomic(ctx):
             also = (UnexpectedGfp,) if slab_gfp_bug(gfp) else ()
             return replace(outcome, report=SleepInAtomic, report_rule="CTX-MIGHT-SLEEP", also_report=also,

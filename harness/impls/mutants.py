@@ -757,6 +757,21 @@ class LargeKeptAfterPageFree(_SlabMutant):
     layer = _LargeKeptAfterPageFree
 
 
+class _NoOrderFallback(SlubLayer):
+    def _new_slab(self, cache: SlabCache, gfp: int) -> Slab | None:
+        min_order, cache.min_order = cache.min_order, cache.order
+        try:
+            return super()._new_slab(cache, gfp)
+        finally:
+            cache.min_order = min_order
+
+
+class NoOrderFallback(_SlabMutant):
+    """allocate_slab tries only the preferred slab order: with memory fragmented, kmalloc fails although a smaller slab would do."""
+
+    layer = _NoOrderFallback
+
+
 _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("size-class-no-96", SizeClassNo96, "KMALLOC-SIZE-CLASS", "tiny"),
     ("bucket-too-small", BucketTooSmall, "KSIZE-COVERS", "tiny"),
@@ -789,6 +804,7 @@ _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("no-left-red-zone", NoLeftRedZone, "SLAB-REDZONE-CHECK", "tiny"),
     ("slab-page-free-accepted", SlabPageFreeAccepted, "SLAB-PAGE-BAD-FREE", "tiny"),
     ("large-kept-after-page-free", LargeKeptAfterPageFree, "SLAB-PAGE-BAD-FREE", "tiny"),
+    ("no-order-fallback", NoOrderFallback, "SLAB-NO-SPURIOUS-FAIL", "tiny"),
 )
 
 #: In atomic context the GFP_KERNEL refill is first seen as might_sleep's splat, which the caller's GFP_ATOMIC did not earn.

@@ -24,10 +24,12 @@ from ...refmodel.page_alloc import Outcome, PageAllocModel
 from ...refmodel.rules import RULES
 from ...refmodel.slab import (
     GFP_SLAB_BUG_MASK,
+    GFP_SLAB_KEEP,
     ZERO_SIZE_PTR,
     SlabModel,
     object_poison,
     get_order,
+    kmalloc_max_cache_size,
     kmalloc_max_size,
     kmalloc_size_roundup,
     slab_gfp_bug,
@@ -216,11 +218,15 @@ class ReferenceAllocator:
 
     def _object(self, nbytes: int, size: int, gfp: int, *, cid: int | None, pad: int = 0) -> int | None:
         order = get_order(nbytes, self.machine.page_shift)
-        e = self.model.expect_alloc(gfp | GFP.COMP, order, logical=True)
+        if cid is None and nbytes > kmalloc_max_cache_size(self.machine):
+            page_gfp = gfp | GFP.COMP  # a large kmalloc: the caller's flags
+        else:  # new_slab: the caller's reclaim flags, the cache's zone
+            page_gfp = (gfp & GFP_SLAB_KEEP) | (gfp & (GFP.DMA | GFP.DMA32)) | GFP.COMP
+        e = self.model.expect_alloc(page_gfp, order, logical=True)
         if e.outcome is not Outcome.MUST_SUCCEED:
             return None
-        pfn = self._place(gfp, order, logical=True)
-        self.model.adopt_alloc(gfp | GFP.COMP, order, pfn)
+        pfn = self._place(page_gfp, order, logical=True)
+        self.model.adopt_alloc(page_gfp, order, pfn)
         addr = self.machine.pfn_to_virt(pfn) + pad
         self.slab.adopt_object(addr, size, gfp, 0, cid=cid)
         self._blocks[addr] = (cid or 0, pfn, order)

@@ -23,6 +23,7 @@ from ...refmodel.gfp import GFP
 from ...refmodel.machine import Machine
 from ...refmodel.slab import (
     GFP_SLAB_BUG_MASK,
+    GFP_SLAB_KEEP,
     ZERO_SIZE_PTR,
     object_poison,
     SlabFlag,
@@ -36,9 +37,6 @@ from ..protocol import Env
 
 _DMA, _DMA32, _ZERO, _COMP = int(GFP.DMA), int(GFP.DMA32), int(GFP.ZERO), int(GFP.COMP)
 _DIRECT_RECLAIM, _NOWARN, _NORETRY, _NOFAIL = int(GFP.DIRECT_RECLAIM), int(GFP.NOWARN), int(GFP.NORETRY), int(GFP.NOFAIL)
-#: GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK: what new_slab keeps of the caller's flags (mm/internal.h).
-_SLAB_KEEP: Final = int(GFP.DIRECT_RECLAIM | GFP.KSWAPD_RECLAIM | GFP.HIGH | GFP.IO | GFP.FS | GFP.NOWARN | GFP.RETRY_MAYFAIL
-                        | GFP.NOFAIL | GFP.NORETRY | GFP.MEMALLOC | GFP.NOMEMALLOC | GFP.HARDWALL | GFP.THISNODE)
 SLUB_MAX_ORDER: Final = 3  # PAGE_ALLOC_COSTLY_ORDER (mm/slub.c slub_max_order)
 SLUB_RED_INACTIVE: Final = 0xBB  # include/linux/poison.h
 SLUB_RED_ACTIVE: Final = 0xCC
@@ -317,7 +315,7 @@ class SlubLayer:
 
     def _new_slab(self, cache: SlabCache, gfp: int) -> Slab | None:
         """allocate_slab: the preferred order without retrying hard, then the minimum order with the caller's flags."""
-        base = (gfp & _SLAB_KEEP) | cache.zone_gfp | _COMP
+        base = (gfp & GFP_SLAB_KEEP) | cache.zone_gfp | _COMP
         order, pfn = cache.order, None
         if cache.order > cache.min_order:
             pfn = self.backend.slab_alloc_pages((base | _NOWARN | _NORETRY) & ~_NOFAIL, order)
@@ -431,7 +429,7 @@ SLAB_CAPABILITIES: Final = frozenset({"kmalloc", "slab", "slab_info", "slab_debu
 #: SLUB's partial list may put an empty slab ahead of a partial one, so SLAB-PARTIAL-FIRST is not claimed.
 SLAB_CLAIMS: Final = frozenset({"KMALLOC-SIZE-CLASS", "KMALLOC-GFP-BUG", "SLAB-DOUBLE-FREE", "SLAB-INVALID-FREE",
                                 "SLAB-WRONG-CACHE", "SLAB-DESTROY-BUSY", "SLAB-CACHE-MIGHT-SLEEP", "SLAB-SHRINK-RELEASES",
-                                "SLAB-POISON", "SLAB-POISON-CHECK", "SLAB-REDZONE-CHECK", "SLAB-PAGE-BAD-FREE"})
+                                "SLAB-POISON", "SLAB-POISON-CHECK", "SLAB-REDZONE-CHECK", "SLAB-PAGE-BAD-FREE", "SLAB-NO-SPURIOUS-FAIL"})
 
 
 def _align(n: int, a: int) -> int:
