@@ -18,7 +18,7 @@ from ..refmodel.context import Context
 from ..refmodel.gfp import GFP, GFP_ATOMIC, GFP_KERNEL
 from ..refmodel.machine import Machine, load_machine
 from ..refmodel.page_alloc import PageAllocModel
-from ..refmodel.slab import SlabModel, kmalloc_min_align
+from ..refmodel.slab import SlabFlag, SlabModel, kmalloc_min_align
 from .loader import load_impl
 from .protocol import Env
 
@@ -96,6 +96,7 @@ class SlabWorkload:
     sizes: tuple[int, ...]
     live_cap: int
     cache_size: int = 0
+    cache_flags: int = 0
 
 
 SLAB_WORKLOADS = (
@@ -103,6 +104,8 @@ SLAB_WORKLOADS = (
     SlabWorkload("kmalloc mixed to 8 KiB", (32, 100, 512, 1000, 4096, 8192), 128),
     SlabWorkload("kmalloc large (> 8 KiB)", (12288, 65536), 16),
     SlabWorkload("kmem_cache 40-byte objects", (), 512, cache_size=40),
+    SlabWorkload("kmem_cache 40-byte, red zones + poison", (), 512, cache_size=40,
+                 cache_flags=int(SlabFlag.RED_ZONE | SlabFlag.POISON)),
 )
 
 
@@ -129,7 +132,7 @@ def slab_throughput(spec: str, machine: Machine, w: SlabWorkload, n: int) -> flo
         if "kmalloc" not in caps or (w.cache_size and "slab" not in caps):
             return None
         if w.cache_size:
-            cache = iut.kmem_cache_create("bench", w.cache_size, 0, 0)
+            cache = iut.kmem_cache_create("bench", w.cache_size, 0, w.cache_flags)
             alloc: Callable[[int], int | None] = lambda size: iut.kmem_cache_alloc(cache, GFP_KERNEL)  # noqa: E731
             free: Callable[[int], None] = lambda addr: iut.kmem_cache_free(cache, addr)  # noqa: E731
         else:

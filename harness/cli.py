@@ -170,10 +170,12 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_REPLAYABLE = ("set_context", "alloc_pages", "free_pages", "get_free_pages", "free_pages_addr", "check_free_area", "check_contents")
+_REPLAYABLE = ("set_context", "alloc_pages", "free_pages", "get_free_pages", "free_pages_addr", "check_free_area", "check_contents",
+               "kmalloc", "kzalloc", "kmalloc_array", "krealloc", "ksize", "kfree", "kmem_cache_create", "kmem_cache_alloc",
+               "kmem_cache_free", "kmem_cache_destroy", "kmem_cache_shrink", "kmem_cache_validate", "clobber")
 
 
-def _run_step(iut: Lockstep, op: str, args: dict[str, int]) -> None:
+def _run_step(iut: Lockstep, op: str, args: dict[str, int | str]) -> None:
     if op not in _REPLAYABLE:
         raise KmemspecError(f"trace step {op!r} is not an operation kmemspec knows ({', '.join(_REPLAYABLE)})")
     getattr(iut, op)(**args)

@@ -236,6 +236,9 @@ class Lockstep(SlabCalls):
         return rule_id not in CLAIMABLE or rule_id in self.claims
 
     def _record(self, op: str, args: dict[str, Any], e: Expectation) -> Step:
+        if self.slab.corrupt and op != "kmem_cache_validate":
+            raise InvalidArgument(f"{op} right after clobber: a corruption is judged by kmem_cache_validate of its cache alone, "
+                                  f"before anything else rewrites the byte (as slub_kunit validates at once)")
         comment = f"misuse: {e.misuse}; expects {e.report.__name__}" if e.report is not None else ""
         step = Step(op, args, comment=comment)
         self.trace.append(step)

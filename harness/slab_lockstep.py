@@ -255,27 +255,35 @@ class SlabCalls:
             raise InvalidArgument(f"kmem_cache_validate of cache {cache}, which is not live, is undefined")
         if in_atomic(self.env.context):
             raise InvalidArgument("validate_slab_cache runs in process context (sysfs, slub_kunit); the suite calls it only there")
+        if self.slab.corrupt and cache not in self.slab.corrupt:
+            raise InvalidArgument(f"a byte of cache {min(self.slab.corrupt)} was overwritten: validate that cache first")
         e = self.slab.expect_validate(cache)
         self._record("kmem_cache_validate", {"cache": self._cache_arg(cache)}, e)
         result, _ = self._slab_call(e, None, lambda: self.iut.kmem_cache_validate(cache))
         if result is not None:
             raise self._fail("IUT-RETURN-TYPE", f"kmem_cache_validate returned {result!r}; it must return None")
-        self.coverage[e.rule_id] += 1
         for c in self.slab.corrupt.pop(cache, []):
             got = self._read(c.addr, 1)[0]
             if got != c.old:
                 raise self._fail(c.rule_id, f"kmem_cache_validate reported the overwritten {c.describe()} but left it: it reads {got:#04x}, "
                                             f"it held {c.old:#04x}; SLUB restores the bytes it reports (restore_bytes)")
+        if self._check_memory:
+            self._verify_all_objects()  # restoring touched nothing the caller owns
 
     def clobber(self: Lockstep, addr: int) -> None:
-        """Overwrite the byte at ``addr`` in a poison or red zone area, as slub_kunit does; the next validate must find it."""
+        """Overwrite the byte at ``addr`` in a poison or red zone area, as slub_kunit does; the next step must validate its cache.
+
+        Only validation judges a corruption (alloc and free would rewrite the
+        byte, and SLUB's validate reports the first bad object of each slab),
+        so one byte at a time, and nothing else until its cache is validated.
+        """
         if not self._check_memory:
             raise InvalidArgument("clobber writes memory: the implementation needs the memory capability")
+        if self.slab.corrupt:
+            raise InvalidArgument(f"a byte of cache {min(self.slab.corrupt)} is already overwritten: kmem_cache_validate it first")
         step = Step("clobber", {"addr": addr})
         self.trace.append(step)
-        c = self._checked_value(lambda: self.slab.classify_clobber(addr))
-        if c.rule_id not in self.claims:
-            raise InvalidArgument(f"overwriting the {c.area} of a {c.cache} object is judged only for implementations that claim {c.rule_id}")
+        c = self._checked_value(lambda: self.slab.classify_clobber(addr, self.claims))
         name = self._obj_names.get(c.obj) or self._freed_obj_names.get(c.obj)
         if name is not None:
             step.args["addr"] = Ref(name, addr - c.obj)
@@ -325,18 +333,19 @@ class SlabCalls:
         result, refused = self._slab_call(e, None, call)
         if result is not None:
             raise self._fail("IUT-RETURN-TYPE", f"{op} returned {result!r}; it must return None")
-        self.coverage["SLAB-PAGE-BAD-FREE"] += 1
         shown = pfn in self.slab.slab_blocks
+        self.coverage["SLAB-INTROSPECT"] += 1
         if refused or e.report is not None:
             if not shown:
-                raise self._fail("SLAB-PAGE-BAD-FREE", f"{_call_text(op, args)} was reported and refused, yet the block at pfn {pfn:#x} is gone from slabs()")
+                raise self._fail("SLAB-INTROSPECT", f"{_call_text(op, args)} was reported and refused, yet the block at pfn {pfn:#x} is gone from slabs()")
             if self._check_memory:
                 self._verify_all_objects()
             return
         if large is None:
             return
         if shown:
-            raise self._fail("SLAB-PAGE-BAD-FREE", f"{_call_text(op, args)}: the large kmalloc block at pfn {pfn:#x} was neither reported nor freed: slabs() still shows it")
+            raise self._fail("SLAB-INTROSPECT", f"{_call_text(op, args)} freed the large kmalloc block at pfn {pfn:#x} (nothing was reported), "
+                                                "but slabs() still shows it: report the misuse and keep the block, or let the block go")
         self._drop_object(large.addr)
 
     def _refuse_unclaimed_slab(self: Lockstep, e: Expectation, op: str, args: dict[str, Any]) -> None:

@@ -181,7 +181,8 @@ class PageStateMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def free_wrong_order(self, data: st.DataObject) -> None:
         # The kernel checks the order only for compound pages; elsewhere it is undefined.
-        compound = sorted(b.pfn for b in self.iut.model.live.values() if b.order > 0 and b.gfp & _COMP)
+        slabs = self.iut.slab.slab_blocks  # the slab layer's blocks have their own rule (SLAB-PAGE-BAD-FREE)
+        compound = sorted(b.pfn for b in self.iut.model.live.values() if b.order > 0 and b.gfp & _COMP and b.pfn not in slabs)
         assume(compound)
         live = self.iut.model.live[data.draw(st.sampled_from(compound), label="pfn")]
         order = data.draw(st.integers(0, self.max_order).filter(lambda o: o != live.order), label="order")

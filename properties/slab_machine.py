@@ -229,7 +229,7 @@ class MemoryStateMachine(PageStateMachine):
             if not blocks or data.draw(st.booleans(), label="a new large kmalloc?"):
                 max_cache = kmalloc_max_cache_size(self.target.machine)
                 addr = self.iut.kmalloc(data.draw(st.integers(max_cache + 1, 4 * max_cache), label="size"), self._gfp(data))
-                assume(addr is not None)
+                assume(addr is not None and slab.large_object_at(self.target.machine.virt_to_pfn(addr)) is not None)
                 blocks = [self.target.machine.virt_to_pfn(addr)]
         assume(blocks)
         pfn = data.draw(st.sampled_from(blocks), label="slab block")

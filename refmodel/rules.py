@@ -137,7 +137,7 @@ RULES: Final[tuple[Rule, ...]] = (
        "mm/slub.c __kmem_cache_do_shrink (discard_slab of every empty slab, whatever min_partial says)"),
     _r("SLAB-NO-SPURIOUS-FAIL", "slab", L, "with slabs() showing every slab page, kmalloc and kmem_cache_alloc (a cache without debug flags) do not return NULL when the page allocator must supply what a new slab takes (get_order of the object stride, the caller's reclaim flags) or a large kmalloc takes (get_order(size)), as BUDDY-NO-SPURIOUS-FAIL and NOFAIL-NEVER-NULL say",
        "mm/slub.c allocate_slab (fallback to oo_order(s->min)), new_slab (GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK), ___kmalloc_large_node; mm/page_alloc.c get_page_from_freelist", claimable=True),
-    _r("SLAB-POISON", "slab", P, "in a SLAB_POISON cache (not SLAB_TYPESAFE_BY_RCU) a new object without __GFP_ZERO, and a free object while its slab stays, read POISON_FREE (0x6b) bytes ending in POISON_END (0xa5)",
+    _r("SLAB-POISON", "slab", P, "in a SLAB_POISON cache (not SLAB_TYPESAFE_BY_RCU) a new object without __GFP_ZERO, and a free object while its slab stays, read POISON_FREE (0x6b) bytes ending in POISON_END (0xa5) (no constructor, no KFENCE object, as slub_kunit arranges)",
        "mm/slub.c init_object (on free and again on alloc), calculate_sizes (__OBJECT_POISON; the free pointer moves out of the object); include/linux/poison.h; mm/slab.h slab_want_init_on_alloc"),
     # -- kmalloc and the slab layer: misuse (claimed) --------------------------
     _r("KMALLOC-GFP-BUG", "kmalloc", D, "kmalloc with __GFP_HIGHMEM or __GFP_DMA32 reports UnexpectedGfp every time (unclaimed, the report is allowed, not required: the kernel warns only when it needs a new slab) and still returns lowmem",
@@ -152,11 +152,11 @@ RULES: Final[tuple[Rule, ...]] = (
        "mm/slub.c __kmem_cache_shutdown (\"Objects remaining\"); mm/slab_common.c kmem_cache_destroy (\"Slab cache still has objects\")"),
     _r("SLAB-CACHE-MIGHT-SLEEP", "slab", D, "kmem_cache_create, kmem_cache_destroy and kmem_cache_shrink in atomic context report SleepInAtomic (they take slab_mutex)",
        "mm/slab_common.c __kmem_cache_create_args, kmem_cache_destroy, kmem_cache_shrink (mutex_lock, cpus_read_lock)"),
-    _r("SLAB-POISON-CHECK", "slab", D, "a byte overwritten in a free object of a SLAB_POISON cache is reported as SlabCorruption by the next kmem_cache_validate, which restores the poison (a second validate reports nothing)",
+    _r("SLAB-POISON-CHECK", "slab", D, "a byte overwritten in a free object of a SLAB_POISON cache is reported as SlabCorruption by the next kmem_cache_validate, which restores the poison (a second validate reports nothing; no KASAN or KFENCE object, as slub_kunit arranges)",
        "mm/slub.c validate_slab_cache / check_object (\"Poison overwritten\") / restore_bytes; lib/slub_kunit.c test_first_word, test_clobber_50th_byte"),
-    _r("SLAB-REDZONE-CHECK", "slab", D, "a byte overwritten just before or just after an object of a SLAB_RED_ZONE cache (its left or right red zone; a live object in a slab validate visits: not full, or SLAB_STORE_USER) is reported as SlabCorruption by kmem_cache_validate, which restores it",
+    _r("SLAB-REDZONE-CHECK", "slab", D, "a byte overwritten just before or just after an object of a SLAB_RED_ZONE cache (its left or right red zone; a live object in a slab validate visits: not full, or SLAB_STORE_USER) is reported as SlabCorruption by kmem_cache_validate, which restores it (no KFENCE object, as slub_kunit arranges)",
        "mm/slub.c calculate_sizes (red_left_pad; right red zone 1..8 bytes), check_object (\"Left/Right Redzone overwritten\"), validate_slab_node (full slabs only with SLAB_STORE_USER); lib/slub_kunit.c test_clobber_zone, test_clobber_redzone_free"),
-    _r("SLAB-PAGE-BAD-FREE", "slab", D, "free_pages of a page block the slab layer holds as a slab reports BadFree (\"Bad page state\") and changes nothing (a large kmalloc block may be freed or reported)",
+    _r("SLAB-PAGE-BAD-FREE", "slab", D, "free_pages of a page block the slab layer holds as a slab reports BadFree (\"Bad page state\") and, by the suite's rule for a raised misuse, changes nothing (the kernel leaks the page); a large kmalloc block may be freed, or reported and kept",
        "mm/page_alloc.c free_pages_prepare / free_page_is_bad / page_bad_reason (\"nonzero mapcount\": PGTY_slab; check_pages_enabled); mm/slub.c free_large_kmalloc"),
     # -- the implementation protocol -------------------------------------------
     _r("IUT-NO-CRASH", "protocol", X, "an implementation raises nothing but the Violation types of refmodel.errors",

@@ -17,6 +17,7 @@ from .context import Context, in_atomic
 from .errors import (
     BadFree,
     CacheBusy,
+    FreeWrongOrder,
     ConformanceFailure,
     DoubleFree,
     InvalidArgument,
@@ -244,6 +245,9 @@ class FreeObject:
     cache: int
     slab: int  # first pfn of its slab
 
+    def describe(self) -> str:
+        return f"the free {self.size}-byte object at {self.addr:#x} (cache {self.cache})"
+
 
 @dataclass(frozen=True)
 class Corruption:
@@ -257,7 +261,8 @@ class Corruption:
     old: int = 0
 
     def describe(self) -> str:
-        return f"byte {self.addr:#x} in the {self.area} of the object at {self.obj:#x} (cache {self.cache})"
+        kernel = {"poison": "Poison", "left red zone": "Left Redzone", "right red zone": "Right Redzone"}[self.area]
+        return f"byte {self.addr:#x} in the {self.area} of the object at {self.obj:#x} (cache {self.cache}; SLUB: \"{kernel} overwritten\")"
 
 
 class SlabModel:
@@ -283,6 +288,7 @@ class SlabModel:
         self.debug_free: dict[int, FreeObject] = {}  # free objects of poisoned or red-zoned caches, in slabs still shown
         self._debug_starts: list[int] = []
         self._debug_by_slab: dict[int, set[int]] = {}
+        self._debug_by_cache: dict[int, set[int]] = {}
         self.corrupt: dict[int, list[Corruption]] = {}  # cache id -> bytes overwritten since its last validate
 
     @property
@@ -490,7 +496,7 @@ class SlabModel:
             except ConformanceFailure as f:
                 raise failure_for("SLAB-INTROSPECT", f"the slab layer reports holding the order-{order} block at pfn {pfn:#x}, "
                                                      f"which it cannot have taken from the page allocator: {f.message}") from None
-            self.pages.adopt_alloc(0, order, pfn, step)
+            self.pages.adopt_alloc(_COMP, order, pfn, step)  # slab folios and large kmalloc blocks are compound
         self.slab_blocks = seen
         self.slab_usage = usage
 
@@ -543,12 +549,14 @@ class SlabModel:
         self.debug_free[f.addr] = f
         bisect.insort(self._debug_starts, f.addr)
         self._debug_by_slab.setdefault(slab, set()).add(f.addr)
+        self._debug_by_cache.setdefault(f.cache, set()).add(f.addr)
         return f
 
     def _forget_free(self, addr: int) -> None:
         f = self.debug_free.pop(addr)
         del self._debug_starts[bisect.bisect_left(self._debug_starts, addr)]
         self._debug_by_slab.get(f.slab, set()).discard(addr)
+        self._debug_by_cache.get(f.cache, set()).discard(addr)
 
     def _forget_free_in(self, start: int, end: int) -> None:
         i = bisect.bisect_left(self._debug_starts, start)
@@ -569,16 +577,13 @@ class SlabModel:
     def clobber_sites(self, cid: int, claims: frozenset[str]) -> list[int]:
         """Bytes of cache ``cid`` whose overwrite the claimed checks must find: red zones next to objects, poison of free ones."""
         cache = self.caches[cid]
+        free = [self.debug_free[a] for a in sorted(self._debug_by_cache.get(cid, ()))]
         sites: list[int] = []
         if "SLAB-REDZONE-CHECK" in claims and cache.red_zoned:
-            for addr in sorted(cache.live):
-                if self._visited(addr, cache):
-                    sites += [addr - 1, addr + cache.object_size]
-            for f in (self.debug_free[a] for a in self._debug_starts if self.debug_free[a].cache == cid):
-                sites += [f.addr - 1, f.addr + f.size]
+            sites += [s for addr in sorted(cache.live) if self._visited(addr, cache) for s in (addr - 1, addr + cache.object_size)]
+            sites += [s for f in free for s in (f.addr - 1, f.addr + f.size)]
         if "SLAB-POISON-CHECK" in claims and cache.poisoned:
-            for f in (self.debug_free[a] for a in self._debug_starts if self.debug_free[a].cache == cid):
-                sites += [f.addr, f.addr + f.size // 2, f.addr + f.size - 1]
+            sites += [s for f in free for s in (f.addr, f.addr + f.size // 2, f.addr + f.size - 1)]
         return sites
 
     def _visited(self, addr: int, cache: Cache) -> bool:
@@ -588,52 +593,54 @@ class SlabModel:
         slab = self.slab_of(addr)
         return slab is not None and self.slab_usage[slab][0] < self.slab_usage[slab][1]
 
-    def classify_clobber(self, addr: int) -> Corruption:
-        """Which debug area byte ``addr`` is in (SLAB-POISON-CHECK, SLAB-REDZONE-CHECK).
+    def classify_clobber(self, addr: int, claims: frozenset[str]) -> Corruption:
+        """Which debug area byte ``addr`` is in, among the checks claimed (SLAB-POISON-CHECK, SLAB-REDZONE-CHECK).
 
-        Raises InvalidArgument for a byte no claimed check covers, and the
-        red-zone rule's failure when a red zone the cache must have is missing.
+        A byte inside a tracked free object is its poison; else the byte just
+        before or after an object is its red zone. Raises InvalidArgument for a
+        byte no claimed check covers, and the red-zone rule's failure when the
+        red zone the cache must keep there is missing.
         """
-        candidates: list[tuple[int, int, str, bool]] = []  # (object, cache, area, live)
-        after = self.objects.get(addr + 1) or self.debug_free.get(addr + 1)
-        if after is not None and after.cache is not None:
-            candidates.append((after.addr, after.cache, "left red zone", addr + 1 in self.objects))
-        before = self.object_at(addr - 1)
-        if before is not None and before.cache is not None and addr == before.addr + self.caches[before.cache].object_size:
-            candidates.append((before.addr, before.cache, "right red zone", True))
-        free = self.free_object_at(addr - 1)
-        if free is not None and addr == free.addr + free.size:
-            candidates.append((free.addr, free.cache, "right red zone", False))
         free = self.free_object_at(addr)
-        if free is not None:
-            candidates.append((free.addr, free.cache, "poison", False))
-        for obj, cid, area, live in candidates:
-            cache = self.caches[cid]
-            if area == "poison" and cache.poisoned:
-                return Corruption(addr, obj, cid, area, "SLAB-POISON-CHECK")
-            if area != "poison" and cache.red_zoned and (not live or self._visited(obj, cache)):
-                c = Corruption(addr, obj, cid, area, "SLAB-REDZONE-CHECK")
-                self._check_red_zone(c)
-                return c
-        raise InvalidArgument(f"byte {addr:#x} is in no poison or red zone a validate must check (a free object of a SLAB_POISON cache, "
-                              f"the byte before or after an object of a SLAB_RED_ZONE cache in a slab validate visits)")
+        if free is not None and self.caches[free.cache].poisoned and "SLAB-POISON-CHECK" in claims:
+            return Corruption(addr, free.addr, free.cache, "poison", "SLAB-POISON-CHECK")
+        if "SLAB-REDZONE-CHECK" in claims:
+            candidates: list[tuple[int, int, str, bool]] = []  # (object, cache, area, live)
+            after = self.objects.get(addr + 1) or self.debug_free.get(addr + 1)
+            if after is not None and after.cache is not None:
+                candidates.append((after.addr, after.cache, "left red zone", addr + 1 in self.objects))
+            before: LiveObject | FreeObject | None = self.object_at(addr - 1)
+            if before is None or before.cache is None or addr != before.addr + self.caches[before.cache].object_size:
+                before = self.free_object_at(addr - 1)
+            if before is not None and before.cache is not None and addr == before.addr + self.caches[before.cache].object_size:
+                candidates.append((before.addr, before.cache, "right red zone", before.addr in self.objects))
+            for obj, cid, area, live in candidates:
+                cache = self.caches[cid]
+                if cache.red_zoned and (not live or self._visited(obj, cache)):
+                    c = Corruption(addr, obj, cid, area, "SLAB-REDZONE-CHECK")
+                    self._check_red_zone(c)
+                    return c
+        raise InvalidArgument(f"byte {addr:#x} is in no poison or red zone a claimed check covers (a free object of a SLAB_POISON cache: "
+                              f"SLAB-POISON-CHECK; the byte before or after an object of a SLAB_RED_ZONE cache in a slab validate visits: "
+                              f"SLAB-REDZONE-CHECK)")
 
     def _check_red_zone(self, c: Corruption) -> None:
-        other = self.object_at(c.addr)
+        name = self.caches[c.cache].name
+        other = self.object_at(c.addr) or self.free_object_at(c.addr)
         if other is not None:
-            raise failure_for(c.rule_id, f"the {c.area} of the object at {c.obj:#x} (cache {c.cache}, SLAB_RED_ZONE) is byte {c.addr:#x}, "
-                                         f"but that byte belongs to {other.describe()}: the cache keeps no red zone there")
+            raise failure_for(c.rule_id, f"the {c.area} of the object at {c.obj:#x} ({name}, SLAB_RED_ZONE) is byte {c.addr:#x}, "
+                                         f"but that byte belongs to {other.describe()}: the cache keeps no red zone there (mm/slub.c calculate_sizes)")
         slab = self.slab_of(c.obj)
         if slab is None or self.slab_of(c.addr) != slab:
-            raise failure_for(c.rule_id, f"the {c.area} of the object at {c.obj:#x} (cache {c.cache}, SLAB_RED_ZONE) is byte {c.addr:#x}, "
+            raise failure_for(c.rule_id, f"the {c.area} of the object at {c.obj:#x} ({name}, SLAB_RED_ZONE) is byte {c.addr:#x}, "
                                          f"outside the object's slab: SLUB keeps both red zones inside the object's slot")
 
     def expect_validate(self, cid: int) -> Expectation:
         """kmem_cache_validate: every overwritten poison or red zone byte is reported and restored (mm/slub.c validate_slab_cache)."""
         pending = self.corrupt.get(cid)
-        rule = "SLAB-POISON-CHECK" if self.caches[cid].poisoned else "SLAB-REDZONE-CHECK"
+        cache = self.caches[cid]
         if not pending:
-            return Expectation(Outcome.MUST_SUCCEED, rule, "an intact cache validates without a report")
+            return Expectation(Outcome.MUST_SUCCEED, "IUT-NO-FALSE-REPORT", f"{cache.name} is intact: it validates without a report")
         c = pending[0]
         return Expectation(Outcome.MUST_SUCCEED, c.rule_id, "", SlabCorruption, c.rule_id, fatal=False, misuse=f"{c.describe()} was overwritten")
 
@@ -644,6 +651,9 @@ class SlabModel:
         obj = self.objects.get(self.machine.page_offset + (pfn << self.machine.page_shift))
         if obj is None or obj.cache is not None or obj.alloc_size <= kmalloc_max_cache_size(self.machine):
             return None
+        block = self.slab_blocks.get(pfn)
+        if block != (0, get_order(obj.alloc_size, self.machine.page_shift)) or self.slab_usage.get(pfn) != (1, 1):
+            return None  # served from a slab of several objects, not a block of its own
         return obj
 
     def expect_free_slab_block(self, pfn: int, order: int) -> Expectation | None:
@@ -654,15 +664,18 @@ class SlabModel:
         block is a plain compound page in 6.12, freed without complaint; later
         kernels type it too, so a report is allowed and then nothing changes.
         """
-        if not self.exact or self.slab_blocks.get(pfn, (None, None))[1] != order:
+        if not self.exact or pfn not in self.slab_blocks:
             return None
-        large = self.large_object_at(pfn)
-        if large is not None:
+        cid, slab_order = self.slab_blocks[pfn]
+        if self.large_object_at(pfn) is not None:
+            if order != slab_order:
+                return None  # a compound block freed with another order: the page oracle's BUDDY-FREE-WRONG-ORDER
             return Expectation(Outcome.MUST_SUCCEED, "SLAB-PAGE-BAD-FREE", f"free_pages of the large kmalloc block at pfn {pfn:#x} frees it (or is reported)",
                                also_report=(BadFree, InvalidFree))
-        cid = self.slab_blocks[pfn][0]
         owner = f"cache {cid}" if cid else "a kmalloc cache"
-        return _slab_misuse(BadFree, "SLAB-PAGE-BAD-FREE", f"pfn {pfn:#x} heads an order-{order} slab of {owner}; free_pages of a slab page is a Bad page state")
+        e = _slab_misuse(BadFree, "SLAB-PAGE-BAD-FREE", f"pfn {pfn:#x} heads an order-{slab_order} slab of {owner}; free_pages of a slab page "
+                                                        f"(order {order}) is a Bad page state")
+        return replace(e, also_report=(FreeWrongOrder,)) if order != slab_order else e
 
     # -- adopting ----------------------------------------------------------------------------
 
@@ -700,6 +713,8 @@ class SlabModel:
     def adopt_destroy(self, cid: int) -> None:
         del self.caches[cid]
         self.corrupt.pop(cid, None)
+        for addr in list(self._debug_by_cache.pop(cid, ())):
+            self._forget_free(addr)
 
 
 def _slab_misuse(kind: type[Violation], rule_id: str | None, reason: str) -> Expectation:

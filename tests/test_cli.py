@@ -53,6 +53,19 @@ def test_nonconforming_run_exits_1_with_replay_and_pasteable_test(tmp_path):
     assert run.returncode == 1 and "IUT-NO-CRASH" in run.stdout, run.stdout + run.stderr
 
 
+def test_slab_failure_replays_and_its_test_pastes(tmp_path):
+    # a clobber + validate failure: the trace holds kmem_cache_create, kmem_cache_alloc, clobber, kmem_cache_validate
+    p = kmemspec("check", "mutant:no-left-red-zone", "--seed", "1", "--report-dir", str(tmp_path), "-q")
+    assert p.returncode == 1, p.stdout + p.stderr
+    failure = next(f for f in json.loads((tmp_path / "report.json").read_text())["failures"] if f["rule_id"] == "SLAB-REDZONE-CHECK")
+    assert any("iut.clobber(addr=obj_" in s for s in failure["steps"]), failure["steps"]
+    replay = kmemspec("replay", failure["trace_file"])
+    assert replay.returncode == 1 and "SLAB-REDZONE-CHECK" in replay.stdout, replay.stdout + replay.stderr
+    assert kmemspec("replay", failure["trace_file"], "--impl", "fast").returncode == 0
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", failure["test_file"]], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1 and "SLAB-REDZONE-CHECK" in run.stdout, run.stdout + run.stderr
+
+
 @pytest.mark.parametrize("args,text", [
     (["check", "no_such_module.nowhere:make"], "no module named 'no_such_module'"),
     (["check", "./nowhere/alloc.py:make"], "does not exist"),

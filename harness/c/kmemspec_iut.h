@@ -241,9 +241,9 @@ struct kmemspec_slab {
 };
 int64_t kmemspec_slabs(void *iut, struct kmemspec_slab *slabs, uint64_t cap);
 
-/* "slab_debug": validate_slab_cache(). Report each overwritten poison or red
- * zone byte through env->report(KMEMSPEC_E_SLAB_CORRUPTION), restore it, and
- * return KMEMSPEC_OK. */
+/* "slab_debug": validate_slab_cache(). Report an overwritten poison or red
+ * zone at least once through env->report(KMEMSPEC_E_SLAB_CORRUPTION), restore
+ * it, and return KMEMSPEC_OK. */
 int kmemspec_kmem_cache_validate(void *iut, uint64_t cache);
 
 #ifdef __cplusplus

@@ -803,7 +803,7 @@ _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("validate-no-restore", ValidateNoRestore, "SLAB-REDZONE-CHECK", "tiny"),
     ("no-left-red-zone", NoLeftRedZone, "SLAB-REDZONE-CHECK", "tiny"),
     ("slab-page-free-accepted", SlabPageFreeAccepted, "SLAB-PAGE-BAD-FREE", "tiny"),
-    ("large-kept-after-page-free", LargeKeptAfterPageFree, "SLAB-PAGE-BAD-FREE", "tiny"),
+    ("large-kept-after-page-free", LargeKeptAfterPageFree, "SLAB-INTROSPECT", "tiny"),
     ("no-order-fallback", NoOrderFallback, "SLAB-NO-SPURIOUS-FAIL", "tiny"),
 )
 
