@@ -299,7 +299,9 @@ class SlabCalls:
         if got != want:
             off = obj.size - len(want) + next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
             raise self._fail("SLAB-POISON", f"{what}: byte {off} of the {obj.size}-byte object at {obj.addr:#x} (a SLAB_POISON cache) reads "
-                                            f"{got[off - obj.size + len(want)]:#04x}; it must read {want[off - obj.size + len(want)]:#04x} (POISON_FREE, the last byte POISON_END)")
+                                            f"{got[off - obj.size + len(want)]:#04x}, not {want[off - obj.size + len(want)]:#04x}: init_object fills it with "
+                                            f"POISON_FREE (0x6b) and ends it with POISON_END (0xa5) on alloc and on free; keep the free pointer "
+                                            f"outside the object, as calculate_sizes does for poisoned caches")
 
     def _poison_claimed(self: Lockstep) -> bool:
         return self._check_memory and "SLAB-POISON" in self.claims
