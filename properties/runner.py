@@ -25,7 +25,7 @@ from ..harness.loader import ImplSpec, build_iut
 from ..harness.lockstep import Lockstep
 from ..harness.protocol import Env, TransportFailure
 from ..harness.trace import Step
-from ..refmodel.errors import ConformanceFailure
+from ..refmodel.errors import ConformanceFailure, InvalidArgument
 from ..refmodel.machine import Machine
 from ..refmodel.rules import PROCESS_RULES
 from .page_machine import Target
@@ -199,6 +199,10 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
             result.failures = sorted(bar.seen.values(), key=lambda f: f.rule_id)
             result.notes.append(f"the implementation is nondeterministic: the same operations gave different outcomes ({type(exc).__name__}); "
                                 "failures are the shortest sequences seen, and replaying one may not reproduce it")
+        elif _in_chain(exc, InvalidArgument) is not None or _in_group(exc, InvalidArgument):
+            # Not the user's mistake: the state machine asked the checker for a step it refuses to judge.
+            raise RuntimeError("the state machine generated a step the lockstep checker cannot judge (above); "
+                               "this is a bug of kmemspec's suite, not of the implementation") from exc
         else:
             raise
     result.seconds = time.monotonic() - started

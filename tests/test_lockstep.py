@@ -82,3 +82,22 @@ def test_protocol_breaches_are_conformance_failures(factory, op, rule, text):
 def test_definition_errors(factory, text):
     with pytest.raises(InvalidDefinition, match=text.replace("(", r"\(").replace(")", r"\)")):
         Lockstep(broken(factory), "tiny")
+
+
+def test_a_step_the_checker_refuses_inside_a_run_is_a_suite_bug_not_a_usage_error(monkeypatch):
+    # InvalidArgument is a KmemspecError (exit 2 at the CLI); raised by a generated step it means the suite is wrong
+    from hypothesis import strategies as st
+    from hypothesis.stateful import rule
+
+    from kmemspec.harness import load_impl
+    from kmemspec.properties import PROFILES, run_check
+    from kmemspec.properties import slab_machine
+    from kmemspec.refmodel import load_machine
+
+    @rule(addr=st.just(0x12345678))
+    def ksize_of_nothing(self, addr):
+        self.iut.ksize(addr)  # not a live object: the checker refuses it
+
+    monkeypatch.setattr(slab_machine.MemoryStateMachine, "kfree_null", ksize_of_nothing)
+    with pytest.raises(RuntimeError, match="bug of kmemspec's suite"):
+        run_check(load_impl("fast"), load_machine("tiny"), machine_spec="tiny", profile=PROFILES["ci"], seed_value=1, progress=None)
