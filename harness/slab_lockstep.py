@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .lockstep import Lockstep
 
 _ZERO = int(GFP.ZERO)
+_ZONE_BITS = int(GFP.DMA | GFP.DMA32 | GFP.HIGHMEM)
 _SITE = 16  # pattern bytes at the start and at the end of an object
 _ZERO_CHECK_LIMIT = 1 << 16  # bytes of a zeroed object read back
 
@@ -203,7 +204,8 @@ class SlabCalls:
                 self._expect_null(e, what)
             return None
         addr = self._int_result(result, "kmem_cache_alloc")
-        self._place_object(what, addr, c.object_size, gfp | c.zone_gfp, align=calculate_alignment(c.flags, c.align, c.object_size),
+        # new_slab keeps only the caller's reclaim flags: the zone is the cache's (s->allocflags), whatever gfp says.
+        self._place_object(what, addr, c.object_size, (gfp & ~_ZONE_BITS) | c.zone_gfp, align=calculate_alignment(c.flags, c.align, c.object_size),
                            align_rule="SLAB-CACHE-ALIGN", cid=cache)
         step.result = self._bind_object(addr)
         if policy:
