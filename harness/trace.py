@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from ..refmodel.context import Context
 from ..refmodel.gfp import format_gfp
+from ..refmodel.slab import SlabFlag
 
 SCHEMA_VERSION: Final = 1
 
@@ -77,9 +78,20 @@ def _render_arg(key: str, value: Arg) -> str:
         return format_gfp(value)
     if key == "ctx":
         return f"Context.{Context(value).name}"
+    if key == "flags":
+        return _render_slab_flags(value)
     if key in ("pfn", "addr"):
         return hex(value)
     return str(value)
+
+
+def _render_slab_flags(flags: int) -> str:
+    """kmem_cache_create flags as SlabFlag names; bits the protocol does not name stay a number."""
+    if not flags:
+        return "0"
+    names = [f"SlabFlag.{f.name}" for f in SlabFlag if f.name and flags & f]
+    rest = flags & ~sum(int(f) for f in SlabFlag if flags & f)
+    return " | ".join(names + ([hex(rest)] if rest else []))
 
 
 _GFP_NAME: Final = re.compile(r"\b(__GFP_[A-Z_0-9]+|GFP_[A-Z_0-9]+)\b")
@@ -92,6 +104,8 @@ def render_test(steps: list[Step], import_lines: list[str], machine_spec: str, r
     lines = ["from kmemspec.harness import Lockstep"]
     if any("Context." in line for line in body):
         lines.append("from kmemspec.refmodel import Context")
+    if any("SlabFlag." in line for line in body):
+        lines.append("from kmemspec.refmodel.slab import SlabFlag")
     if gfp_names:
         lines.append(f"from kmemspec.refmodel.gfp import {', '.join(gfp_names)}")
     lines += import_lines

@@ -101,3 +101,16 @@ def test_a_step_the_checker_refuses_inside_a_run_is_a_suite_bug_not_a_usage_erro
     monkeypatch.setattr(slab_machine.MemoryStateMachine, "kfree_null", ksize_of_nothing)
     with pytest.raises(RuntimeError, match="bug of kmemspec's suite"):
         run_check(load_impl("fast"), load_machine("tiny"), machine_spec="tiny", profile=PROFILES["ci"], seed_value=1, progress=None)
+
+
+def test_cache_flags_and_clobbers_print_as_kernel_names():
+    from kmemspec.refmodel.slab import SlabFlag
+
+    iut = Lockstep(load_impl("fast").factory, "tiny")
+    cache = iut.kmem_cache_create("TestSlub_RZ_alloc", 64, 0, int(SlabFlag.RED_ZONE | SlabFlag.POISON) | 0x1)
+    p = iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    iut.clobber(p + 64)
+    iut.kmem_cache_validate(cache)
+    lines = [s.render() for s in iut.trace]
+    assert "flags=SlabFlag.RED_ZONE | SlabFlag.POISON | 0x1)" in lines[0], lines[0]
+    assert lines[2] == "iut.clobber(addr=obj_0 + 64)" and lines[3].startswith("iut.kmem_cache_validate(cache=cache_0)"), lines
