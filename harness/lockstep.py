@@ -54,6 +54,7 @@ class Lockstep(SlabCalls):
         self.model = PageAllocModel(self.machine)
         self.slab = SlabModel(self.machine, self.model)
         self.slab.exact = "slab_info" in self.capabilities
+        self.slab.page_liveness = frozenset(r for r in ("BUDDY-NO-SPURIOUS-FAIL", "NOFAIL-NEVER-NULL") if self._binds(r))
         self.trace: list[Step] = []
         self.coverage: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()  # MUST_SUCCEED / MAY_FAIL / MUST_FAIL expectations met
@@ -130,7 +131,8 @@ class Lockstep(SlabCalls):
     def free_pages_addr(self, addr: int, order: int) -> None:
         """free_pages(addr, order) on a logical address; free_pages(0, order) does nothing."""
         e, pfn = self.model.expect_free_addr(addr, order)
-        slab_e = self.slab.expect_free_slab_block(pfn, order) if pfn is not None and addr % self.machine.page_size == 0 else None
+        # virt_to_page() rounds down: any address in a slab's first page frees that slab page.
+        slab_e = self.slab.expect_free_slab_block(pfn, order) if pfn is not None else None
         if slab_e is not None:
             return self._free_slab_block(slab_e, "free_pages_addr", {"addr": self._obj_arg(addr), "order": order}, pfn,  # type: ignore[arg-type]
                                          lambda: self.iut.free_pages_addr(addr, order))

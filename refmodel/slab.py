@@ -290,6 +290,8 @@ class SlabModel:
         self._debug_by_slab: dict[int, set[int]] = {}
         self._debug_by_cache: dict[int, set[int]] = {}
         self.corrupt: dict[int, list[Corruption]] = {}  # cache id -> bytes overwritten since its last validate
+        #: The page rules that bind the implementation: a slab allocation must succeed only where one of them says its pages must.
+        self.page_liveness: frozenset[str] = frozenset({"NOFAIL-NEVER-NULL"})
 
     @property
     def opaque(self) -> bool:
@@ -355,7 +357,7 @@ class SlabModel:
         if need is not None and self.exact:
             order, page_gfp, what = need
             pages = self.pages.expect_alloc(page_gfp, order, logical=True)
-            if pages.outcome is Outcome.MUST_SUCCEED:
+            if pages.outcome is Outcome.MUST_SUCCEED and pages.rule_id in self.page_liveness:
                 outcome = Expectation(Outcome.MUST_SUCCEED, "SLAB-NO-SPURIOUS-FAIL",
                                       f"{what} takes an order-{order} block ({format_gfp(page_gfp)}) and {pages.reason}")
         if gfpflags_allow_blocking(gfp) and in_atomic(ctx):
