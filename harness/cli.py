@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import signal
 import sys
 import traceback
@@ -178,7 +179,15 @@ _REPLAYABLE = ("set_context", "alloc_pages", "free_pages", "get_free_pages", "fr
 def _run_step(iut: Lockstep, op: str, args: dict[str, int | str]) -> None:
     if op not in _REPLAYABLE:
         raise KmemspecError(f"trace step {op!r} is not an operation kmemspec knows ({', '.join(_REPLAYABLE)})")
-    getattr(iut, op)(**args)
+    method = getattr(iut, op)
+    try:
+        inspect.signature(method).bind(**args)
+    except TypeError as e:
+        raise KmemspecError(f"trace step {op}({', '.join(args)}): {e}") from None
+    for key, value in args.items():
+        if isinstance(value, str) != (key == "name"):
+            raise KmemspecError(f"trace step {op}: argument {key} is {value!r}; only name is a string, every other argument an int")
+    method(**args)
 
 
 def _machine(args: argparse.Namespace) -> int:

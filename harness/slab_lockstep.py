@@ -284,8 +284,12 @@ class SlabCalls:
         if self.slab.corrupt:
             raise InvalidArgument(f"a byte of cache {min(self.slab.corrupt)} is already overwritten: kmem_cache_validate it first")
         step = Step("clobber", {"addr": addr})
-        self.trace.append(step)
-        c = self._checked_value(lambda: self.slab.classify_clobber(addr, self.claims))
+        self.trace.append(step)  # before classifying: a missing red zone fails with this step shown
+        try:
+            c = self._checked_value(lambda: self.slab.classify_clobber(addr, self.claims))
+        except InvalidArgument:
+            self.trace.pop()  # refused: nothing was written
+            raise
         name = self._obj_names.get(c.obj) or self._freed_obj_names.get(c.obj)
         if name is not None:
             step.args["addr"] = Ref(name, addr - c.obj)
@@ -429,6 +433,10 @@ class SlabCalls:
         obj = self.slab.object_at(addr)
         if obj is not None and obj.addr in self._obj_names:
             return Ref(self._obj_names[obj.addr], addr - obj.addr)
+        pfn = self.machine.virt_to_pfn(addr)
+        blk = self.model.live_block_at(pfn) if pfn is not None else None
+        if blk is not None and blk.pfn not in self.slab.slab_blocks:
+            return self._addr_arg(addr)  # a page block now, whatever object lived there before
         if addr in self._freed_obj_names:
             return Ref(self._freed_obj_names[addr])
         return self._addr_arg(addr) if addr > ZERO_SIZE_PTR else addr

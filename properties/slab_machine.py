@@ -238,6 +238,8 @@ class MemoryStateMachine(PageStateMachine):
         if then == "kfree first":
             assume(large is not None and "BUDDY-DOUBLE-FREE" in claims)
             self.iut.kfree(large.addr)
+            if pfn in slab.slab_blocks and "SLAB-PAGE-BAD-FREE" not in claims:
+                return  # the block stayed as an empty slab: freeing it is a misuse this implementation does not claim
             self.iut.free_pages(pfn, order)
             return
         self.iut.free_pages(pfn, order)

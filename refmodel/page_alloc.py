@@ -192,6 +192,10 @@ class PageAllocModel:
         if not candidates:
             where = ", ".join(f"ZONE_{t.name}" for t in zones) or "no populated zone"
             return Expectation(Outcome.MUST_FAIL, "BUDDY-NO-OVERLAP", f"no free order-{order} block in {where}")
+        if gfp & _NOFAIL and gfpflags_allow_blocking(gfp):
+            # Checked first: NOFAIL-NEVER-NULL binds every implementation, above the watermarks too.
+            return Expectation(Outcome.MUST_SUCCEED, "NOFAIL-NEVER-NULL",
+                               f"__GFP_NOFAIL never returns NULL and ZONE_{candidates[0].name} has a free order-{order} block")
         ok = [t for t in candidates if self.watermark_ok(t, order, high)]
         if ok:
             return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
@@ -199,9 +203,6 @@ class PageAllocModel:
         if gfp & _MEMALLOC and not gfp & _NOMEMALLOC:
             return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
                                f"__GFP_MEMALLOC ignores watermarks and ZONE_{candidates[0].name} has a free order-{order} block")
-        if gfp & _NOFAIL and gfpflags_allow_blocking(gfp):
-            return Expectation(Outcome.MUST_SUCCEED, "NOFAIL-NEVER-NULL",
-                               f"__GFP_NOFAIL never returns NULL and ZONE_{candidates[0].name} has a free order-{order} block")
         return Expectation(Outcome.MAY_FAIL, "BUDDY-NO-SPURIOUS-FAIL",
                            f"every eligible zone with a free order-{order} block is at or below its low watermark")
 

@@ -385,16 +385,17 @@ class SlabModel:
         inner = self.object_at(addr)
         if inner is not None:
             return _slab_misuse(InvalidFree, "SLAB-INVALID-FREE", f"{fn}({addr:#x}) points {addr - inner.addr} bytes into {inner.describe()}")
+        pfn = self.machine.virt_to_pfn(addr)
+        blk = self.pages.live_block_at(pfn) if pfn is not None else None
+        if blk is not None and blk.pfn not in self.slab_blocks:
+            # Checked before "already free": the page allocator may have handed a freed object's pages out since.
+            return _slab_misuse(InvalidFree, "SLAB-INVALID-FREE", f"{fn}({addr:#x}) is inside the order-{blk.order} page block at pfn {blk.pfn:#x}, not a slab object")
         if addr in self.freed:
             # SLUB finds "Object already free" while the slab lives; once its pages went
             # back to the buddy allocator kfree sees no slab ("Not a kmalloc allocation").
             # If another cache's slab has taken the pages since, kmem_cache_free finds a WrongCache.
             also = (InvalidFree,) if cid is None else (InvalidFree, WrongCache)
             return replace(_slab_misuse(DoubleFree, "SLAB-DOUBLE-FREE", f"{fn}({addr:#x}): the object is already free"), also_report=also)
-        pfn = self.machine.virt_to_pfn(addr)
-        blk = self.pages.live_block_at(pfn) if pfn is not None else None
-        if blk is not None and blk.pfn not in self.slab_blocks:
-            return _slab_misuse(InvalidFree, "SLAB-INVALID-FREE", f"{fn}({addr:#x}) is inside the order-{blk.order} page block at pfn {blk.pfn:#x}, not a slab object")
         return _slab_misuse(InvalidFree, None, f"{fn}({addr:#x}) was never returned by the slab layer")
 
     def expect_cache_destroy(self, cid: int, ctx: Context) -> Expectation:

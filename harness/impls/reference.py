@@ -172,7 +172,8 @@ class ReferenceAllocator:
         c = self.slab.caches[cache]
         pad = self._red_pad(cache)
         size = max(pad + c.object_size + (_RED if pad else 0), c.align)
-        addr = self._object(size, c.object_size, (gfp & ~GFP_SLAB_BUG_MASK) | c.zone_gfp, cid=cache, pad=pad)
+        # new_slab keeps only the caller's reclaim flags: the zone is the cache's.
+        addr = self._object(size, c.object_size, (gfp & ~int(GFP.DMA | GFP.DMA32 | GFP.HIGHMEM)) | c.zone_gfp, cid=cache, pad=pad)
         if addr is not None:
             for start, data in self._debug_areas(cache, addr, gfp):
                 self.memory.write(start - self.machine.page_offset, data)

@@ -37,6 +37,7 @@ from ..protocol import Env
 
 _DMA, _DMA32, _ZERO, _COMP = int(GFP.DMA), int(GFP.DMA32), int(GFP.ZERO), int(GFP.COMP)
 _DIRECT_RECLAIM, _NOWARN, _NORETRY, _NOFAIL = int(GFP.DIRECT_RECLAIM), int(GFP.NOWARN), int(GFP.NORETRY), int(GFP.NOFAIL)
+_NOMEMALLOC, _RECLAIM = int(GFP.NOMEMALLOC), int(GFP.DIRECT_RECLAIM | GFP.KSWAPD_RECLAIM)
 SLUB_MAX_ORDER: Final = 3  # PAGE_ALLOC_COSTLY_ORDER (mm/slub.c slub_max_order)
 SLUB_RED_INACTIVE: Final = 0xBB  # include/linux/poison.h
 SLUB_RED_ACTIVE: Final = 0xCC
@@ -318,7 +319,10 @@ class SlubLayer:
         base = (gfp & GFP_SLAB_KEEP) | cache.zone_gfp | _COMP
         order, pfn = cache.order, None
         if cache.order > cache.min_order:
-            pfn = self.backend.slab_alloc_pages((base | _NOWARN | _NORETRY) & ~_NOFAIL, order)
+            first = (base | _NOWARN | _NORETRY) & ~_NOFAIL
+            if first & _DIRECT_RECLAIM:  # no reclaim and no reserves for the preferred order: the min order will do
+                first = (first | _NOMEMALLOC) & ~_RECLAIM
+            pfn = self.backend.slab_alloc_pages(first, order)
         if pfn is None:
             order = cache.min_order
             if gfp & GFP_SLAB_BUG_MASK and not self.strict_gfp_report:
