@@ -280,3 +280,28 @@ def test_kfree_then_free_pages_is_a_page_double_free():
     iut.kfree(p)
     iut.free_pages(iut.machine.virt_to_pfn(p), 2)
     assert "DoubleFree" in iut.trace[-1].comment
+
+
+def test_kfree_of_a_page_block_at_a_freed_objects_address_is_an_invalid_free():
+    # the page allocator handed the freed large kmalloc block out again: kfree now meets a page block, not a freed object
+    iut = _iut()
+    a = iut.kmalloc(9000, GFP_KERNEL)
+    iut.kfree(a)
+    b = iut.get_free_pages(GFP_KERNEL, 2)
+    assert a == b and iut.slab.expect_kfree(b).report is InvalidFree
+    iut.kfree(b)
+    assert "addr_0" in iut.trace[-1].render()
+
+
+def test_nofail_binds_above_the_watermarks_without_the_liveness_claim():
+    from kmemspec.harness.impls.fast import FastBuddy
+
+    class NullNofail(FastBuddy):
+        claims = FastBuddy.claims - {"BUDDY-NO-SPURIOUS-FAIL", "SLAB-NO-SPURIOUS-FAIL"}
+
+        def _alloc(self, gfp, order, zonelists):
+            return None if gfp & int(GFP.NOFAIL) else super()._alloc(gfp, order, zonelists)
+
+    iut = Lockstep(NullNofail, "tiny")
+    with pytest.raises(ConformanceFailure, match="NOFAIL-NEVER-NULL"):
+        iut.alloc_pages(GFP_KERNEL | GFP.NOFAIL, 0)
