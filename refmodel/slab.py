@@ -290,8 +290,9 @@ class SlabModel:
         self._debug_by_slab: dict[int, set[int]] = {}
         self._debug_by_cache: dict[int, set[int]] = {}
         self.corrupt: dict[int, list[Corruption]] = {}  # cache id -> bytes overwritten since its last validate
-        #: The page rules that bind the implementation: a slab allocation must succeed only where one of them says its pages must.
-        self.page_liveness: frozenset[str] = frozenset({"NOFAIL-NEVER-NULL"})
+        #: The page rules that bind the implementation: a slab allocation must succeed only where one of them says its pages
+        #: must (SLAB-NO-SPURIOUS-FAIL). Empty, the default, when the implementation does not claim that rule.
+        self.page_liveness: frozenset[str] = frozenset()
 
     @property
     def opaque(self) -> bool:
@@ -320,6 +321,11 @@ class SlabModel:
             return obj if obj.end > start else None
         return None
 
+    @property
+    def _liveness_judged(self) -> bool:
+        """SLAB-NO-SPURIOUS-FAIL is judged: claimed (page_liveness set) and every slab page visible (exact)."""
+        return self.exact and bool(self.page_liveness)
+
     def kmalloc_max_size(self) -> int:
         return kmalloc_max_size(self.machine)
 
@@ -334,6 +340,8 @@ class SlabModel:
             return Expectation(Outcome.MUST_FAIL, "KMALLOC-MAX-SIZE", f"{size} bytes is above KMALLOC_MAX_SIZE {self.kmalloc_max_size()}",
                                also_report=(UnexpectedGfp,) if slab_gfp_bug(gfp) else ())
         bucket = kmalloc_size_roundup(size, self.machine)
+        if not self._liveness_judged:
+            return self._expect_object(bucket, gfp, ctx)
         fixed = gfp & ~GFP_SLAB_BUG_MASK
         if size > kmalloc_max_cache_size(self.machine):  # ___kmalloc_large_node: alloc_pages(flags | __GFP_COMP)
             need = (get_order(size, self.machine.page_shift), fixed | _COMP, f"a large kmalloc of {size} bytes")
@@ -345,7 +353,7 @@ class SlabModel:
     def expect_cache_alloc(self, cid: int, gfp: int, ctx: Context) -> Expectation:
         """What kmem_cache_alloc(cache, gfp) may do (mm/slub.c slab_alloc_node); the cache's own zone is no misuse."""
         cache = self.caches[cid]
-        stride = cache.plain_stride
+        stride = cache.plain_stride if self._liveness_judged else None
         need = None if stride is None else (get_order(stride, self.machine.page_shift), (gfp & GFP_SLAB_KEEP) | cache.zone_gfp | _COMP,
                                             f"a new slab of {stride}-byte objects")
         return self._expect_object(cache.object_size, gfp, ctx, need)
@@ -354,7 +362,7 @@ class SlabModel:
         # Success is required only where the model sees every slab page (slab_info) and the page
         # allocator must supply what a new slab or a large kmalloc takes (SLAB-NO-SPURIOUS-FAIL, claimed).
         outcome = Expectation(Outcome.MAY_FAIL, "SLAB-NO-OVERLAP", f"an object of {nbytes} bytes needs room in a slab the model cannot see")
-        if need is not None and self.exact:
+        if need is not None:
             order, page_gfp, what = need
             pages = self.pages.expect_alloc(page_gfp, order, logical=True)
             if pages.outcome is Outcome.MUST_SUCCEED and pages.rule_id in self.page_liveness:
