@@ -18,19 +18,7 @@ from ..refmodel.errors import InvalidDefinition, SleepInAtomic, Violation
 from ..refmodel.gfp import gfpflags_allow_blocking
 from ..refmodel.machine import Machine
 from ..refmodel.rules import CLAIMABLE
-
-#: capability -> the methods it requires. "pages" is mandatory for now.
-CAPABILITY_METHODS: Final[dict[str, tuple[str, ...]]] = {
-    "pages": ("alloc_pages", "free_pages"),
-    "get_free_pages": ("get_free_pages", "free_pages_addr"),
-    "memory": ("read_phys", "write_phys"),
-    "free_area": ("free_area",),
-    "kmalloc": ("kmalloc", "kzalloc", "kmalloc_array", "krealloc", "ksize", "kfree"),
-    "slab": ("kmem_cache_create", "kmem_cache_alloc", "kmem_cache_free", "kmem_cache_destroy", "kmem_cache_shrink"),
-    "slab_info": ("slabs",),
-    "slab_debug": ("kmem_cache_validate",),
-}
-
+from .ops import CAPABILITY_METHODS
 
 @runtime_checkable
 class PageAllocator(Protocol):

@@ -19,7 +19,8 @@ from ..refmodel.errors import KmemspecError, Violation
 from ..refmodel.machine import load_machine, machine_from_dict
 from .loader import build_iut, load_impl
 from .protocol import Env
-from .wire import PROTOCOL_VERSION, WIRE_OPS, decode_bytes, encode_bytes
+from .ops import Kind
+from .wire import PROTOCOL_VERSION, PROTOCOLS, WIRE_OPS, decode_bytes, encode_result, request_args
 
 #: The server's exit status for a usage error (a wrong path, a factory that raises): the suite shows its message.
 USAGE_EXIT = 2
@@ -53,7 +54,9 @@ class _Server:
     def handle(self, req: dict[str, Any]) -> dict[str, Any] | None:
         op = req.get("op")
         if op == "hello":
-            return {"protocol": PROTOCOL_VERSION, "capabilities": sorted(self.caps), "claims": sorted(self.claims), "name": self.impl.label}
+            asked = req.get("protocol")
+            version = asked if asked in PROTOCOLS else PROTOCOL_VERSION  # answer an older suite in its own version
+            return {"protocol": version, "capabilities": sorted(self.caps), "claims": sorted(self.claims), "name": self.impl.label}
         if op == "init":
             self._close()
             described = {k: v for k, v in req["machine"].items() if k != "free_ranges"}  # derived, not part of the file format
@@ -64,18 +67,13 @@ class _Server:
             return {"crash": f"unknown op {op!r}"}
         self.env.events = {}
         self.env.context = Context(req.get("context", 0))
-        args = [req[name] for name in wire.args]
-        if op == "write_phys":
-            args[1] = decode_bytes(args[1])
+        given = request_args(req)
+        args = [decode_bytes(given[a.name]) if a.kind is Kind.BYTES else given[a.name] for a in wire.args]
         try:
-            result = getattr(self.iut, op)(*args)
+            result = getattr(self.iut, wire.name)(*args)
         except Violation as v:
             return {"error": v.kind(), "message": str(v), **self.env.events}
-        if op == "read_phys" and isinstance(result, (bytes, bytearray)):
-            result = encode_bytes(result)
-        elif op in ("free_area", "slabs") and result is not None:
-            result = [list(pair) for pair in result]
-        return {"result": result, **self.env.events}
+        return {"result": encode_result(wire, result), **self.env.events}
 
     def _close(self) -> None:
         close = getattr(self.iut, "close", None)

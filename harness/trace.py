@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Callable, Final
 
 from ..refmodel.context import Context
 from ..refmodel.gfp import format_gfp
 from ..refmodel.slab import SlabFlag
+from .ops import Kind
+from .ops import op as op_named
 
 SCHEMA_VERSION: Final = 1
 
@@ -45,9 +47,10 @@ class Step:
     comment: str = ""
 
     def render(self) -> str:
+        o = op_named(self.op)
         parts = []
         for key, value in self.args.items():
-            parts.append(f"{key}={_render_arg(key, value)}")
+            parts.append(f"{key}={_render_arg(o.kind_of(key) if o is not None else None, value)}")
         call = f"iut.{self.op}({', '.join(parts)})"
         line = f"{self.result} = {call}" if self.result else call
         return f"{line}  # {self.comment}" if self.comment else line
@@ -69,20 +72,14 @@ class Step:
         return cls(str(data["op"]), args, data.get("result"), str(data.get("comment", "")))
 
 
-def _render_arg(key: str, value: Arg) -> str:
+def _render_arg(kind: Kind | None, value: Arg) -> str:
+    """An argument as a printed test shows it, by its kind (refmodel's operation table)."""
     if isinstance(value, Ref):
         return value.render()
     if isinstance(value, str):
         return repr(value)
-    if key == "gfp":
-        return format_gfp(value)
-    if key == "ctx":
-        return f"Context.{Context(value).name}"
-    if key == "flags":
-        return _render_slab_flags(value)
-    if key in ("pfn", "addr"):
-        return hex(value)
-    return str(value)
+    render = _RENDER.get(kind)  # type: ignore[arg-type]
+    return render(value) if render is not None else str(value)
 
 
 def _render_slab_flags(flags: int) -> str:
@@ -93,6 +90,11 @@ def _render_slab_flags(flags: int) -> str:
     rest = flags & ~sum(int(f) for f in SlabFlag if flags & f)
     return " | ".join(names + ([hex(rest)] if rest else []))
 
+
+_RENDER: Final[dict[Kind, Callable[[int], str]]] = {
+    Kind.GFP: format_gfp, Kind.CONTEXT: lambda v: f"Context.{Context(v).name}", Kind.SLAB_FLAGS: lambda v: _render_slab_flags(v),
+    Kind.PFN: hex, Kind.ADDR: hex, Kind.OBJECT: hex, Kind.PHYS: hex,
+}
 
 _GFP_NAME: Final = re.compile(r"\b(__GFP_[A-Z_0-9]+|GFP_[A-Z_0-9]+)\b")
 

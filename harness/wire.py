@@ -1,58 +1,80 @@
-"""The JSON lines protocol (version 1): messages, the operation table, and reply decoding.
+"""The JSON lines protocol (version 2): messages, their schema, and reply decoding.
 
 One request per line from the suite, one reply per line from the
-implementation (docs/protocol.md, docs/protocol.schema.json). This module is
-shared by the client (``adapters.process``, which drives a child process) and
-the server (``serve``, which puts any loadable implementation behind a pipe).
+implementation (docs/protocol.md, docs/protocol.schema.json). A request is
+``{"op": NAME, "args": {...}, "context": N}``; the operations and their
+arguments are the registry's (``harness.ops``), so a new subsystem's
+operations travel without a change here. A peer that answers ``hello`` with
+protocol 1 gets protocol 1's flat requests (``{"op": NAME, ARG: VALUE, ...}``);
+the server accepts both. This module is shared by the client
+(``adapters.process``) and the server (``serve``); ``python -m
+kmemspec.harness.wire`` prints the schema (docs/protocol.schema.json).
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Mapping
 
-from ..refmodel.errors import VIOLATION_BY_NAME, Violation
+from ..refmodel.errors import VIOLATION_BY_NAME, VIOLATIONS, Violation
 from ..refmodel.machine import Machine
+from .ops import Kind, Op, Returns, capabilities, wire_ops
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
+PROTOCOLS: Final = (1, 2)  # the versions this kmemspec speaks; 1 has flat requests
 MAX_LINE: Final = 16 << 20  # a reply longer than this is a flood (IUT-WIRE-FORMAT)
 MAX_COUNT: Final = 1000  # might_sleep / slept counts in one reply: more is garbage, not diligence
+CONTROL_OPS: Final = ("hello", "init", "bye")  # the protocol's own messages, beside the operations
 
 
-@dataclass(frozen=True)
-class WireOp:
-    """An operation of the protocol: its capability and its argument fields, in order."""
+class _WireOps(Mapping[str, Op]):
+    """The operations of the protocol, by name: a live view of the registry (``harness.ops.wire_ops``)."""
 
-    name: str
-    capability: str
-    args: tuple[str, ...]
+    def __getitem__(self, name: str) -> Op:
+        return wire_ops()[name]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(wire_ops())
+
+    def __len__(self) -> int:
+        return len(wire_ops())
 
 
-WIRE_OPS: Final[dict[str, WireOp]] = {
-    op.name: op
-    for op in (
-        WireOp("alloc_pages", "pages", ("gfp", "order")),
-        WireOp("free_pages", "pages", ("pfn", "order")),
-        WireOp("get_free_pages", "get_free_pages", ("gfp", "order")),
-        WireOp("free_pages_addr", "get_free_pages", ("addr", "order")),
-        WireOp("read_phys", "memory", ("phys_addr", "length")),
-        WireOp("write_phys", "memory", ("phys_addr", "data")),
-        WireOp("free_area", "free_area", ()),
-        WireOp("kmalloc", "kmalloc", ("size", "gfp")),
-        WireOp("kzalloc", "kmalloc", ("size", "gfp")),
-        WireOp("kmalloc_array", "kmalloc", ("n", "size", "gfp")),
-        WireOp("krealloc", "kmalloc", ("addr", "size", "gfp")),
-        WireOp("ksize", "kmalloc", ("addr",)),
-        WireOp("kfree", "kmalloc", ("addr",)),
-        WireOp("kmem_cache_create", "slab", ("name", "size", "align", "flags")),
-        WireOp("kmem_cache_alloc", "slab", ("cache", "gfp")),
-        WireOp("kmem_cache_free", "slab", ("cache", "addr")),
-        WireOp("kmem_cache_destroy", "slab", ("cache",)),
-        WireOp("kmem_cache_shrink", "slab", ("cache",)),
-        WireOp("slabs", "slab_info", ()),
-        WireOp("kmem_cache_validate", "slab_debug", ("cache",)),
-    )
-}
+WIRE_OPS: Final[Mapping[str, Op]] = _WireOps()
+
+
+def request(o: Op, args: tuple[Any, ...], context: int, version: int = PROTOCOL_VERSION) -> dict[str, Any]:
+    """The request line for ``o(*args)`` in ``context``, in protocol ``version``."""
+    named = {a.name: (encode_bytes(v) if a.kind is Kind.BYTES else v) for a, v in zip(o.args, args)}
+    if version == 1:
+        return {"op": o.name, **named, "context": context}
+    return {"op": o.name, "args": named, "context": context}
+
+
+def request_args(req: Mapping[str, Any]) -> dict[str, Any]:
+    """A request's arguments, from protocol 2's ``args`` object or protocol 1's flat fields."""
+    args = req.get("args")
+    if isinstance(args, dict):
+        return args
+    return {k: v for k, v in req.items() if k not in ("op", "context")}
+
+
+def decode_result(o: Op, result: Any) -> Any:
+    """A reply's result as the Python protocol has it (bytes for read_phys); WireError when it cannot be."""
+    if o.returns is Returns.BYTES:
+        return decode_bytes(result)
+    return result
+
+
+def encode_result(o: Op, result: Any) -> Any:
+    """A Python implementation's result as JSON carries it."""
+    if o.returns is Returns.BYTES and isinstance(result, (bytes, bytearray)):
+        return encode_bytes(result)
+    if o.returns in (Returns.FREE_AREA, Returns.SLAB_ROWS) and result is not None:
+        return [list(row) for row in result]
+    return result
 
 
 class WireError(ValueError):
@@ -125,3 +147,97 @@ def _violation(name: Any, message: Any) -> Violation:
     if cls is None:
         raise WireError(f"unknown violation {name!r}; the protocol's are {', '.join(sorted(VIOLATION_BY_NAME))}")
     return cls(str(message))
+
+
+# -- the schema --------------------------------------------------------------------
+
+_UINT: Final = {"$ref": "#/$defs/uint"}
+_ARG_SCHEMA: Final[dict[Kind, dict[str, Any]]] = {
+    Kind.GFP: {"$ref": "#/$defs/gfp"}, Kind.ORDER: {"type": "integer"}, Kind.PFN: {"type": "integer"}, Kind.ADDR: _UINT,
+    Kind.OBJECT: _UINT, Kind.PHYS: _UINT, Kind.SIZE: _UINT, Kind.CACHE: _UINT, Kind.SLAB_FLAGS: _UINT,
+    Kind.NAME: {"type": "string"}, Kind.BYTES: {"$ref": "#/$defs/hex"}, Kind.CONTEXT: {"$ref": "#/$defs/context"},
+}
+_RESULT_SCHEMA: Final[dict[Returns, dict[str, Any]]] = {
+    Returns.NOTHING: {"type": "null"}, Returns.PFN: {"type": ["integer", "null"]}, Returns.ADDR: {"type": ["integer", "null"]},
+    Returns.OBJECT: {"type": ["integer", "null"]}, Returns.CACHE: {"type": ["integer", "null"]}, Returns.SIZE: {"type": "integer"},
+    Returns.BYTES: {"$ref": "#/$defs/hex"},
+    Returns.FREE_AREA: {"type": "array", "items": {"$ref": "#/$defs/range"}, "description": "[[pfn, order], ...]"},
+    Returns.SLAB_ROWS: {"type": "array", "description": "[[cache, pfn, order, inuse, total], ...]",
+                        "items": {"type": "array", "items": _UINT, "minItems": 5, "maxItems": 5}},
+}
+
+
+def _op_schema(o: Op) -> dict[str, Any]:
+    return {
+        "type": "object", "required": ["op", "args", "context"],
+        "description": o.doc or o.name,
+        "properties": {
+            "op": {"const": o.name},
+            "args": {"type": "object", "required": list(o.arg_names), "additionalProperties": False,
+                     "properties": {a.name: _ARG_SCHEMA[a.kind] for a in o.args}},
+            "context": {"$ref": "#/$defs/context"},
+        },
+        "x-result": _RESULT_SCHEMA[o.returns],
+    }
+
+
+def protocol_schema() -> dict[str, Any]:
+    """docs/protocol.schema.json, derived from the operation table (a test keeps the file equal to it)."""
+    events = {"might_sleep": {"$ref": "#/$defs/events/might_sleep"}, "slept": {"$ref": "#/$defs/events/slept"},
+              "reports": {"$ref": "#/$defs/events/reports"}}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"kmemspec-protocol/{PROTOCOL_VERSION}",
+        "title": f"kmemspec JSON lines protocol, version {PROTOCOL_VERSION}",
+        "description": "One JSON object per line. The suite writes a request; the implementation writes exactly one reply (none to bye). "
+                       "docs/protocol.md explains each message. Generated by `python -m kmemspec.harness.wire` from the operation table; "
+                       "each operation's x-result gives the shape of its reply's result. A peer that answers hello with protocol 1 "
+                       "gets protocol 1's requests: the same fields, with the arguments beside op instead of inside args.",
+        "$defs": {
+            "uint": {"type": "integer", "minimum": 0},
+            "gfp": {"description": "a GFP mask (include/linux/gfp_types.h bits; kmemspec_iut.h)", "$ref": "#/$defs/uint"},
+            "context": {"description": "the caller's preempt_count: 0 process, 1 atomic, 0x100 softirq, 0x10000 hardirq", "$ref": "#/$defs/uint"},
+            "hex": {"type": "string", "pattern": "^([0-9a-fA-F]{2})*$"},
+            "violation": {"enum": [v.__name__ for v in VIOLATIONS]},
+            "range": {"type": "array", "prefixItems": [_UINT, _UINT], "items": False, "minItems": 2},
+            "request": {"oneOf": [
+                {"type": "object", "required": ["op", "protocol"],
+                 "properties": {"op": {"const": "hello"}, "protocol": {"enum": list(PROTOCOLS)}}},
+                {"type": "object", "required": ["op", "machine"],
+                 "properties": {"op": {"const": "init"}, "machine": {
+                     "type": "object", "description": "the machine file format (kmemspec machine NAME --json) plus free_ranges",
+                     "required": ["page_shift", "max_page_order", "page_offset", "max_low_pfn", "ram", "reserved", "zones", "free_ranges"],
+                     "properties": {"free_ranges": {"type": "array", "items": {"$ref": "#/$defs/range"}}}}}},
+                {"type": "object", "required": ["op"], "properties": {"op": {"const": "bye"}}},
+                *(_op_schema(o) for o in wire_ops().values()),
+            ]},
+            "events": {
+                "might_sleep": {**_UINT, "description": "times the call invoked might_sleep()"},
+                "slept": {**_UINT, "description": "times the call would have blocked"},
+                "reports": {"type": "array", "items": {"$ref": "#/$defs/violation"}, "description": "non-fatal reports (the kernel's WARN and continue)"},
+            },
+            "reply": {"oneOf": [
+                {"type": "object", "required": ["protocol", "capabilities"], "description": "the reply to hello",
+                 "properties": {"protocol": {"enum": list(PROTOCOLS)},
+                                "capabilities": {"type": "array", "items": {"enum": list(capabilities())}, "contains": {"const": "pages"}},
+                                "claims": {"type": "array", "items": {"type": "string", "description": "a claimable rule ID (kmemspec rules)"}},
+                                "name": {"type": "string"}}},
+                {"type": "object", "required": ["result"],
+                 "description": "success: the operation's result, of the shape its x-result gives",
+                 "properties": {"result": {"type": ["integer", "null", "string", "array"]}, **events}},
+                {"type": "object", "required": ["error"], "description": "a detected misuse; nothing changed",
+                 "properties": {"error": {"$ref": "#/$defs/violation"}, "message": {"type": "string"}, **events}},
+                {"type": "object", "required": ["crash"], "description": "the implementation failed internally (IUT-NO-CRASH)",
+                 "properties": {"crash": {"type": "string"}}},
+            ]},
+        },
+        "oneOf": [{"$ref": "#/$defs/request"}, {"$ref": "#/$defs/reply"}],
+    }
+
+
+def render_schema() -> str:
+    return json.dumps(protocol_schema(), indent=1) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_schema())

@@ -2,9 +2,21 @@
 
 One module per mechanism: ``machine`` (zones, RAM, watermarks), ``gfp`` (flags
 and zone selection), ``context`` (execution contexts, might_sleep),
-``page_alloc`` (the buddy oracle), ``errors`` (violations and failures),
-``rules`` (the catalog). Import what you need from here.
+``page_alloc`` (the buddy oracle), ``slab`` (the slab layer and kmalloc),
+``errors`` (violations and failures), ``rules`` (the catalog). Import what you
+need from here.
+
+Each subsystem module declares its rules and operations in one
+``Subsystem`` row; the built-in ones are registered here, in dependency
+order, and a new one calls ``register`` from its own module. The catalog
+(``RULES``) and every operation table the harness derives read the registry.
 """
+
+from . import context as _context
+from . import iut as _iut
+from . import page_alloc as _page_alloc
+from . import slab as _slab
+from ._subsystem import Kind, Op, Returns, Subsystem, op, register, subsystems
 
 from .context import Context, in_atomic, in_interrupt, may_sleep
 from .errors import (
@@ -25,6 +37,10 @@ from .machine import Machine, PfnRange, Zone, load_machine
 from .page_alloc import Expectation, Outcome, PageAllocModel
 from .rules import RULES, Level, Rule
 
+for _sub in (_page_alloc.SUBSYSTEM, _context.SUBSYSTEM, _slab.KMALLOC_SUBSYSTEM, _slab.SLAB_SUBSYSTEM, _iut.SUBSYSTEM):
+    register(_sub)
+del _sub
+
 __all__ = [
     "GFP",
     "RULES",
@@ -38,14 +54,18 @@ __all__ = [
     "FreeInterior",
     "FreeWrongOrder",
     "InvalidGfp",
+    "Kind",
     "KmemspecError",
     "Level",
     "Machine",
+    "Op",
     "Outcome",
     "PageAllocModel",
     "PfnRange",
+    "Returns",
     "Rule",
     "SleepInAtomic",
+    "Subsystem",
     "Violation",
     "Zone",
     "ZoneType",
@@ -56,5 +76,8 @@ __all__ = [
     "in_interrupt",
     "load_machine",
     "may_sleep",
+    "op",
     "parse_gfp",
+    "register",
+    "subsystems",
 ]

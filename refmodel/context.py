@@ -11,6 +11,9 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+from ._subsystem import Kind, Subsystem, op
+from .rules import Level, Rule
+
 PREEMPT_OFFSET: Final = 0x1
 SOFTIRQ_OFFSET: Final = 0x100
 HARDIRQ_OFFSET: Final = 0x10000
@@ -71,3 +74,18 @@ def page_alloc_allowed(ctx: Context) -> bool:
     plain alloc_pages/__free_pages from NMI is a caller bug the suite never generates.
     """
     return not in_nmi(ctx)
+
+
+# -- the subsystem ----------------------------------------------------------------
+
+RULES: tuple[Rule, ...] = (
+    Rule("CTX-NO-SLEEP", "context", Level.SAFETY, "an allocator sleeps only for GFP flags that allow blocking (after might_sleep's report, even in atomic context, as the kernel does); freeing never sleeps",
+       "include/linux/gfp.h gfpflags_allow_blocking; include/linux/sched/mm.h might_alloc; mm/page_alloc.c __free_pages (callable from IRQ context)"),
+    Rule("CTX-MIGHT-SLEEP", "context", Level.DETECTION, "an allocation whose GFP flags allow blocking, made in atomic context, reports SleepInAtomic (and may then proceed)",
+       "include/linux/sched/mm.h might_alloc -> might_sleep_if; kernel/sched/core.c __might_resched (DEBUG_ATOMIC_SLEEP)"),
+)
+
+SUBSYSTEM = Subsystem(
+    "context", "execution contexts: might_sleep, and where an allocator may sleep (include/linux/preempt.h, kernel/sched/core.c)",
+    rules=RULES, ops=(op("set_context", "pages", ("ctx", Kind.CONTEXT), wire=False, doc="enter an execution context"),),
+)

@@ -202,6 +202,14 @@ class Machine:
         """__va(PFN_PHYS(pfn)) for a lowmem PFN (include/linux/mm.h lowmem_page_address)."""
         return self.page_offset + (pfn << self.page_shift)
 
+    def virt_to_phys(self, addr: int) -> int:
+        """__pa(addr) of a logical address: the direct map is linear (arch/x86/include/asm/page.h __pa)."""
+        return addr - self.page_offset
+
+    def phys_to_virt(self, phys: int) -> int:
+        """__va(phys): the logical address of a lowmem physical address (arch/x86/include/asm/page.h __va)."""
+        return phys + self.page_offset
+
     def virt_to_pfn(self, addr: int) -> int | None:
         """__pa(addr) >> PAGE_SHIFT when ``virt_addr_valid(addr)``, else None.
 

@@ -35,6 +35,8 @@ from .errors import (
 )
 from .gfp import GFP, ZoneType, format_gfp, gfp_zone, gfp_zone_bad, gfpflags_allow_blocking, zonelist_eligible
 from .machine import Machine, Zone, split_aligned
+from .rules import Level, Rule
+from ._subsystem import Kind, Returns, Subsystem, op
 
 
 # Plain ints for the hot paths (IntFlag arithmetic builds an enum per operation).
@@ -409,3 +411,74 @@ def _boot_free_area(machine: Machine) -> tuple[dict[ZoneType, tuple[frozenset[in
                 free[zone.zone_type] += 1 << order
         area[zone.zone_type] = orders
     return {t: tuple(frozenset(s) for s in a) for t, a in area.items()}, free
+
+
+# -- the subsystem ----------------------------------------------------------------
+
+RULES: tuple[Rule, ...] = (
+    Rule("BUDDY-ORDER-LIMIT", "pages", Level.SAFETY, "alloc_pages with order > MAX_PAGE_ORDER returns NULL, even with __GFP_NOFAIL",
+       "mm/page_alloc.c __alloc_frozen_pages_noprof (WARN_ON_ONCE_GFP, then NULL)"),
+    Rule("BUDDY-ALIGN", "pages", Level.SAFETY, "a block of order k starts at a PFN that is a multiple of 2^k",
+       "mm/page_alloc.c __free_one_page / expand; VM_BUG_ON_PAGE(pfn & ((1 << order) - 1))"),
+    Rule("PAGE-RAM-ONLY", "pages", Level.SAFETY, "every page of a returned block is RAM handed to the buddy allocator: no hole, no reserved page, nothing beyond memory",
+       "mm/memblock.c memblock_free_all / free_low_memory_core_early; mm/page_alloc.c __free_pages_core"),
+    Rule("BUDDY-NO-CROSS-ZONE", "pages", Level.SAFETY, "a block lies within one zone; buddies merge only within a zone",
+       "mm/internal.h page_is_buddy (page_zone_id match); include/linux/mmzone.h zone_spans_pfn"),
+    Rule("GFP-ZONE-ELIGIBLE", "pages", Level.SAFETY, "a block comes from the zone gfp_zone() selects or a lower one, never a higher one",
+       "include/linux/gfp.h gfp_zone / GFP_ZONE_TABLE; mm/page_alloc.c get_page_from_freelist; include/linux/mmzone.h next_zones_zonelist"),
+    Rule("BUDDY-NO-OVERLAP", "pages", Level.SAFETY, "a returned block is free: it overlaps no live allocation",
+       "mm/page_alloc.c __rmqueue_smallest / expand (only PageBuddy blocks are handed out)"),
+    Rule("API-LOWMEM-ADDRESS", "pages", Level.SAFETY, "__get_free_pages returns the logical address page_address() of a lowmem block, never a highmem one (__GFP_HIGHMEM is stripped)",
+       "mm/page_alloc.c get_free_pages_noprof; include/linux/mm.h lowmem_page_address", capability="get_free_pages"),
+    Rule("API-FREE-ADDR-NULL", "pages", Level.SAFETY, "free_pages(0, order) does nothing",
+       "mm/page_alloc.c free_pages (if (addr != 0))", capability="get_free_pages"),
+    Rule("API-ZERO", "pages", Level.SAFETY, "a block allocated with __GFP_ZERO reads back as zero",
+       "mm/page_alloc.c post_alloc_hook / kernel_init_pages; include/linux/mm.h want_init_on_alloc", capability="memory"),
+    Rule("PAGE-CONTENTS-INTACT", "pages", Level.SAFETY, "the allocator never writes a live block: what the caller stored is there until it frees the block",
+       "mm/page_alloc.c (only free pages are written: init_on_free, poisoning, free-list links)", capability="memory"),
+    Rule("INTROSPECT-FREE-AREA", "pages", Level.SAFETY, "the free blocks an implementation reports are aligned, disjoint, and cover exactly the free pages",
+       "mm/page_alloc.c free_area[] / __free_one_page (every free page is in exactly one PageBuddy block)", capability="free_area"),
+    Rule("BUDDY-NO-SPURIOUS-FAIL", "pages", Level.LIVENESS, "with every free page in the buddy lists (no per-CPU lists, high-atomic reserve or watermark boost held back), alloc_pages does not return NULL when an eligible zone has a free block of the order above its low watermark plus lowmem_reserve, or when __GFP_MEMALLOC lifts the watermarks",
+       "mm/page_alloc.c get_page_from_freelist / __zone_watermark_ok (ALLOC_WMARK_LOW fast path), __gfp_pfmemalloc_flags", claimable=True),
+    Rule("NOFAIL-NEVER-NULL", "pages", Level.LIVENESS, "a blocking __GFP_NOFAIL allocation of order <= MAX_PAGE_ORDER does not return NULL while an eligible block is free (the kernel retries for ever; a model allocator must reach into its reserves)",
+       "mm/page_alloc.c __alloc_pages_slowpath (nopage: retry for ever), __alloc_pages_may_oom (ALLOC_NO_WATERMARKS fallback)"),
+    Rule("WMARK-RESERVES-KEPT", "pages", Level.POLICY, "an allocation without __GFP_MEMALLOC or __GFP_NOFAIL takes a block from zone z only while free - (2^order - 1) > min + lowmem_reserve[gfp_zone], min halved for __GFP_HIGH and cut by a further quarter when the flags cannot block",
+       "mm/page_alloc.c __zone_watermark_ok (ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK), gfp_to_alloc_flags, setup_per_zone_lowmem_reserve"),
+    Rule("GFP-ZONE-BAD", "pages", Level.DETECTION, "a GFP mask with more than one of __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM reports InvalidGfp",
+       "include/linux/gfp.h gfp_zone (GFP_ZONE_BAD, VM_BUG_ON under DEBUG_VM)"),
+    Rule("BUDDY-DOUBLE-FREE", "pages", Level.DETECTION, "freeing pages that are already free reports DoubleFree and changes nothing",
+       "include/linux/mm.h put_page_testzero (VM_BUG_ON_PAGE refcount == 0, DEBUG_VM)"),
+    Rule("BUDDY-BAD-FREE", "pages", Level.DETECTION, "freeing a reserved PFN, or a hole PFN that has a struct page, reports BadFree and changes nothing",
+       "mm/page_alloc.c free_pages_prepare / free_page_is_bad / bad_page (\"PAGE_FLAGS_CHECK_AT_FREE flag(s) set\", check_pages_enabled)"),
+    Rule("BUDDY-FREE-WRONG-ORDER", "pages", Level.DETECTION, "freeing a live compound (__GFP_COMP) block with another order than it was allocated with reports FreeWrongOrder and changes nothing (for a non-compound block the kernel does not check: undefined)",
+       "mm/page_alloc.c free_pages_prepare (VM_BUG_ON_PAGE(compound && compound_order(page) != order))"),
+    Rule("BUDDY-FREE-INTERIOR", "pages", Level.DETECTION, "freeing a PFN inside a live block that is not its first page reports FreeInterior and changes nothing",
+       "include/linux/mm.h put_page_testzero (VM_BUG_ON_PAGE: a tail page has refcount 0)"),
+    Rule("API-FREE-BAD-ADDRESS", "pages", Level.DETECTION, "free_pages of an address for which virt_addr_valid() fails (below PAGE_OFFSET, or no struct page behind it) reports BadAddress and changes nothing",
+       "mm/page_alloc.c free_pages (VM_BUG_ON(!virt_addr_valid(addr))); arch/x86/mm/physaddr.c __virt_addr_valid", capability="get_free_pages"),
+)
+
+OPS = (
+    op("alloc_pages", "pages", ("gfp", Kind.GFP), ("order", Kind.ORDER), returns=Returns.PFN,
+       doc="alloc_pages(gfp, order): the first PFN of a 2^order block, or NULL"),
+    op("free_pages", "pages", ("pfn", Kind.PFN), ("order", Kind.ORDER),
+       doc="__free_pages(pfn_to_page(pfn), order)"),
+    op("get_free_pages", "get_free_pages", ("gfp", Kind.GFP), ("order", Kind.ORDER), returns=Returns.ADDR,
+       doc="__get_free_pages(gfp, order): the logical address of a lowmem block, or 0"),
+    op("free_pages_addr", "get_free_pages", ("addr", Kind.ADDR), ("order", Kind.ORDER),
+       doc="free_pages(addr, order); free_pages(0, order) does nothing"),
+    op("read_phys", "memory", ("phys_addr", Kind.PHYS), ("length", Kind.SIZE), returns=Returns.BYTES, step=False,
+       doc="the bytes of simulated physical memory at phys_addr"),
+    op("write_phys", "memory", ("phys_addr", Kind.PHYS), ("data", Kind.BYTES), step=False,
+       doc="write bytes of simulated physical memory (the suite's patterns)"),
+    op("free_area", "free_area", returns=Returns.FREE_AREA, step=False,
+       doc="every free block as (pfn, order), as the buddy lists hold them"),
+    op("check_free_area", "free_area", wire=False, doc="INTROSPECT-FREE-AREA: the implementation's free blocks against the model's"),
+    op("check_contents", "memory", wire=False, doc="PAGE-CONTENTS-INTACT and SLAB-CONTENTS-INTACT for everything live"),
+)
+
+SUBSYSTEM = Subsystem(
+    "pages", "the buddy page allocator: zones, orders, watermarks, alloc_pages/free_pages (mm/page_alloc.c)",
+    capabilities=("pages", "get_free_pages", "memory", "free_area"), rules=RULES, ops=OPS,
+    model=lambda machine, models: PageAllocModel(machine),
+)

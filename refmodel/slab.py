@@ -32,6 +32,8 @@ from .errors import (
 from .gfp import GFP, format_gfp, gfpflags_allow_blocking, zonelist_eligible
 from .machine import Machine
 from .page_alloc import Expectation, Outcome, PageAllocModel
+from .rules import Level, Rule
+from ._subsystem import Kind, Returns, Subsystem, op
 
 _DMA, _DMA32, _COMP = int(GFP.DMA), int(GFP.DMA32), int(GFP.COMP)
 
@@ -730,3 +732,106 @@ class SlabModel:
 
 def _slab_misuse(kind: type[Violation], rule_id: str | None, reason: str) -> Expectation:
     return Expectation(Outcome.MUST_FAIL, rule_id or "undefined", reason, kind, rule_id, fatal=True, misuse=reason)
+
+
+# -- the subsystems ---------------------------------------------------------------
+
+KMALLOC_RULES: tuple[Rule, ...] = (
+    Rule("KMALLOC-ZERO-SIZE", "kmalloc", Level.SAFETY, "kmalloc(0) (and a kmalloc_array or krealloc of 0 bytes) returns ZERO_SIZE_PTR, 16, and reports nothing",
+       "include/linux/slab.h ZERO_SIZE_PTR; mm/slub.c __do_kmalloc_node (before slab_pre_alloc_hook)"),
+    Rule("KFREE-NULL", "kmalloc", Level.SAFETY, "kfree(NULL) and kfree(ZERO_SIZE_PTR) do nothing; ksize() of either is 0",
+       "mm/slub.c kfree, ksize (ZERO_OR_NULL_PTR)"),
+    Rule("KMALLOC-MAX-SIZE", "kmalloc", Level.SAFETY, "kmalloc above KMALLOC_MAX_SIZE (1 << (MAX_PAGE_ORDER + PAGE_SHIFT)) returns NULL",
+       "include/linux/slab.h KMALLOC_MAX_SIZE; mm/page_alloc.c __alloc_frozen_pages_noprof (order > MAX_PAGE_ORDER)"),
+    Rule("KMALLOC-ARRAY-OVERFLOW", "kmalloc", Level.SAFETY, "kmalloc_array(n, size) whose product overflows size_t returns NULL and allocates nothing",
+       "include/linux/slab.h kmalloc_array_noprof (check_mul_overflow)"),
+    Rule("KMALLOC-ALIGN", "kmalloc", Level.SAFETY, "a kmalloc object is aligned to ARCH_KMALLOC_MINALIGN (8) and to the largest power of two dividing its size (a power-of-two size to itself)",
+       "include/linux/slab.h kmalloc kernel-doc; mm/slab_common.c create_boot_cache (kmalloc caches' align)"),
+    Rule("KSIZE-COVERS", "kmalloc", Level.SAFETY, "ksize(p) is at least the size asked for, and the bytes up to it belong to p alone",
+       "mm/slub.c __ksize / ksize; include/linux/slab.h kmalloc_size_roundup kernel-doc"),
+    Rule("KMALLOC-SIZE-CLASS", "kmalloc", Level.POLICY, "ksize(kmalloc(size)) is the kernel's bucket: 8, 16, 32, 64, 96, 128, 192, 256 ... KMALLOC_MAX_CACHE_SIZE (2 * PAGE_SIZE), then PAGE_SIZE << get_order(size)",
+       "mm/slab_common.c kmalloc_size_roundup, kmalloc_size_index[]; include/linux/slab.h __kmalloc_index"),
+    Rule("KZALLOC-ZERO", "kmalloc", Level.SAFETY, "kzalloc, and kmalloc or kmem_cache_alloc with __GFP_ZERO, return an object that reads zero over the size asked for",
+       "include/linux/slab.h kzalloc; mm/slub.c slab_post_alloc_hook (init), ___kmalloc_large_node (__GFP_ZERO to the page allocator)", capability="memory"),
+    Rule("KREALLOC", "kmalloc", Level.SAFETY, "krealloc keeps the old contents up to the smaller size; krealloc(NULL, n) allocates; krealloc(p, 0) frees p and returns ZERO_SIZE_PTR; on failure p stays live",
+       "mm/slab_common.c krealloc_noprof / __do_krealloc"),
+    Rule("KMALLOC-GFP-BUG", "kmalloc", Level.DETECTION, "kmalloc with __GFP_HIGHMEM or __GFP_DMA32 reports UnexpectedGfp every time (unclaimed, the report is allowed, not required: the kernel warns only when it needs a new slab) and still returns lowmem",
+       "mm/slab_common.c kmalloc_fix_flags (\"Unexpected gfp\"); mm/slub.c new_slab, ___kmalloc_large_node; mm/internal.h GFP_SLAB_BUG_MASK"),
+)
+
+KMALLOC_OPS = (
+    op("kmalloc", "kmalloc", ("size", Kind.SIZE), ("gfp", Kind.GFP), returns=Returns.OBJECT,
+       doc="kmalloc(size, gfp): a logical address, ZERO_SIZE_PTR for 0 bytes, or NULL"),
+    op("kzalloc", "kmalloc", ("size", Kind.SIZE), ("gfp", Kind.GFP), returns=Returns.OBJECT, doc="kzalloc = kmalloc | __GFP_ZERO"),
+    op("kmalloc_array", "kmalloc", ("n", Kind.SIZE), ("size", Kind.SIZE), ("gfp", Kind.GFP), returns=Returns.OBJECT,
+       doc="kmalloc_array(n, size, gfp): NULL when n * size overflows size_t"),
+    op("krealloc", "kmalloc", ("addr", Kind.OBJECT), ("size", Kind.SIZE), ("gfp", Kind.GFP), returns=Returns.OBJECT,
+       doc="krealloc(p, size, gfp)"),
+    op("ksize", "kmalloc", ("addr", Kind.OBJECT), returns=Returns.SIZE, doc="ksize(p): the usable size of a live object"),
+    op("kfree", "kmalloc", ("addr", Kind.OBJECT), doc="kfree(p); NULL and ZERO_SIZE_PTR do nothing"),
+)
+
+SLAB_RULES: tuple[Rule, ...] = (
+    Rule("SLAB-LOWMEM", "slab", Level.SAFETY, "every object is a lowmem logical address inside free RAM (no hole, no reserved page), also when __GFP_HIGHMEM was asked",
+       "mm/slub.c allocate_slab (slab_address of lowmem pages), kmalloc_fix_flags; mm/slab_common.c"),
+    Rule("SLAB-ZONE-ELIGIBLE", "slab", Level.SAFETY, "an object of GFP_DMA kmalloc or of a SLAB_CACHE_DMA cache lies in ZONE_DMA (SLAB_CACHE_DMA32: ZONE_DMA32 or below)",
+       "include/linux/slab.h kmalloc_type (KMALLOC_DMA); mm/slub.c calculate_sizes (s->allocflags)"),
+    Rule("SLAB-CACHE-ALIGN", "slab", Level.SAFETY, "a kmem_cache_alloc object is aligned as calculate_alignment() says: the align asked for, SLAB_HWCACHE_ALIGN's cache line (halved while the object fits in half), at least 8",
+       "mm/slab_common.c calculate_alignment; include/linux/slab.h ARCH_SLAB_MINALIGN", capability="slab"),
+    Rule("SLAB-NO-OVERLAP", "slab", Level.SAFETY, "an object overlaps no live object and no live page block; a page block alloc_pages returns holds no live object",
+       "mm/slub.c (an object is on the freelist or allocated, never both); mm/page_alloc.c"),
+    Rule("SLAB-CONTENTS-INTACT", "slab", Level.SAFETY, "the slab layer never writes a live object: what the caller stored is there until it frees the object",
+       "mm/slub.c (free pointers and poison are written only into free objects)", capability="memory"),
+    Rule("SLAB-INTROSPECT", "slab", Level.SAFETY, "the slabs an implementation shows are page blocks it could take from free lowmem RAM, each reported once, and every object lies in a slab of its cache (a kmalloc cache or a large kmalloc block for kmalloc objects)",
+       "mm/slub.c allocate_slab / discard_slab (slab pages come from and go back to the page allocator); /sys/kernel/slab/*/slabs", capability="slab_info"),
+    Rule("SLAB-PARTIAL-FIRST", "slab", Level.POLICY, "kmem_cache_alloc takes an object from a partial slab if the cache has one, else from an empty slab if it has one, and only then from a new slab",
+       "mm/slab.c get_first_slab / cache_grow (the removed SLAB allocator); SLUB (mm/slub.c ___slab_alloc) may take an empty slab first", capability="slab_info"),
+    Rule("SLAB-SHRINK-RELEASES", "slab", Level.POLICY, "after kmem_cache_shrink the cache holds no empty slab: they went back to the page allocator",
+       "mm/slub.c __kmem_cache_do_shrink (discard_slab of every empty slab, whatever min_partial says)", capability="slab_info"),
+    Rule("SLAB-NO-SPURIOUS-FAIL", "slab", Level.LIVENESS, "with slabs() showing every slab page, kmalloc and kmem_cache_alloc (a cache without debug flags) do not return NULL when the page allocator must supply what a new slab takes (get_order of the object stride, the caller's reclaim flags) or a large kmalloc takes (get_order(size)), as BUDDY-NO-SPURIOUS-FAIL (where claimed) and NOFAIL-NEVER-NULL say",
+       "mm/slub.c allocate_slab (fallback to oo_order(s->min)), new_slab (GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK), ___kmalloc_large_node; mm/page_alloc.c get_page_from_freelist", claimable=True, capability="slab_info"),
+    Rule("SLAB-POISON", "slab", Level.POLICY, "in a SLAB_POISON cache (not SLAB_TYPESAFE_BY_RCU) a new object without __GFP_ZERO, and a free object while its slab stays, read POISON_FREE (0x6b) bytes ending in POISON_END (0xa5) (no constructor, no KFENCE object, as slub_kunit arranges)",
+       "mm/slub.c init_object (on free and again on alloc), calculate_sizes (__OBJECT_POISON; the free pointer moves out of the object); include/linux/poison.h; mm/slab.h slab_want_init_on_alloc", capability="memory"),
+    Rule("SLAB-DOUBLE-FREE", "slab", Level.DETECTION, "kfree or kmem_cache_free of an object already freed reports DoubleFree (InvalidFree once its slab is gone) and changes nothing",
+       "mm/slub.c free_consistency_checks (\"Object already free\", SLAB_CONSISTENCY_CHECKS)"),
+    Rule("SLAB-INVALID-FREE", "slab", Level.DETECTION, "kfree of a pointer into a live object, or into a page block from the page allocator, reports InvalidFree and changes nothing",
+       "mm/slub.c free_consistency_checks (\"Invalid object pointer\"), free_large_kmalloc (\"Not a kmalloc allocation\", mainline after 6.12)"),
+    Rule("SLAB-WRONG-CACHE", "slab", Level.DETECTION, "kmem_cache_free(s, x) of an object of another cache reports WrongCache and changes nothing",
+       "mm/slub.c cache_from_obj / warn_free_bad_obj (SLAB_FREELIST_HARDENED or SLAB_CONSISTENCY_CHECKS)", capability="slab"),
+    Rule("SLAB-DESTROY-BUSY", "slab", Level.DETECTION, "kmem_cache_destroy of a cache with live objects reports CacheBusy; the cache and its objects stay intact",
+       "mm/slub.c __kmem_cache_shutdown (\"Objects remaining\"); mm/slab_common.c kmem_cache_destroy (\"Slab cache still has objects\")", capability="slab"),
+    Rule("SLAB-CACHE-MIGHT-SLEEP", "slab", Level.DETECTION, "kmem_cache_create, kmem_cache_destroy and kmem_cache_shrink in atomic context report SleepInAtomic (they take slab_mutex)",
+       "mm/slab_common.c __kmem_cache_create_args, kmem_cache_destroy, kmem_cache_shrink (mutex_lock, cpus_read_lock)", capability="slab"),
+    Rule("SLAB-POISON-CHECK", "slab", Level.DETECTION, "a byte overwritten in a free object of a SLAB_POISON cache is reported as SlabCorruption by the next kmem_cache_validate, which restores the poison (a second validate reports nothing; no KASAN or KFENCE object, as slub_kunit arranges)",
+       "mm/slub.c validate_slab_cache / check_object (\"Poison overwritten\") / restore_bytes; lib/slub_kunit.c test_first_word, test_clobber_50th_byte", capability="slab_debug"),
+    Rule("SLAB-REDZONE-CHECK", "slab", Level.DETECTION, "a byte overwritten just before or just after an object of a SLAB_RED_ZONE cache (its left or right red zone; a live object in a slab validate visits: not full, or SLAB_STORE_USER) is reported as SlabCorruption by kmem_cache_validate, which restores it (no KFENCE object, as slub_kunit arranges)",
+       "mm/slub.c calculate_sizes (red_left_pad; right red zone 1..8 bytes), check_object (\"Left/Right Redzone overwritten\"), validate_slab_node (full slabs only with SLAB_STORE_USER); lib/slub_kunit.c test_clobber_zone, test_clobber_redzone_free", capability="slab_debug"),
+    Rule("SLAB-PAGE-BAD-FREE", "slab", Level.DETECTION, "free_pages of a page block the slab layer holds as a slab reports BadFree (\"Bad page state\") and, by the suite's rule for a raised misuse, changes nothing (the kernel leaks the page); a large kmalloc block may be freed, or reported and kept",
+       "mm/page_alloc.c free_pages_prepare / free_page_is_bad / page_bad_reason (\"nonzero mapcount\": PGTY_slab; check_pages_enabled); mm/slub.c free_large_kmalloc", capability="slab_info"),
+)
+
+SLAB_OPS = (
+    op("kmem_cache_create", "slab", ("name", Kind.NAME), ("size", Kind.SIZE), ("align", Kind.SIZE), ("flags", Kind.SLAB_FLAGS),
+       returns=Returns.CACHE, doc="kmem_cache_create(name, size, align, flags): a cache id (never 0), or NULL"),
+    op("kmem_cache_alloc", "slab", ("cache", Kind.CACHE), ("gfp", Kind.GFP), returns=Returns.OBJECT, doc="kmem_cache_alloc(cache, gfp)"),
+    op("kmem_cache_free", "slab", ("cache", Kind.CACHE), ("addr", Kind.OBJECT), doc="kmem_cache_free(cache, p)"),
+    op("kmem_cache_destroy", "slab", ("cache", Kind.CACHE), doc="kmem_cache_destroy(cache); a busy cache is reported and stays"),
+    op("kmem_cache_shrink", "slab", ("cache", Kind.CACHE), doc="kmem_cache_shrink(cache): give empty slabs back"),
+    op("slabs", "slab_info", returns=Returns.SLAB_ROWS, step=False,
+       doc="every slab page block as (cache, pfn, order, inuse, total); cache 0 for kmalloc's caches and large kmalloc blocks"),
+    op("kmem_cache_validate", "slab_debug", ("cache", Kind.CACHE),
+       doc="validate_slab_cache: report overwritten poison and red zones as SlabCorruption, and restore them"),
+    op("clobber", "slab_debug", ("addr", Kind.OBJECT), wire=False,
+       doc="overwrite one byte of a poison or red zone, as slub_kunit does"),
+)
+
+KMALLOC_SUBSYSTEM = Subsystem(
+    "kmalloc", "kmalloc, kzalloc, kmalloc_array, krealloc, ksize, kfree (include/linux/slab.h, mm/slab_common.c)",
+    capabilities=("kmalloc",), rules=KMALLOC_RULES, ops=KMALLOC_OPS, applies_to=frozenset({"kmalloc"}), depends=("pages",),
+)
+
+SLAB_SUBSYSTEM = Subsystem(
+    "slab", "slab caches, their pages and SLUB debugging (mm/slub.c, mm/slab_common.c)",
+    capabilities=("slab", "slab_info", "slab_debug"), rules=SLAB_RULES, ops=SLAB_OPS, applies_to=frozenset({"kmalloc", "slab"}),
+    model=lambda machine, models: SlabModel(machine, models["pages"]), depends=("pages", "kmalloc"),
+)

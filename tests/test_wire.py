@@ -6,10 +6,14 @@ from pathlib import Path
 import pytest
 
 from kmemspec.harness.protocol import CAPABILITY_METHODS
-from kmemspec.harness.wire import WIRE_OPS, WireError, decode_bytes, decode_reply, machine_message
+from kmemspec.harness.wire import PROTOCOLS, WIRE_OPS, WireError, decode_bytes, decode_reply, machine_message, protocol_schema, request, request_args
 from kmemspec.refmodel import VIOLATIONS, DoubleFree, SleepInAtomic, load_machine
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "protocol.schema.json").read_text())
+
+
+def test_the_committed_schema_is_the_one_the_operation_table_derives():
+    assert SCHEMA == protocol_schema(), "regenerate it: python -m kmemspec.harness.wire > docs/protocol.schema.json"
 
 
 def test_schema_names_the_codes_violations_capabilities_and_ops():
@@ -17,21 +21,27 @@ def test_schema_names_the_codes_violations_capabilities_and_ops():
     assert defs["violation"]["enum"] == [v.__name__ for v in VIOLATIONS]
     hello = defs["reply"]["oneOf"][0]["properties"]["capabilities"]["items"]["enum"]
     assert set(hello) == set(CAPABILITY_METHODS)
-    ops = set()
-    for alt in defs["request"]["oneOf"]:
-        op = alt["properties"]["op"]
-        ops |= set(op.get("enum", [op.get("const")]))
+    ops = {alt["properties"]["op"]["const"] for alt in defs["request"]["oneOf"]}
     assert ops == set(WIRE_OPS) | {"hello", "init", "bye"}
     for alt in defs["request"]["oneOf"]:
-        for name in alt["properties"]["op"].get("enum", [alt["properties"]["op"].get("const")]):
-            if name in WIRE_OPS:
-                assert set(alt["required"]) == {"op", "context", *WIRE_OPS[name].args}, name
+        name = alt["properties"]["op"]["const"]
+        if name in WIRE_OPS:
+            assert set(alt["properties"]["args"]["required"]) == set(WIRE_OPS[name].arg_names), name
 
 
 def test_every_capability_method_is_an_operation():
     for cap, methods in CAPABILITY_METHODS.items():
         for m in methods:
             assert WIRE_OPS[m].capability == cap
+
+
+def test_requests_are_op_args_context_and_protocol_1_peers_get_flat_ones():
+    alloc = WIRE_OPS["alloc_pages"]
+    assert request(alloc, (0xcc0, 2), 1) == {"op": "alloc_pages", "args": {"gfp": 0xcc0, "order": 2}, "context": 1}
+    assert request(alloc, (0xcc0, 2), 1, version=1) == {"op": "alloc_pages", "gfp": 0xcc0, "order": 2, "context": 1}
+    assert request(WIRE_OPS["write_phys"], (4096, b"\x01\xff"), 0)["args"] == {"phys_addr": 4096, "data": "01ff"}
+    for version in PROTOCOLS:
+        assert request_args(request(alloc, (1, 0), 0, version=version)) == {"gfp": 1, "order": 0}
 
 
 def test_replies_decode_to_results_violations_and_env_events():

@@ -9,12 +9,14 @@ methods. Status codes map one to one onto ``refmodel.errors`` violations.
 from __future__ import annotations
 
 import ctypes
+import functools
 from pathlib import Path
 from typing import Any, Final
 
-from ...refmodel.errors import VIOLATION_BY_CODE, InvalidDefinition
+from ...refmodel.errors import VIOLATION_BY_CODE, InvalidArgument, InvalidDefinition
 from ...refmodel.machine import Machine
-from ..protocol import CAPABILITY_METHODS, Env, TransportFailure, validate_iut
+from ..ops import CAPABILITY_METHODS, Kind, Op, Returns, wire_ops
+from ..protocol import Env, TransportFailure, validate_iut
 
 ABI_VERSION: Final = 1
 KMEMSPEC_OK: Final = 0
@@ -62,34 +64,55 @@ class _Env(ctypes.Structure):
                 ("sleep", _SLEEP), ("report", _REPORT)]
 
 
-#: exported symbol -> (restype, argtypes); the capability that needs it ("" = always).
-_SYMBOLS: Final[dict[str, tuple[str, Any, list[Any]]]] = {
-    "kmemspec_abi_version": ("", _u32, []),
-    "kmemspec_capabilities": ("", ctypes.c_char_p, []),
-    "kmemspec_claims": ("", ctypes.c_char_p, []),
-    "kmemspec_create": ("", _vp, [ctypes.POINTER(_Machine), ctypes.POINTER(_Env)]),
-    "kmemspec_destroy": ("", None, [_vp]),
-    "kmemspec_alloc_pages": ("pages", _int, [_vp, _u32, _u32, ctypes.POINTER(_u64)]),
-    "kmemspec_free_pages": ("pages", _int, [_vp, _u64, _u32]),
-    "kmemspec_get_free_pages": ("get_free_pages", _int, [_vp, _u32, _u32, ctypes.POINTER(_u64)]),
-    "kmemspec_free_pages_addr": ("get_free_pages", _int, [_vp, _u64, _u32]),
-    "kmemspec_read_phys": ("memory", _int, [_vp, _u64, _vp, _u64]),
-    "kmemspec_write_phys": ("memory", _int, [_vp, _u64, _vp, _u64]),
-    "kmemspec_free_area": ("free_area", _i64, [_vp, ctypes.POINTER(_u64), ctypes.POINTER(_u32), _u64]),
-    "kmemspec_kmalloc": ("kmalloc", _int, [_vp, _u64, _u32, ctypes.POINTER(_u64)]),
-    "kmemspec_kzalloc": ("kmalloc", _int, [_vp, _u64, _u32, ctypes.POINTER(_u64)]),
-    "kmemspec_kmalloc_array": ("kmalloc", _int, [_vp, _u64, _u64, _u32, ctypes.POINTER(_u64)]),
-    "kmemspec_krealloc": ("kmalloc", _int, [_vp, _u64, _u64, _u32, ctypes.POINTER(_u64)]),
-    "kmemspec_ksize": ("kmalloc", _int, [_vp, _u64, ctypes.POINTER(_u64)]),
-    "kmemspec_kfree": ("kmalloc", _int, [_vp, _u64]),
-    "kmemspec_kmem_cache_create": ("slab", _int, [_vp, ctypes.c_char_p, _u64, _u64, _u64, ctypes.POINTER(_u64)]),
-    "kmemspec_kmem_cache_alloc": ("slab", _int, [_vp, _u64, _u32, ctypes.POINTER(_u64)]),
-    "kmemspec_kmem_cache_free": ("slab", _int, [_vp, _u64, _u64]),
-    "kmemspec_kmem_cache_destroy": ("slab", _int, [_vp, _u64]),
-    "kmemspec_kmem_cache_shrink": ("slab", _int, [_vp, _u64]),
-    "kmemspec_slabs": ("slab_info", _i64, [_vp, ctypes.POINTER(_SlabRow), _u64]),
-    "kmemspec_kmem_cache_validate": ("slab_debug", _int, [_vp, _u64]),
+#: The symbols every library exports, beside one per operation of its capabilities.
+_BASE_SYMBOLS: Final[dict[str, tuple[Any, list[Any]]]] = {
+    "kmemspec_abi_version": (_u32, []),
+    "kmemspec_capabilities": (ctypes.c_char_p, []),
+    "kmemspec_claims": (ctypes.c_char_p, []),
+    "kmemspec_create": (_vp, [ctypes.POINTER(_Machine), ctypes.POINTER(_Env)]),
+    "kmemspec_destroy": (None, [_vp]),
 }
+
+_ARG_CTYPES: Final = {Kind.GFP: _u32, Kind.ORDER: _u32, Kind.CONTEXT: _u32, Kind.NAME: ctypes.c_char_p}
+_SIZE_T_LIMIT: Final = 1 << 64
+
+
+def _ctypes_of(o: Op) -> tuple[Any, list[Any]]:
+    """(restype, argtypes) of ``o``'s C function, as harness/c/kmemspec_iut.h declares it."""
+    argtypes: list[Any] = [_vp]
+    for a in o.args:
+        if a.kind is Kind.BYTES:
+            argtypes += [_vp, _u64]
+        elif a.kind is Kind.SIZE and o.returns is Returns.BYTES:
+            argtypes += [_vp, _u64]  # read_phys: the caller's buffer and its length
+        else:
+            argtypes.append(_ARG_CTYPES.get(a.kind, _u64))
+    if o.returns is Returns.FREE_AREA:
+        return _i64, argtypes + [ctypes.POINTER(_u64), ctypes.POINTER(_u32), _u64]
+    if o.returns is Returns.SLAB_ROWS:
+        return _i64, argtypes + [ctypes.POINTER(_SlabRow), _u64]
+    if o.returns.nullable or o.returns is Returns.SIZE:
+        argtypes.append(ctypes.POINTER(_u64))
+    return _int, argtypes
+
+
+def c_prototype_types(o: Op) -> tuple[str, list[str]]:
+    """The C return type and parameter types of ``o``, as harness/c/kmemspec_iut.h must declare them."""
+    params = ["void *"]
+    for a in o.args:
+        if a.kind is Kind.BYTES:
+            params += ["const void *", "uint64_t"]
+        elif a.kind is Kind.SIZE and o.returns is Returns.BYTES:
+            params += ["void *", "uint64_t"]
+        else:
+            params.append(a.kind.c_type)
+    if o.returns is Returns.FREE_AREA:
+        return "int64_t", params + ["uint64_t *", "uint32_t *", "uint64_t"]
+    if o.returns is Returns.SLAB_ROWS:
+        return "int64_t", params + ["struct kmemspec_slab *", "uint64_t"]
+    if o.returns.nullable or o.returns is Returns.SIZE:
+        params.append("uint64_t *")
+    return "int", params
 
 
 class CLibrary:
@@ -113,22 +136,22 @@ class CLibrary:
             raise InvalidDefinition(f"{label}: {path} implements kmemspec ABI version {version}; this kmemspec speaks version {ABI_VERSION} (harness/c/kmemspec_iut.h)")
         self.capabilities = self._words("kmemspec_capabilities")
         self.claims = self._words("kmemspec_claims")
-        for name, (cap, _, _) in _SYMBOLS.items():
-            if cap and cap in self.capabilities:
-                self._bind(name, cap)
+        self.ops = [o for o in wire_ops().values() if o.capability in self.capabilities]
+        for o in self.ops:
+            self._bind(o.c_symbol, o.capability, _ctypes_of(o))
         declared = type("Declared", (), {"capabilities": self.capabilities, "claims": self.claims})()
         for methods in CAPABILITY_METHODS.values():
             for method in methods:
                 setattr(declared, method, lambda *a: None)
         validate_iut(declared, label)
 
-    def _bind(self, name: str, cap: str = "") -> None:
+    def _bind(self, name: str, cap: str = "", types: tuple[Any, list[Any]] | None = None) -> None:
         try:
             fn = getattr(self.lib, name)
         except AttributeError:
             why = f"declares capability {cap!r} but" if cap else "is not a kmemspec implementation:"
             raise InvalidDefinition(f"{self.label}: {self.path} {why} does not export {name}() (harness/c/kmemspec_iut.h)") from None
-        _, fn.restype, fn.argtypes = _SYMBOLS[name]
+        fn.restype, fn.argtypes = types if types is not None else _BASE_SYMBOLS[name]
         self.functions[name] = fn
 
     def _words(self, name: str) -> frozenset[str]:
@@ -160,6 +183,7 @@ class CIut:
         self._handle = self._fn["kmemspec_create"](ctypes.byref(self._keep[0]), ctypes.byref(self._cenv))
         if not self._handle:
             raise InvalidDefinition(f"{lib.label}: kmemspec_create() returned NULL for machine {machine.name}")
+        self._bind_ops()
 
     @staticmethod
     def _machine_struct(machine: Machine) -> tuple[Any, ...]:
@@ -190,6 +214,12 @@ class CIut:
         else:
             self.env.report(cls(f"reported through env->report({code})"))
 
+    # -- the operations, one method each, derived from the operation table ------------------
+
+    def _bind_ops(self) -> None:
+        for o in self._lib.ops:
+            setattr(self, o.name, functools.partial(_CALLS[o.returns], self, o, self._fn[o.c_symbol]))
+
     def _status(self, fn: str, status: int, *, may_fail: bool = False) -> bool:
         """True for OK, False for NOMEM (allocations only); raises the violation a code names."""
         if self._pending is not None:
@@ -205,101 +235,17 @@ class CIut:
             raise TransportFailure("IUT-RETURN-TYPE", f"{fn}() returned status {status}, which is neither {allowed} a KMEMSPEC_E_* violation code")
         raise cls(f"{fn}() returned {status} ({cls.__name__})")
 
-    def alloc_pages(self, gfp: int, order: int) -> int | None:
-        out = _u64()
-        ok = self._status("kmemspec_alloc_pages", self._fn["kmemspec_alloc_pages"](self._handle, gfp, order, ctypes.byref(out)), may_fail=True)
-        return out.value if ok else None
-
-    def free_pages(self, pfn: int, order: int) -> None:
-        self._status("kmemspec_free_pages", self._fn["kmemspec_free_pages"](self._handle, pfn, order))
-
-    def get_free_pages(self, gfp: int, order: int) -> int:
-        out = _u64()
-        ok = self._status("kmemspec_get_free_pages", self._fn["kmemspec_get_free_pages"](self._handle, gfp, order, ctypes.byref(out)), may_fail=True)
-        return out.value if ok else 0
-
-    def free_pages_addr(self, addr: int, order: int) -> None:
-        self._status("kmemspec_free_pages_addr", self._fn["kmemspec_free_pages_addr"](self._handle, addr, order))
-
-    def read_phys(self, phys_addr: int, length: int) -> bytes:
-        buf = ctypes.create_string_buffer(length)
-        self._status("kmemspec_read_phys", self._fn["kmemspec_read_phys"](self._handle, phys_addr, buf, length))
-        return buf.raw
-
-    def write_phys(self, phys_addr: int, data: bytes) -> None:
-        buf = ctypes.create_string_buffer(bytes(data), len(data))
-        self._status("kmemspec_write_phys", self._fn["kmemspec_write_phys"](self._handle, phys_addr, buf, len(data)))
-
-    def free_area(self) -> list[tuple[int, int]]:
+    def _rows(self, fn: str, what: str, call: Any, make: Any) -> list[Any]:
+        """Call an introspection function that fills caller-provided arrays, growing them once if it asks for more."""
         cap = 256
-        for _ in range(2):  # the second call has room for every block the first one counted
-            pfns, orders = (_u64 * cap)(), (_u32 * cap)()
-            n = self._fn["kmemspec_free_area"](self._handle, pfns, orders, cap)
+        for _ in range(2):  # the second call has room for every row the first one counted
+            n, rows = call(cap)
             if n < 0 or n > self._max_blocks:
-                raise TransportFailure("IUT-RETURN-TYPE", f"kmemspec_free_area() returned {n}; it returns the number of free blocks "
-                                                          f"(0..{self._max_blocks} on this machine)")
+                raise TransportFailure("IUT-RETURN-TYPE", f"{fn}() returned {n}; it returns the number of {what} (0..{self._max_blocks} on this machine)")
             if n <= cap:
-                return [(pfns[i], orders[i]) for i in range(n)]
+                return make(rows, n)
             cap = n
-        raise TransportFailure("IUT-RETURN-TYPE", f"kmemspec_free_area() needed room for {cap} blocks, then asked for more")
-
-    # -- kmalloc and the slab layer ---------------------------------------------------
-
-    def _out(self, fn: str, *args: Any, may_fail: bool = True) -> int | None:
-        """Call ``fn`` with an out-parameter appended; None for KMEMSPEC_NOMEM."""
-        out = _u64()
-        ok = self._status(fn, self._fn[fn](self._handle, *args, ctypes.byref(out)), may_fail=may_fail)
-        return out.value if ok else None
-
-    def kmalloc(self, size: int, gfp: int) -> int | None:
-        return self._out("kmemspec_kmalloc", size, gfp)
-
-    def kzalloc(self, size: int, gfp: int) -> int | None:
-        return self._out("kmemspec_kzalloc", size, gfp)
-
-    def kmalloc_array(self, n: int, size: int, gfp: int) -> int | None:
-        if n >> 64 or size >> 64:
-            return None  # size_t arguments cannot carry it: the product overflows all the more
-        return self._out("kmemspec_kmalloc_array", n, size, gfp)
-
-    def krealloc(self, addr: int, size: int, gfp: int) -> int | None:
-        return self._out("kmemspec_krealloc", addr, size, gfp)
-
-    def ksize(self, addr: int) -> int | None:
-        return self._out("kmemspec_ksize", addr, may_fail=False)
-
-    def kfree(self, addr: int) -> None:
-        self._status("kmemspec_kfree", self._fn["kmemspec_kfree"](self._handle, addr))
-
-    def kmem_cache_create(self, name: str, size: int, align: int, flags: int) -> int | None:
-        return self._out("kmemspec_kmem_cache_create", name.encode(), size, align, flags)
-
-    def kmem_cache_alloc(self, cache: int, gfp: int) -> int | None:
-        return self._out("kmemspec_kmem_cache_alloc", cache, gfp)
-
-    def kmem_cache_free(self, cache: int, addr: int) -> None:
-        self._status("kmemspec_kmem_cache_free", self._fn["kmemspec_kmem_cache_free"](self._handle, cache, addr))
-
-    def kmem_cache_destroy(self, cache: int) -> None:
-        self._status("kmemspec_kmem_cache_destroy", self._fn["kmemspec_kmem_cache_destroy"](self._handle, cache))
-
-    def kmem_cache_shrink(self, cache: int) -> None:
-        self._status("kmemspec_kmem_cache_shrink", self._fn["kmemspec_kmem_cache_shrink"](self._handle, cache))
-
-    def kmem_cache_validate(self, cache: int) -> None:
-        self._status("kmemspec_kmem_cache_validate", self._fn["kmemspec_kmem_cache_validate"](self._handle, cache))
-
-    def slabs(self) -> list[tuple[int, int, int, int, int]]:
-        cap = 256
-        for _ in range(2):
-            rows = (_SlabRow * cap)()
-            n = self._fn["kmemspec_slabs"](self._handle, rows, cap)
-            if n < 0 or n > self._max_blocks:
-                raise TransportFailure("IUT-RETURN-TYPE", f"kmemspec_slabs() returned {n}; it returns the number of slab blocks (0..{self._max_blocks})")
-            if n <= cap:
-                return [(r.cache, r.pfn, r.order, r.inuse, r.total) for r in rows[:n]]
-            cap = n
-        raise TransportFailure("IUT-RETURN-TYPE", f"kmemspec_slabs() needed room for {cap} blocks, then asked for more")
+        raise TransportFailure("IUT-RETURN-TYPE", f"{fn}() needed room for {cap} {what}, then asked for more")
 
     def close(self) -> None:
         """kmemspec_destroy(); the lockstep checker calls it when the example ends."""
@@ -312,3 +258,64 @@ class CIut:
             self.close()
         except Exception:
             pass
+
+
+def _c_args(o: Op, args: tuple[Any, ...]) -> list[Any] | None:
+    """The C arguments of a call; None when a size_t argument cannot carry its value (the request overflows all the more)."""
+    out: list[Any] = []
+    for a, v in zip(o.args, args):
+        if a.kind is Kind.NAME:
+            out.append(v.encode())
+        elif a.kind is Kind.BYTES:
+            data = bytes(v)
+            out += [ctypes.create_string_buffer(data, len(data)), len(data)]
+        elif a.kind is Kind.SIZE and v >= _SIZE_T_LIMIT:
+            return None
+        else:
+            out.append(v)
+    return out
+
+
+def _call_status(iut: CIut, o: Op, fn: Any, *args: Any) -> None:
+    c_args = _c_args(o, args)
+    if c_args is None:
+        raise InvalidArgument(f"{o.name}{args!r}: a size_t argument cannot carry its value")
+    iut._status(o.c_symbol, fn(iut._handle, *c_args))
+
+
+def _call_out(iut: CIut, o: Op, fn: Any, *args: Any) -> int | None:
+    c_args = _c_args(o, args)
+    if c_args is None:
+        return None  # kmalloc_array(n, size) whose size_t arguments cannot carry n or size: NULL
+    out = _u64()
+    ok = iut._status(o.c_symbol, fn(iut._handle, *c_args, ctypes.byref(out)), may_fail=o.returns.nullable)
+    return out.value if ok else None
+
+
+def _call_bytes(iut: CIut, o: Op, fn: Any, *args: Any) -> bytes:
+    *head, length = args  # read_phys(phys_addr, length): the bytes into a buffer of that length
+    buf = ctypes.create_string_buffer(length)
+    iut._status(o.c_symbol, fn(iut._handle, *head, buf, length))
+    return buf.raw
+
+
+def _call_free_area(iut: CIut, o: Op, fn: Any) -> list[tuple[int, int]]:
+    def call(cap: int) -> tuple[int, Any]:
+        pfns, orders = (_u64 * cap)(), (_u32 * cap)()
+        return fn(iut._handle, pfns, orders, cap), (pfns, orders)
+    return iut._rows(o.c_symbol, "free blocks", call, lambda rows, n: [(rows[0][i], rows[1][i]) for i in range(n)])
+
+
+def _call_slabs(iut: CIut, o: Op, fn: Any) -> list[tuple[int, int, int, int, int]]:
+    def call(cap: int) -> tuple[int, Any]:
+        rows = (_SlabRow * cap)()
+        return fn(iut._handle, rows, cap), rows
+    return iut._rows(o.c_symbol, "slab blocks", call, lambda rows, n: [(r.cache, r.pfn, r.order, r.inuse, r.total) for r in rows[:n]])
+
+
+#: How each kind of answer comes back through the C ABI.
+_CALLS: Final[dict[Returns, Any]] = {
+    Returns.NOTHING: _call_status, Returns.PFN: _call_out, Returns.ADDR: _call_out, Returns.OBJECT: _call_out,
+    Returns.CACHE: _call_out, Returns.SIZE: _call_out, Returns.BYTES: _call_bytes, Returns.FREE_AREA: _call_free_area,
+    Returns.SLAB_ROWS: _call_slabs,
+}

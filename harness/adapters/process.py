@@ -10,6 +10,7 @@ fresh one. ``close()`` (and interpreter exit) leaves no child behind.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
 import re
@@ -24,8 +25,9 @@ from typing import Any, Final
 
 from ...refmodel.errors import InvalidDefinition
 from ...refmodel.machine import Machine
-from ..protocol import CAPABILITY_METHODS, Env, TransportFailure, validate_iut
-from ..wire import MAX_LINE, PROTOCOL_VERSION, WireError, decode_bytes, decode_reply, encode_bytes, machine_message, Reply
+from ..ops import CAPABILITY_METHODS, Op, wire_ops
+from ..protocol import Env, TransportFailure, validate_iut
+from ..wire import MAX_LINE, PROTOCOL_VERSION, PROTOCOLS, Reply, WireError, decode_reply, decode_result, machine_message, request
 
 STDERR_TAIL: Final = 4096  # bytes of stderr kept
 STDERR_SHOWN: Final = 1500  # characters of it put into a failure message
@@ -143,6 +145,7 @@ class ProcessFactory:
         self.hung_seconds = 0.0
         self._child: _Child | None = None
         self._declared = False
+        self.version = PROTOCOL_VERSION  # what the child answered hello with: 1 gets flat requests
         _LIVE.add(self)
 
     @classmethod
@@ -221,11 +224,13 @@ class ProcessFactory:
         return child
 
     def _handshake(self, child: _Child, hello: Any) -> None:
-        if not isinstance(hello, dict) or type(hello.get("protocol")) is not int or hello["protocol"] != PROTOCOL_VERSION \
+        if not isinstance(hello, dict) or type(hello.get("protocol")) is not int or hello["protocol"] not in PROTOCOLS \
                 or not _strings(hello.get("capabilities")) or not _strings(hello.get("claims", [])):
             self._discard(child)
             raise TransportFailure("IUT-WIRE-FORMAT", f"{self._who(child)} answered hello with {_clip(json.dumps(hello))}; "
-                                                      f"expected {{\"protocol\": {PROTOCOL_VERSION}, \"capabilities\": [strings], \"claims\": [strings]}}")
+                                                      f"expected {{\"protocol\": {PROTOCOL_VERSION}, \"capabilities\": [strings], \"claims\": [strings]}} "
+                                                      f"(this kmemspec speaks protocols {', '.join(map(str, PROTOCOLS))})")
+        self.version = hello["protocol"]
         probe = type("Declared", (), {"capabilities": hello.get("capabilities"), "claims": hello.get("claims", [])})()
         for methods in CAPABILITY_METHODS.values():
             for method in methods:
@@ -337,73 +342,13 @@ class ProcessIut:
     def __init__(self, factory: ProcessFactory, env: Env) -> None:
         self._factory, self.env = factory, env
         self.capabilities, self.claims = factory.capabilities, factory.claims
+        # One method per operation of the declared capabilities, derived from the operation table.
+        for o in wire_ops().values():
+            if o.capability in self.capabilities:
+                setattr(self, o.name, functools.partial(self._call, o))
 
-    def alloc_pages(self, gfp: int, order: int) -> Any:
-        return self._op("alloc_pages", gfp=gfp, order=order)
-
-    def free_pages(self, pfn: int, order: int) -> Any:
-        return self._op("free_pages", pfn=pfn, order=order)
-
-    def get_free_pages(self, gfp: int, order: int) -> Any:
-        return self._op("get_free_pages", gfp=gfp, order=order)
-
-    def free_pages_addr(self, addr: int, order: int) -> Any:
-        return self._op("free_pages_addr", addr=addr, order=order)
-
-    def read_phys(self, phys_addr: int, length: int) -> bytes:
-        result = self._op("read_phys", phys_addr=phys_addr, length=length)
-        try:
-            return decode_bytes(result)
-        except WireError as e:
-            raise TransportFailure("IUT-WIRE-FORMAT", f"read_phys: {e}") from None
-
-    def write_phys(self, phys_addr: int, data: bytes) -> Any:
-        return self._op("write_phys", phys_addr=phys_addr, data=encode_bytes(data))
-
-    def free_area(self) -> Any:
-        return self._op("free_area")
-
-    def kmalloc(self, size: int, gfp: int) -> Any:
-        return self._op("kmalloc", size=size, gfp=gfp)
-
-    def kzalloc(self, size: int, gfp: int) -> Any:
-        return self._op("kzalloc", size=size, gfp=gfp)
-
-    def kmalloc_array(self, n: int, size: int, gfp: int) -> Any:
-        return self._op("kmalloc_array", n=n, size=size, gfp=gfp)
-
-    def krealloc(self, addr: int, size: int, gfp: int) -> Any:
-        return self._op("krealloc", addr=addr, size=size, gfp=gfp)
-
-    def ksize(self, addr: int) -> Any:
-        return self._op("ksize", addr=addr)
-
-    def kfree(self, addr: int) -> Any:
-        return self._op("kfree", addr=addr)
-
-    def kmem_cache_create(self, name: str, size: int, align: int, flags: int) -> Any:
-        return self._op("kmem_cache_create", name=name, size=size, align=align, flags=flags)
-
-    def kmem_cache_alloc(self, cache: int, gfp: int) -> Any:
-        return self._op("kmem_cache_alloc", cache=cache, gfp=gfp)
-
-    def kmem_cache_free(self, cache: int, addr: int) -> Any:
-        return self._op("kmem_cache_free", cache=cache, addr=addr)
-
-    def kmem_cache_destroy(self, cache: int) -> Any:
-        return self._op("kmem_cache_destroy", cache=cache)
-
-    def kmem_cache_shrink(self, cache: int) -> Any:
-        return self._op("kmem_cache_shrink", cache=cache)
-
-    def slabs(self) -> Any:
-        return self._op("slabs")
-
-    def kmem_cache_validate(self, cache: int) -> Any:
-        return self._op("kmem_cache_validate", cache=cache)
-
-    def _op(self, op: str, **args: Any) -> Any:
-        reply = self._factory.request({"op": op, **args, "context": int(self.env.context)})
+    def _call(self, o: Op, *args: Any) -> Any:
+        reply = self._factory.request(request(o, args, int(self.env.context), self._factory.version))
         for _ in range(reply.might_sleep):
             self.env.might_sleep()
         for _ in range(reply.slept):
@@ -414,7 +359,10 @@ class ProcessIut:
             raise TransportFailure("IUT-NO-CRASH", f"{self._factory.label} raised {reply.crash}")
         if reply.violation is not None:
             raise reply.violation
-        return reply.result
+        try:
+            return decode_result(o, reply.result)
+        except WireError as e:
+            raise TransportFailure("IUT-WIRE-FORMAT", f"{o.name}: {e}") from None
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

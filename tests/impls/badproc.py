@@ -18,6 +18,7 @@ import sys
 import time
 
 from kmemspec.harness.serve import _Server
+from kmemspec.harness.wire import request_args
 
 
 def misbehave(mode: str) -> None:
@@ -53,7 +54,7 @@ def main() -> None:
         req = json.loads(raw)
         if req.get("op") == "bye":
             return
-        if mode != "ok" and req.get("op") == "alloc_pages" and req.get("order") == 1:
+        if mode != "ok" and req.get("op") == "alloc_pages" and request_args(req).get("order") == 1:
             misbehave(mode)
             if mode in ("garbage", "flood", "badname", "twolines"):
                 continue

@@ -1,0 +1,75 @@
+"""Checkers: one per subsystem, each given the step driver; and the registry that finds them.
+
+A checker implements the steps of its subsystem (the operations refmodel
+declares with ``step=True``) as methods of the same name. The driver
+(``Lockstep``) builds every registered checker whose subsystem applies to
+the implementation and exposes their steps as its own methods, so a printed
+test reads ``iut.kmalloc(size=8, gfp=GFP_KERNEL)`` whoever checks it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ...refmodel._subsystem import all_ops
+from ...refmodel.errors import InvalidDefinition
+
+if TYPE_CHECKING:
+    from . import Lockstep
+
+_CHECKERS: list[type[Checker]] = []
+
+
+class Checker:
+    """The lockstep calls of one subsystem. Subclass with ``steps = (...)``, then ``register_checker``."""
+
+    subsystem: ClassVar[str]
+    steps: ClassVar[tuple[str, ...]] = ()
+    #: The names of other checkers' hooks this one answers (e.g. ``free_owned_block`` for the page owner ``slab``).
+    owns_pages: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, driver: Lockstep) -> None:
+        self.d = driver
+
+    def applies(self) -> bool:
+        """Whether this checker is built for the driver's implementation (by default: always)."""
+        return True
+
+    def teardown(self) -> None:
+        """End of the example (optional)."""
+
+
+def register_checker(cls: type[Checker]) -> type[Checker]:
+    """Add a checker; InvalidDefinition when a step it names is no operation, or has no method."""
+    ops = all_ops()
+    for name in cls.steps:
+        o = ops.get(name)
+        if o is None or not o.step:
+            raise InvalidDefinition(f"checker {cls.__qualname__}: step {name!r} is not a step operation of any subsystem; declare it with op(...) in its refmodel module")
+        if not callable(getattr(cls, name, None)):
+            raise InvalidDefinition(f"checker {cls.__qualname__} lists step {name!r} but has no method {name}()")
+    taken = {s: c for c in _CHECKERS if c is not cls for s in c.steps}
+    for name in cls.steps:
+        if name in taken:
+            raise InvalidDefinition(f"checker {cls.__qualname__}: step {name!r} is already checked by {taken[name].__qualname__}")
+    if cls not in _CHECKERS:
+        _CHECKERS.append(cls)
+    return cls
+
+
+def checkers() -> tuple[type[Checker], ...]:
+    """Every registered checker class, in registration order."""
+    return tuple(_CHECKERS)
+
+
+def checker_for_step(name: str) -> type[Checker] | None:
+    for c in _CHECKERS:
+        if name in c.steps:
+            return c
+    return None
+
+
+def bind_steps(driver: Any, instances: list[Checker]) -> None:
+    for inst in instances:
+        for name in inst.steps:
+            setattr(driver, name, getattr(inst, name))
