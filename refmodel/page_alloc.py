@@ -90,6 +90,12 @@ class LiveBlock:
         return self.pfn + (1 << self.order)
 
 
+def get_order(size: int, page_shift: int) -> int:
+    """get_order(): the smallest order whose block holds ``size`` bytes (include/asm-generic/getorder.h)."""
+    pages = (size - 1) >> page_shift
+    return pages.bit_length()
+
+
 _OK_FREE = Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-OVERLAP", "a live block freed with its own order")
 
 
