@@ -18,7 +18,9 @@ from ..refmodel.context import Context
 from ..refmodel.gfp import GFP, GFP_ATOMIC, GFP_KERNEL
 from ..refmodel.machine import Machine, load_machine
 from ..refmodel.page_alloc import PageAllocModel
-from ..refmodel.slab import SlabFlag, SlabModel, kmalloc_min_align
+from ..refmodel.kmalloc import kmalloc_min_align
+from ..refmodel.objects import SlabModel
+from ..refmodel.slab import SlabFlag
 from .loader import load_impl
 from .protocol import Env
 

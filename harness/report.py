@@ -15,43 +15,16 @@ from pathlib import Path
 from typing import Any, Final
 from xml.sax.saxutils import escape, quoteattr
 
+from ..refmodel import subsystems
 from ..refmodel.rules import PROCESS_RULES, RULES, Rule
 from .html_report import render_html
 from .loader import spec_import_lines
 from .trace import dump_trace, render_test
 
 REPORT_SCHEMA: Final = "kmemspec-report/1"
-SUBSYSTEMS: Final = ("pages", "kmalloc", "slab", "context", "protocol")
-
-#: Subsystems that need one of these capabilities; a rule of "slab" applies to kmalloc objects too.
-SUBSYSTEM_CAPABILITIES: Final[dict[str, frozenset[str]]] = {
-    "kmalloc": frozenset({"kmalloc"}),
-    "slab": frozenset({"kmalloc", "slab"}),
-}
-
-#: Rules that can only be checked when an implementation has the capability.
-RULE_CAPABILITY: Final[dict[str, str]] = {
-    "API-LOWMEM-ADDRESS": "get_free_pages",
-    "API-FREE-ADDR-NULL": "get_free_pages",
-    "API-FREE-BAD-ADDRESS": "get_free_pages",
-    "API-ZERO": "memory",
-    "PAGE-CONTENTS-INTACT": "memory",
-    "INTROSPECT-FREE-AREA": "free_area",
-    "KZALLOC-ZERO": "memory",
-    "SLAB-CONTENTS-INTACT": "memory",
-    "SLAB-CACHE-ALIGN": "slab",
-    "SLAB-WRONG-CACHE": "slab",
-    "SLAB-DESTROY-BUSY": "slab",
-    "SLAB-CACHE-MIGHT-SLEEP": "slab",
-    "SLAB-INTROSPECT": "slab_info",
-    "SLAB-PARTIAL-FIRST": "slab_info",
-    "SLAB-SHRINK-RELEASES": "slab_info",
-    "SLAB-PAGE-BAD-FREE": "slab_info",
-    "SLAB-NO-SPURIOUS-FAIL": "slab_info",
-    "SLAB-POISON": "memory",
-    "SLAB-POISON-CHECK": "slab_debug",
-    "SLAB-REDZONE-CHECK": "slab_debug",
-}
+def _applies_to() -> dict[str, frozenset[str]]:
+    """Each subsystem and the capabilities of which an implementation needs one for its rules to apply."""
+    return {s.name: s.applies_to for s in subsystems()}
 
 
 def rule_status(rule: Rule, result: Any, failed: set[str]) -> str:
@@ -60,11 +33,10 @@ def rule_status(rule: Rule, result: Any, failed: set[str]) -> str:
         return "fail"
     if rule.needs_claim and rule.id not in result.claims:
         return "not claimed"
-    cap = RULE_CAPABILITY.get(rule.id)
-    if cap is not None and cap not in result.capabilities:
+    if rule.capability is not None and rule.capability not in result.capabilities:
         return "not applicable"
-    needs = SUBSYSTEM_CAPABILITIES.get(rule.subsystem)
-    if needs is not None and not needs & result.capabilities:
+    needs = _applies_to().get(rule.subsystem)
+    if needs and not needs & result.capabilities:
         return "not applicable"
     if rule.id in PROCESS_RULES and getattr(result, "transport", "python") != "process":
         return "not applicable"
@@ -79,7 +51,7 @@ def build_report(result: Any, out_dir: Path) -> dict[str, Any]:
             "id": r.id, "level": r.level.value, "subsystem": r.subsystem, "statement": r.statement,
             "source": r.source, "status": rule_status(r, result, failed), "checks": result.coverage.get(r.id, 0),
         }
-        for r in RULES if r.subsystem in SUBSYSTEMS
+        for r in RULES
     ]
     failures = []
     for f in result.failures:

@@ -23,7 +23,7 @@ from hypothesis.stateful import precondition, rule
 
 from ..refmodel.context import in_atomic
 from ..refmodel.gfp import GFP_ZONEMASK
-from ..refmodel.slab import ZERO_SIZE_PTR, kmalloc_max_cache_size, kmalloc_max_size
+from ..refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_max_cache_size, kmalloc_max_size
 from .page_machine import PageStateMachine
 from .strategies import aligns, cache_sizes, gfp_masks, kmalloc_sizes, slab_flags
 

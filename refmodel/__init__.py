@@ -14,8 +14,9 @@ order, and a new one calls ``register`` from its own module. The catalog
 
 from . import context as _context
 from . import iut as _iut
+from . import kmalloc as _kmalloc
+from . import objects as _objects
 from . import page_alloc as _page_alloc
-from . import slab as _slab
 from ._subsystem import Kind, Op, Returns, Subsystem, op, register, subsystems
 
 from .context import Context, in_atomic, in_interrupt, may_sleep
@@ -37,7 +38,7 @@ from .machine import Machine, PfnRange, Zone, load_machine
 from .page_alloc import Expectation, Outcome, PageAllocModel
 from .rules import RULES, Level, Rule
 
-for _sub in (_page_alloc.SUBSYSTEM, _context.SUBSYSTEM, _slab.KMALLOC_SUBSYSTEM, _slab.SLAB_SUBSYSTEM, _iut.SUBSYSTEM):
+for _sub in (_page_alloc.SUBSYSTEM, _context.SUBSYSTEM, _kmalloc.SUBSYSTEM, _objects.SUBSYSTEM, _iut.SUBSYSTEM):
     register(_sub)
 del _sub
 

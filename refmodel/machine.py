@@ -1,39 +1,39 @@
-"""Machine descriptions: RAM, holes, reserved memory, zones, watermarks.
+"""Machine descriptions: RAM, holes, reserved memory, zones, and the address conversions.
 
 A machine is the input of every run. It fixes what ``arch/x86/mm/init.c``
 ``zone_sizes_init()`` and ``mm/memblock.c`` ``memblock_free_all()`` fix at
 boot: which PFNs are RAM, which are reserved, which zone each belongs to, the
-watermarks of ``mm/page_alloc.c`` ``__setup_per_zone_wmarks()`` and the
-``lowmem_reserve`` of ``setup_per_zone_lowmem_reserve()``. The buddy oracle
-that starts from it lives in ``page_alloc``.
+watermarks and lowmem_reserve each zone keeps, where the direct map starts
+(``page_offset``, so ``virt_to_phys``/``phys_to_virt`` as
+``arch/x86/include/asm/page.h`` __pa/__va) and where lowmem ends
+(``max_low_pfn``).
+
+Invariants, checked when a Machine is made (presets and files alike): RAM
+and reserved ranges are sorted and disjoint, reserved lies inside RAM, zones
+are listed once each in kernel order and cover every RAM PFN, lowmem zones
+end at or below max_low_pfn, and everything fits the physical and virtual
+address widths. Lookups cost O(log ranges); nothing scans pages.
+
+Neighbours: watermark arithmetic is ``watermarks``; the file format is
+``_machine_format``; the named presets are ``presets``; the buddy oracle
+that starts from a machine is ``page_alloc``.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
-import math
-import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Iterable, Iterator
 
+from . import _machine_format
+from ._internal import format_size as _size
 from .errors import InvalidMachine
 from .gfp import ZoneType
+from .watermarks import Watermarks, kernel_watermarks
 
-#: sysctl_lowmem_reserve_ratio[] defaults (mm/page_alloc.c, WMARK-LOWMEM-RESERVE).
-LOWMEM_RESERVE_RATIO: Final[dict[ZoneType, int]] = {
-    ZoneType.DMA: 256,
-    ZoneType.DMA32: 256,
-    ZoneType.NORMAL: 32,
-    ZoneType.HIGHMEM: 0,
-    ZoneType.MOVABLE: 0,
-}
-SWAP_CLUSTER_MAX: Final = 32
-WATERMARK_SCALE_FACTOR: Final = 10
-MAX_DMA_PFN: Final = 0x1000  # 16 MiB >> PAGE_SHIFT (ZONE-X86-CONSTS)
-MAX_DMA32_PFN: Final = 0x100000  # 4 GiB >> PAGE_SHIFT (ZONE-X86-CONSTS)
+X86_64_PAGE_OFFSET: Final = 0xFFFF888000000000
+"""x86_64's PAGE_OFFSET (4-level paging, no KASLR): the direct map's base, and a machine file's default."""
 
 
 @dataclass(frozen=True, order=True)
@@ -48,15 +48,6 @@ class PfnRange:
 
     def __contains__(self, pfn: object) -> bool:
         return isinstance(pfn, int) and self.start <= pfn < self.end
-
-
-@dataclass(frozen=True)
-class Watermarks:
-    """WMARK_MIN / WMARK_LOW / WMARK_HIGH in pages (include/linux/mmzone.h, WMARK-ENUM)."""
-
-    min: int = 0
-    low: int = 0
-    high: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,7 +104,7 @@ class Machine:
     _populated: tuple[Zone, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _validate(self)
+        _check(self)
         usable = tuple(_coalesce(_subtract(self.ram, self.reserved)))
         populated = tuple(z for z in self.zones if z.spanned_pages)
         object.__setattr__(self, "_usable", usable)
@@ -203,11 +194,15 @@ class Machine:
         return self.page_offset + (pfn << self.page_shift)
 
     def virt_to_phys(self, addr: int) -> int:
-        """__pa(addr) of a logical address: the direct map is linear (arch/x86/include/asm/page.h __pa)."""
+        """__pa(addr) for a logical (direct map) address: addr - PAGE_OFFSET (arch/x86/include/asm/page.h).
+
+        The caller knows ``addr`` is a lowmem logical address (``virt_to_pfn``
+        says whether it is one); this is the arithmetic, as the kernel's is.
+        """
         return addr - self.page_offset
 
     def phys_to_virt(self, phys: int) -> int:
-        """__va(phys): the logical address of a lowmem physical address (arch/x86/include/asm/page.h __va)."""
+        """__va(phys): the logical address of physical address ``phys`` in lowmem (arch/x86/include/asm/page.h)."""
         return phys + self.page_offset
 
     def virt_to_pfn(self, addr: int) -> int | None:
@@ -259,30 +254,8 @@ class Machine:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        """The file format ``load_machine`` reads (JSON-compatible)."""
-        return {
-            "name": self.name,
-            "page_shift": self.page_shift,
-            "phys_addr_bits": self.phys_addr_bits,
-            "max_page_order": self.max_page_order,
-            "word_bits": self.word_bits,
-            "page_offset": self.page_offset,
-            "max_low_pfn": self.max_low_pfn,
-            "nr_cpus": self.nr_cpus,
-            "section_size_bits": self.section_size_bits,
-            "ram": [[r.start, r.end] for r in self.ram],
-            "reserved": [[r.start, r.end] for r in self.reserved],
-            "zones": [
-                {
-                    "type": z.zone_type.name,
-                    "start_pfn": z.start_pfn,
-                    "end_pfn": z.end_pfn,
-                    "watermarks": [z.watermark.min, z.watermark.low, z.watermark.high],
-                    "lowmem_reserve": list(z.lowmem_reserve),
-                }
-                for z in self.zones
-            ],
-        }
+        """The file format ``load_machine`` reads (JSON-compatible; ``_machine_format.FIELDS``)."""
+        return _machine_format.write(self)
 
 
 def split_aligned(r: PfnRange, max_order: int) -> Iterable[tuple[int, int]]:
@@ -294,15 +267,6 @@ def split_aligned(r: PfnRange, max_order: int) -> Iterable[tuple[int, int]]:
             order -= 1
         yield pfn, order
         pfn += 1 << order
-
-
-def _size(nbytes: int) -> str:
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if nbytes >= 1 << shift and nbytes % (1 << shift) == 0:
-            return f"{nbytes >> shift} {unit}"
-    if nbytes >= 1 << 20:
-        return f"{nbytes / (1 << 20):.1f} MiB"
-    return f"{nbytes} B"
 
 
 def _coalesce(ranges: Iterable[PfnRange]) -> Iterator[PfnRange]:
@@ -342,7 +306,17 @@ def _check_ranges(name: str, ranges: tuple[PfnRange, ...]) -> None:
         prev_end = r.end
 
 
-def _validate(m: Machine) -> None:
+def _check(m: Machine) -> None:
+    """A Machine's invariants, in the order their errors have always been reported."""
+    _check_geometry(m)
+    _check_ram(m)
+    _check_zones(m)
+    _check_ram_in_zones(m)
+    _check_direct_map(m)
+
+
+def _check_geometry(m: Machine) -> None:
+    """Page size, word size, address widths, MAX_PAGE_ORDER, SECTION_SIZE_BITS and CPUs."""
     if not 10 <= m.page_shift <= 16:
         raise InvalidMachine(f"page_shift: {m.page_shift} is outside 10..16 (x86 uses 12)")
     if m.word_bits not in (32, 64):
@@ -356,6 +330,10 @@ def _validate(m: Machine) -> None:
                              f"({m.max_page_order + m.page_shift}) and at most phys_addr_bits (include/linux/mmzone.h build check)")
     if m.nr_cpus < 1:
         raise InvalidMachine(f"nr_cpus: {m.nr_cpus} must be at least 1")
+
+
+def _check_ram(m: Machine) -> None:
+    """RAM and reserved ranges: sorted, disjoint, addressable (fact BITS-MAXPFN), reserved inside RAM."""
     if not m.ram:
         raise InvalidMachine("ram: no System RAM ranges given")
     _check_ranges("ram", m.ram)
@@ -369,6 +347,10 @@ def _validate(m: Machine) -> None:
     for i, r in enumerate(m.reserved):
         if not any(ram.start <= r.start and r.end <= ram.end for ram in m.ram):
             raise InvalidMachine(f"reserved[{i}]: [{r.start:#x}, {r.end:#x}) is not inside one System RAM range")
+
+
+def _check_zones(m: Machine) -> None:
+    """Zones: once each in kernel order, disjoint, inside RAM, sane watermarks, lowmem below max_low_pfn and highmem above."""
     if not m.zones:
         raise InvalidMachine("zones: no zones given; a machine needs at least ZONE_NORMAL")
     prev: Zone | None = None
@@ -393,10 +375,18 @@ def _validate(m: Machine) -> None:
         if z.spanned_pages and z.zone_type == ZoneType.HIGHMEM and z.start_pfn < m.max_low_pfn:
             raise InvalidMachine(f"zones[{i}] ({z.name}): ZONE_HIGHMEM must start at or above max_low_pfn {m.max_low_pfn:#x}")
         prev = z
+
+
+def _check_ram_in_zones(m: Machine) -> None:
+    """Every RAM PFN belongs to a zone."""
     for i, r in enumerate(m.ram):
         covered = sum(max(0, min(r.end, z.end_pfn) - max(r.start, z.start_pfn)) for z in m.zones)
         if covered != len(r):
             raise InvalidMachine(f"ram[{i}]: [{r.start:#x}, {r.end:#x}) is not covered by zones; every RAM PFN must belong to a zone")
+
+
+def _check_direct_map(m: Machine) -> None:
+    """max_low_pfn lies in RAM; the direct map starts page aligned and lowmem fits the virtual address space."""
     if m.max_low_pfn < 0 or m.max_low_pfn > m.max_pfn:
         raise InvalidMachine(f"max_low_pfn: {m.max_low_pfn:#x} must lie within RAM (max_pfn {m.max_pfn:#x})")
     if m.page_offset % m.page_size:
@@ -405,52 +395,10 @@ def _validate(m: Machine) -> None:
         raise InvalidMachine(f"page_offset: lowmem [{m.page_offset:#x} + {_size(m.max_low_pfn << m.page_shift)}) does not fit a {m.word_bits}-bit address space")
 
 
-# -- watermarks, as mm/page_alloc.c computes them ----------------------------
+# -- making machines ---------------------------------------------------------
 
 
-def _is_highmem_class(zone_type: ZoneType) -> bool:
-    return zone_type in (ZoneType.HIGHMEM, ZoneType.MOVABLE)
-
-
-def kernel_watermarks(
-    zones: list[tuple[ZoneType, int, int]], managed: dict[ZoneType, int], page_shift: int
-) -> list[Zone]:
-    """Zones with the kernel's watermarks and lowmem_reserve for the given managed page counts.
-
-    WMARK-MINFREE: min_free_kbytes = clamp(int_sqrt(lowmem_kbytes * 16), 128, 262144)
-    (mm/page_alloc.c calculate_min_free_kbytes). WMARK-SETUP: lowmem zones get
-    their share of pages_min, HIGHMEM/MOVABLE clamp(managed/1024, 32, 128);
-    gap = max(share/4, managed * watermark_scale_factor / 10000); low = min + gap,
-    high = min + 2 * gap (__setup_per_zone_wmarks). WMARK-LOWMEM-RESERVE:
-    lowmem_reserve[j] = sum(managed of zones above, up to j) / ratio
-    (setup_per_zone_lowmem_reserve).
-    """
-    lowmem_pages = sum(n for t, n in managed.items() if not _is_highmem_class(t))
-    lowmem_kbytes = lowmem_pages << (page_shift - 10)
-    min_free_kbytes = min(max(math.isqrt(lowmem_kbytes * 16), 128), 262144)
-    pages_min = min_free_kbytes >> (page_shift - 10)
-    out: list[Zone] = []
-    for zone_type, start, end in zones:
-        n = managed.get(zone_type, 0)
-        share = pages_min * n // lowmem_pages if lowmem_pages else 0
-        if _is_highmem_class(zone_type):
-            wmin = min(max(n // 1024, SWAP_CLUSTER_MAX), 128) if n else 0
-        else:
-            wmin = share
-        gap = max(share >> 2, n * WATERMARK_SCALE_FACTOR // 10000)
-        reserve = [0] * len(ZoneType)
-        ratio = LOWMEM_RESERVE_RATIO[zone_type]
-        above = 0
-        for j in ZoneType:
-            if j <= zone_type:
-                continue
-            above += managed.get(j, 0)
-            reserve[j] = above // ratio if ratio and n else 0
-        out.append(Zone(zone_type, start, end, Watermarks(wmin, wmin + gap, wmin + 2 * gap), tuple(reserve)))
-    return out
-
-
-def _build(
+def build_machine(
     name: str,
     *,
     page_shift: int,
@@ -466,6 +414,10 @@ def _build(
     watermarks: bool,
     section_size_bits: int | None = None,
 ) -> Machine:
+    """A Machine from plain ranges, with the kernel's watermarks for its managed pages (``watermarks``) or none.
+
+    ``section_size_bits`` None: x86's SECTION_SIZE_BITS, 27 on 64-bit, 26 on 32-bit without PAE.
+    """
     ram_r = tuple(PfnRange(a, b) for a, b in ram)
     res_r = tuple(PfnRange(a, b) for a, b in reserved)
     plain = tuple(Zone(t, a, b) for t, a, b in zones)
@@ -474,246 +426,50 @@ def _build(
     if not watermarks:
         return draft
     managed = {z.zone_type: draft.managed_pages(z) for z in plain}
-    return Machine(
-        name, page_shift, phys_addr_bits, max_page_order, ram_r, res_r,
-        tuple(kernel_watermarks(zones, managed, page_shift)), page_offset, max_low_pfn, word_bits, nr_cpus, ssb,
+    marked = tuple(Zone(t, a, b, *marks) for (t, a, b), marks in zip(zones, kernel_watermarks(zones, managed, page_shift)))
+    return Machine(name, page_shift, phys_addr_bits, max_page_order, ram_r, res_r, marked, page_offset, max_low_pfn, word_bits, nr_cpus, ssb)
+
+
+def machine_from_dict(data: Any, default_name: str = "custom") -> Machine:
+    """Build a machine from the dict form of ``Machine.to_dict`` (watermarks may be omitted: the kernel's are computed)."""
+    v = _machine_format.read(data)
+    zones = [(t, a, b) for t, a, b, _ in v["zones"]]
+    max_pfn = v["ram"][-1][1] if v["ram"] else 0
+    lowmem_end = max((e for t, _, e in zones if t <= ZoneType.NORMAL), default=max_pfn)
+    m = build_machine(
+        v["name"] if v["name"] is not None else default_name,
+        page_shift=v["page_shift"], phys_addr_bits=v["phys_addr_bits"], max_page_order=v["max_page_order"],
+        ram=v["ram"], reserved=v["reserved"], zones=zones,
+        page_offset=v["page_offset"] if v["page_offset"] is not None else X86_64_PAGE_OFFSET,
+        max_low_pfn=v["max_low_pfn"] if v["max_low_pfn"] is not None else lowmem_end,
+        word_bits=v["word_bits"], nr_cpus=v["nr_cpus"], watermarks=v["watermarks"] == "kernel",
+        section_size_bits=v["section_size_bits"],
     )
-
-
-# -- presets -----------------------------------------------------------------
-
-X86_64_PAGE_OFFSET: Final = 0xFFFF888000000000
-X86_32_PAGE_OFFSET: Final = 0xC0000000
-X86_32_MAX_LOW_PFN: Final = 0x377FE  # "895MB LOWMEM": MAXMEM less the fixmap/pkmap window (ZONE-X86-32-HIGHMEM)
-
-
-def tiny() -> Machine:
-    """A few hundred pages for fast exploration.
-
-    MAX_PAGE_ORDER 4 (CONFIG_ARCH_FORCE_MAX_ORDER), zone boundaries at PFNs
-    100 and 250 (not multiples of 16), a hole at [150, 170), pages 0-2
-    reserved, and zero watermarks so that liveness is strict.
-    """
-    return _build(
-        "tiny", page_shift=12, phys_addr_bits=21, max_page_order=4,
-        ram=[(0, 150), (170, 384)], reserved=[(0, 3)],
-        zones=[(ZoneType.DMA, 0, 100), (ZoneType.DMA32, 100, 250), (ZoneType.NORMAL, 250, 384), (ZoneType.MOVABLE, 384, 384)],
-        page_offset=X86_64_PAGE_OFFSET, max_low_pfn=384, word_bits=64, nr_cpus=2, watermarks=False, section_size_bits=18,
-    )
-
-
-def tiny_wmark() -> Machine:
-    """``tiny`` with small non-zero watermarks and lowmem_reserve, so the MAY_FAIL band between
-    "a block is free" and "the low watermark holds" is reachable in a few steps (WMARK-OK)."""
-    base = tiny()
-    marks = {ZoneType.DMA: (Watermarks(2, 4, 6), (0, 6, 10, 10, 10)),
-             ZoneType.DMA32: (Watermarks(3, 6, 9), (0, 0, 8, 8, 8)),
-             ZoneType.NORMAL: (Watermarks(3, 6, 9), (0, 0, 0, 0, 0))}
-    zones = tuple(Zone(z.zone_type, z.start_pfn, z.end_pfn, *marks[z.zone_type]) if z.zone_type in marks else z for z in base.zones)
-    return Machine("tiny-wmark", base.page_shift, base.phys_addr_bits, base.max_page_order, base.ram, base.reserved,
-                   zones, base.page_offset, base.max_low_pfn, base.word_bits, base.nr_cpus, base.section_size_bits)
-
-
-def tiny_highmem() -> Machine:
-    """A 32-bit tiny machine with ZONE_HIGHMEM above a lowmem boundary at PFN 200 (not 16-aligned)."""
-    return _build(
-        "tiny-highmem", page_shift=12, phys_addr_bits=21, max_page_order=4,
-        ram=[(0, 120), (130, 330)], reserved=[(0, 2)],
-        zones=[(ZoneType.DMA, 0, 70), (ZoneType.NORMAL, 70, 200), (ZoneType.HIGHMEM, 200, 330), (ZoneType.MOVABLE, 330, 330)],
-        page_offset=X86_32_PAGE_OFFSET, max_low_pfn=200, word_bits=32, nr_cpus=2, watermarks=False, section_size_bits=18,
-    )
-
-
-def x86_64(mem_bytes: int = 8 << 30) -> Machine:
-    """An x86_64 PC: e820-like RAM below 640 KiB, from 1 MiB to 3 GiB, and above 4 GiB.
-
-    ZONE_DMA below 16 MiB, ZONE_DMA32 below 4 GiB, ZONE_NORMAL above
-    (ZONE-X86-LIMITS), the low 1 MiB and the kernel image reserved
-    (HOLE-X86-LOW1M), 46 physical address bits (BITS-PHYSMEM), kernel watermarks.
-    """
-    pages = mem_bytes >> 12
-    if pages < 0x4000:  # RAM must hold the reserved kernel image at 16-48 MiB
-        raise InvalidMachine(f"x86_64: {_size(mem_bytes)} is too small; give at least 64 MiB")
-    low_top = 0xC0000  # 3 GiB: the PCI hole starts here
-    ram = [(0, 0x9F)]
-    if pages <= low_top:
-        ram.append((0x100, pages))
-    else:
-        ram += [(0x100, low_top), (MAX_DMA32_PFN, MAX_DMA32_PFN + pages - low_top)]
-    max_pfn = ram[-1][1]
-    dma32_end = min(MAX_DMA32_PFN, max_pfn)
-    return _build(
-        "x86_64", page_shift=12, phys_addr_bits=46, max_page_order=10,
-        ram=ram, reserved=[(0, 0x9F), (0x1000, 0x3000)],
-        zones=[(ZoneType.DMA, 0, MAX_DMA_PFN), (ZoneType.DMA32, MAX_DMA_PFN, dma32_end),
-               (ZoneType.NORMAL, dma32_end, max_pfn), (ZoneType.MOVABLE, max_pfn, max_pfn)],
-        page_offset=X86_64_PAGE_OFFSET, max_low_pfn=max_pfn, word_bits=64, nr_cpus=4, watermarks=True,
-    )
-
-
-def x86_32(mem_bytes: int = 2 << 30) -> Machine:
-    """A 32-bit x86 PC with highmem: ZONE_DMA below 16 MiB, ZONE_NORMAL to ~896 MiB, ZONE_HIGHMEM above.
-
-    ZONE-X86-32-HIGHMEM: lowmem ends at PFN 0x377fe; more than 4 GiB needs
-    PAE (36 physical address bits, BITS-PHYSMEM).
-    """
-    pages = mem_bytes >> 12
-    if pages < 0x2000:
-        raise InvalidMachine(f"x86_32: {_size(mem_bytes)} is too small; give at least 32 MiB")
-    bits = 32 if pages <= 1 << 20 else 36
-    max_low = min(X86_32_MAX_LOW_PFN, pages)
-    section_bits = 26 if bits == 32 else 29  # SECTION_SIZE_BITS without / with PAE (BITS-PHYSMEM)
-    return _build(
-        "x86_32", page_shift=12, phys_addr_bits=bits, max_page_order=10,
-        ram=[(0, 0x9F), (0x100, pages)], reserved=[(0, 0x9F), (0x1000, 0x1800)],
-        zones=[(ZoneType.DMA, 0, MAX_DMA_PFN), (ZoneType.NORMAL, MAX_DMA_PFN, max_low),
-               (ZoneType.HIGHMEM, max_low, pages), (ZoneType.MOVABLE, pages, pages)],
-        page_offset=X86_32_PAGE_OFFSET, max_low_pfn=max_low, word_bits=32, nr_cpus=4, watermarks=True, section_size_bits=section_bits,
-    )
-
-
-PRESETS: Final = {"tiny": tiny, "tiny-wmark": tiny_wmark, "tiny-highmem": tiny_highmem, "x86_64": x86_64, "x86_32": x86_32}
-_SIZED: Final = {"x86_64", "x86_32"}
-
-
-def parse_size(text: str) -> int:
-    """``"16G"``, ``"512M"``, ``"4GiB"`` -> bytes."""
-    m = re.fullmatch(r"\s*(\d+)\s*([KMGT])?(?:i?B)?\s*", text, re.IGNORECASE)
-    if not m:
-        raise InvalidMachine(f"memory size {text!r}: write it like 512M, 8G or 16GiB")
-    shift = {"K": 10, "M": 20, "G": 30, "T": 40}.get((m.group(2) or "").upper(), 0)
-    return int(m.group(1)) << shift
-
-
-def machine_preset(spec: str) -> Machine:
-    """A preset by name, with an optional memory size: ``tiny``, ``x86_64``, ``x86_64:16G``, ``x86_32:3G``."""
-    name, _, size = spec.partition(":")
-    if name not in PRESETS:
-        raise InvalidMachine(f"machine {spec!r}: no such preset; presets are {', '.join(PRESETS)}, or give a .toml/.json file")
-    if size:
-        if name not in _SIZED:
-            raise InvalidMachine(f"machine {spec!r}: preset {name} has a fixed size; sized presets are {', '.join(sorted(_SIZED))}")
-        return PRESETS[name](parse_size(size))
-    return PRESETS[name]()
-
-
-def load_machine(spec: str | Path) -> Machine:
-    """A preset spec (see ``machine_preset``) or a path to a TOML or JSON machine file."""
-    text = str(spec)
-    if text.endswith((".toml", ".json")) or "/" in text or Path(text).is_file():
-        return machine_from_file(Path(text))
-    return machine_preset(text)
+    explicit = [e for *_, e in v["zones"]]
+    if any(e is not None for e in explicit):
+        fixed = tuple(Zone(z.zone_type, z.start_pfn, z.end_pfn, Watermarks(*e[0]), e[1]) if e is not None else z
+                      for z, e in zip(m.zones, explicit))
+        m = Machine(m.name, m.page_shift, m.phys_addr_bits, m.max_page_order, m.ram, m.reserved, fixed,
+                    m.page_offset, m.max_low_pfn, m.word_bits, m.nr_cpus, m.section_size_bits)
+    return m
 
 
 def machine_from_file(path: Path) -> Machine:
     """Read a machine file. Errors name the field: ``zones[1].end_pfn: ...``."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise InvalidMachine(f"machine file {path}: {e.strerror or e}") from None
-    try:
-        data = tomllib.loads(raw.decode()) if path.suffix == ".toml" else json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InvalidMachine(f"machine file {path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {e}") from None
+    data = _machine_format.read_file(path)
     try:
         return machine_from_dict(data, default_name=path.stem)
     except InvalidMachine as e:
         raise InvalidMachine(f"machine file {path}: {e}") from None
 
 
-def _field(data: dict[str, Any], key: str, kind: type, where: str = "", default: Any = None) -> Any:
-    if key not in data:
-        if default is not None:
-            return default
-        raise InvalidMachine(f"{where}{key}: missing")
-    value = data[key]
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        if isinstance(value, str):
-            try:
-                return int(value, 0)
-            except ValueError:
-                pass
-        raise InvalidMachine(f"{where}{key}: expected an integer, got {value!r}")
-    if kind is not int and not isinstance(value, kind):
-        raise InvalidMachine(f"{where}{key}: expected {kind.__name__}, got {value!r}")
-    return value
+def load_machine(spec: str | Path) -> Machine:
+    """A preset spec (see ``presets.machine_preset``) or a path to a TOML or JSON machine file."""
+    text = str(spec)
+    if text.endswith((".toml", ".json")) or "/" in text or Path(text).is_file():
+        return machine_from_file(Path(text))
+    # Imported here, not above: presets builds its machines with this module, and every caller
+    # that names a machine (CLI, plugin, harness) comes through here, so load_machine lives with Machine.
+    from .presets import machine_preset
 
-
-def _ranges(data: dict[str, Any], key: str, required: bool) -> list[tuple[int, int]]:
-    items = data.get(key)
-    if items is None:
-        if required:
-            raise InvalidMachine(f"{key}: missing (a list of [start_pfn, end_pfn] pairs)")
-        return []
-    if not isinstance(items, list):
-        raise InvalidMachine(f"{key}: expected a list of [start_pfn, end_pfn] pairs")
-    out = []
-    for i, item in enumerate(items):
-        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in item)):
-            raise InvalidMachine(f"{key}[{i}]: expected [start_pfn, end_pfn], got {item!r}")
-        out.append((item[0], item[1]))
-    return out
-
-
-def machine_from_dict(data: Any, default_name: str = "custom") -> Machine:
-    """Build a machine from the dict form of ``Machine.to_dict`` (watermarks may be omitted: the kernel's are computed)."""
-    if not isinstance(data, dict):
-        raise InvalidMachine("expected a table of machine fields at the top level")
-    known = {"section_size_bits", "name", "page_shift", "phys_addr_bits", "max_page_order", "word_bits", "page_offset", "max_low_pfn", "nr_cpus", "ram", "reserved", "zones", "watermarks"}
-    for key in data:
-        if key not in known:
-            raise InvalidMachine(f"{key}: unknown field; known fields are {', '.join(sorted(known))}")
-    page_shift = _field(data, "page_shift", int, default=12)
-    zones_raw = data.get("zones")
-    if not isinstance(zones_raw, list) or not zones_raw:
-        raise InvalidMachine("zones: missing (a list of tables with type, start_pfn, end_pfn)")
-    zones: list[tuple[ZoneType, int, int]] = []
-    explicit: list[tuple[Watermarks, tuple[int, ...]] | None] = []
-    for i, z in enumerate(zones_raw):
-        where = f"zones[{i}]."
-        if not isinstance(z, dict):
-            raise InvalidMachine(f"zones[{i}]: expected a table with type, start_pfn, end_pfn")
-        tname = _field(z, "type", str, where)
-        try:
-            ztype = ZoneType[tname.upper()]
-        except KeyError:
-            raise InvalidMachine(f"{where}type: {tname!r} is not a zone; use one of {', '.join(t.name for t in ZoneType)}") from None
-        zones.append((ztype, _field(z, "start_pfn", int, where), _field(z, "end_pfn", int, where)))
-        if "watermarks" in z:
-            wm = z["watermarks"]
-            if not (isinstance(wm, list) and len(wm) == 3 and all(isinstance(v, int) for v in wm)):
-                raise InvalidMachine(f"{where}watermarks: expected [min, low, high] page counts")
-            reserve = z.get("lowmem_reserve", [0] * len(ZoneType))
-            if not (isinstance(reserve, list) and all(isinstance(v, int) for v in reserve)):
-                raise InvalidMachine(f"{where}lowmem_reserve: expected a list of page counts")
-            explicit.append((Watermarks(*wm), tuple(reserve)))
-        else:
-            explicit.append(None)
-    ram = _ranges(data, "ram", True)
-    reserved = _ranges(data, "reserved", False)
-    mode = data.get("watermarks", "kernel")
-    if mode not in ("kernel", "none"):
-        raise InvalidMachine(f"watermarks: {mode!r} must be \"kernel\" (computed as mm/page_alloc.c does) or \"none\" (all zero)")
-    max_pfn = ram[-1][1] if ram else 0
-    lowmem_end = max((e for t, _, e in zones if t <= ZoneType.NORMAL), default=max_pfn)
-    m = _build(
-        str(data.get("name", default_name)),
-        page_shift=page_shift,
-        phys_addr_bits=_field(data, "phys_addr_bits", int),
-        max_page_order=_field(data, "max_page_order", int, default=10),
-        ram=ram, reserved=reserved, zones=zones,
-        page_offset=_field(data, "page_offset", int, default=X86_64_PAGE_OFFSET),
-        max_low_pfn=_field(data, "max_low_pfn", int, default=lowmem_end),
-        word_bits=_field(data, "word_bits", int, default=64),
-        nr_cpus=_field(data, "nr_cpus", int, default=1),
-        watermarks=mode == "kernel",
-        section_size_bits=_field(data, "section_size_bits", int) if "section_size_bits" in data else None,
-    )
-    if any(e is not None for e in explicit):
-        fixed = tuple(
-            Zone(z.zone_type, z.start_pfn, z.end_pfn, *e) if e is not None else z
-            for z, e in zip(m.zones, explicit)
-        )
-        m = Machine(m.name, m.page_shift, m.phys_addr_bits, m.max_page_order, m.ram, m.reserved, fixed,
-                    m.page_offset, m.max_low_pfn, m.word_bits, m.nr_cpus, m.section_size_bits)
-    return m
+    return machine_preset(text)

@@ -36,11 +36,12 @@ from .errors import (
 from .gfp import GFP, ZoneType, format_gfp, gfp_zone, gfp_zone_bad, gfpflags_allow_blocking, zonelist_eligible
 from .machine import Machine, Zone, split_aligned
 from .rules import Level, Rule
+from .watermarks import may_ignore_min, min_watermark, watermark_free_ok
 from ._subsystem import Kind, Returns, Subsystem, op
 
 
 # Plain ints for the hot paths (IntFlag arithmetic builds an enum per operation).
-_HIGHMEM, _HIGH, _NOFAIL = int(GFP.HIGHMEM), int(GFP.HIGH), int(GFP.NOFAIL)
+_HIGHMEM, _NOFAIL = int(GFP.HIGHMEM), int(GFP.NOFAIL)
 _MEMALLOC, _NOMEMALLOC, _COMP = int(GFP.MEMALLOC), int(GFP.NOMEMALLOC), int(GFP.COMP)
 
 
@@ -90,6 +91,12 @@ class LiveBlock:
     @property
     def end_pfn(self) -> int:
         return self.pfn + (1 << self.order)
+
+
+def get_order(size: int, page_shift: int) -> int:
+    """get_order(): the smallest order whose block holds ``size`` bytes (include/asm-generic/getorder.h)."""
+    pages = (size - 1) >> page_shift
+    return pages.bit_length()
 
 
 _OK_FREE = Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-OVERLAP", "a live block freed with its own order")
@@ -160,8 +167,7 @@ class PageAllocModel:
         order > 0 some free_area[order..MAX] non-empty.
         """
         z = self._zones[zone]
-        free = self.nr_free[zone] - ((1 << order) - 1)
-        if free <= z.watermark.low + z.lowmem_reserve[highest]:
+        if not watermark_free_ok(self.nr_free[zone], order, z.watermark.low, z.lowmem_reserve[highest]):
             return False
         return self.has_free_block(zone, order)
 
@@ -253,19 +259,13 @@ class PageAllocModel:
         ALLOC_NON_BLOCK (no direct reclaim, no __GFP_NOMEMALLOC) then takes
         a quarter more; __GFP_MEMALLOC and __GFP_NOFAIL may use the reserves.
         """
-        if (gfp & _MEMALLOC and not gfp & _NOMEMALLOC) or gfp & _NOFAIL:
+        if may_ignore_min(gfp):
             return
         zone = self.machine.zone_of_pfn(pfn)
         assert zone is not None
-        wmin = zone.watermark.min
-        if gfp & _HIGH:
-            wmin -= wmin // 2
-            if not gfpflags_allow_blocking(gfp) and not gfp & _NOMEMALLOC:
-                wmin -= wmin // 4
-        high = self.highest_zoneidx(gfp)
-        reserve = zone.lowmem_reserve[high]
-        free = self.nr_free[zone.zone_type] - ((1 << order) - 1)
-        if free <= wmin + reserve:
+        wmin = min_watermark(zone.watermark.min, gfp)
+        reserve = zone.lowmem_reserve[self.highest_zoneidx(gfp)]
+        if not watermark_free_ok(self.nr_free[zone.zone_type], order, wmin, reserve):
             raise failure_for("WMARK-RESERVES-KEPT", f"{format_gfp(gfp)} took an order-{order} block from ZONE_{zone.zone_type.name} with "
                                                      f"{self.nr_free[zone.zone_type]} pages free; it may go no lower than min {wmin} + lowmem_reserve {reserve}")
 

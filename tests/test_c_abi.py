@@ -19,7 +19,8 @@ from kmemspec.properties import PROFILES, Profile, run_check
 from kmemspec.refmodel import VIOLATIONS, ZoneType, load_machine
 from kmemspec.refmodel.errors import InvalidDefinition
 from kmemspec.refmodel.gfp import GFP
-from kmemspec.refmodel.slab import ZERO_SIZE_PTR, SlabFlag
+from kmemspec.refmodel.kmalloc import ZERO_SIZE_PTR
+from kmemspec.refmodel.slab import SlabFlag
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = ROOT / "harness" / "c" / "kmemspec_iut.h"

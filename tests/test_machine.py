@@ -8,7 +8,8 @@ import pytest
 
 from kmemspec.refmodel.errors import InvalidMachine
 from kmemspec.refmodel.gfp import ZoneType
-from kmemspec.refmodel.machine import PRESETS, PfnRange, load_machine, machine_from_dict
+from kmemspec.refmodel.machine import PfnRange, load_machine, machine_from_dict
+from kmemspec.refmodel.presets import PRESETS
 
 
 @pytest.mark.parametrize("spec", [*PRESETS, "x86_64:16G", "x86_64:2G", "x86_32:8G", "x86_32:512M"])

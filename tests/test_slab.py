@@ -8,17 +8,16 @@ from kmemspec.harness import Lockstep, load_impl
 from kmemspec.refmodel import load_machine
 from kmemspec.refmodel.errors import ConformanceFailure, DoubleFree, InvalidArgument, InvalidFree, WrongCache
 from kmemspec.refmodel.gfp import GFP, GFP_ATOMIC, GFP_KERNEL
-from kmemspec.refmodel.slab import (
+from kmemspec.refmodel.kmalloc import (
     ZERO_SIZE_PTR,
-    SlabFlag,
-    calculate_alignment,
-    get_order,
     kmalloc_bucket,
     kmalloc_max_cache_size,
     kmalloc_max_size,
     kmalloc_min_align,
     kmalloc_size_roundup,
 )
+from kmemspec.refmodel.page_alloc import get_order
+from kmemspec.refmodel.slab import SlabFlag, calculate_alignment
 
 X86_64 = load_machine("x86_64")
 

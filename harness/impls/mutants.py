@@ -18,7 +18,8 @@ from typing import Callable, Final, Iterator
 from ...refmodel.errors import BadAddress, BadFree, DoubleFree, InvalidGfp
 from ...refmodel.gfp import GFP, GFP_KERNEL, ZoneType
 from ...refmodel.machine import Machine, PfnRange, Zone
-from ...refmodel.slab import ZERO_SIZE_PTR, SlabFlag
+from ...refmodel.kmalloc import ZERO_SIZE_PTR
+from ...refmodel.slab import SlabFlag
 from ..protocol import Env
 from .fast import FastBuddy, ZoneState, reserve_min
 from .slub import Slab, SlabCache, SlubLayer

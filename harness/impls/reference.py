@@ -20,20 +20,12 @@ from ...refmodel.context import Context
 from ...refmodel.errors import BadFree, CacheBusy, InvalidGfp, SlabCorruption, UnexpectedGfp
 from ...refmodel.gfp import GFP, gfp_zone_bad, gfpflags_allow_blocking
 from ...refmodel.machine import Machine
-from ...refmodel.page_alloc import Outcome, PageAllocModel
+from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_max_cache_size, kmalloc_max_size, kmalloc_size_roundup
+from ...refmodel.objects import SlabModel
+from ...refmodel.page_alloc import Outcome, PageAllocModel, get_order
 from ...refmodel.rules import RULES
-from ...refmodel.slab import (
-    GFP_SLAB_BUG_MASK,
-    GFP_SLAB_KEEP,
-    ZERO_SIZE_PTR,
-    SlabModel,
-    object_poison,
-    get_order,
-    kmalloc_max_cache_size,
-    kmalloc_max_size,
-    kmalloc_size_roundup,
-    slab_gfp_bug,
-)
+from ...refmodel.slab import GFP_SLAB_BUG_MASK, GFP_SLAB_KEEP, slab_gfp_bug
+from ...refmodel.slab_debug import object_poison
 from ..protocol import Env
 from ._memory import SparseMemory
 

@@ -20,19 +20,11 @@ from typing import Final, Protocol
 
 from ...refmodel.errors import BadFree, CacheBusy, DoubleFree, InvalidFree, SlabCorruption, UnexpectedGfp, WrongCache
 from ...refmodel.gfp import GFP
+from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_bucket, kmalloc_max_cache_size, kmalloc_max_size
 from ...refmodel.machine import Machine
-from ...refmodel.slab import (
-    GFP_SLAB_BUG_MASK,
-    GFP_SLAB_KEEP,
-    ZERO_SIZE_PTR,
-    object_poison,
-    SlabFlag,
-    calculate_alignment,
-    get_order,
-    kmalloc_bucket,
-    kmalloc_max_cache_size,
-    kmalloc_max_size,
-)
+from ...refmodel.page_alloc import get_order
+from ...refmodel.slab import GFP_SLAB_BUG_MASK, GFP_SLAB_KEEP, SlabFlag, calculate_alignment
+from ...refmodel.slab_debug import object_poison
 from ..protocol import Env
 
 _DMA, _DMA32, _ZERO, _COMP = int(GFP.DMA), int(GFP.DMA32), int(GFP.ZERO), int(GFP.COMP)

@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable, TypeVar
 
-from ...refmodel._subsystem import subsystems
+from ...refmodel import subsystems
 from ...refmodel.errors import ConformanceFailure, InvalidArgument, Violation, failure_for
 from ...refmodel.gfp import format_gfp
 from ...refmodel.machine import Machine, load_machine
 from ...refmodel.page_alloc import Expectation, LiveBlock, Outcome, PageAllocModel
 from ...refmodel.rules import CLAIMABLE
-from ...refmodel.slab import SlabModel
+from ...refmodel.objects import SlabModel
 from ..loader import build_iut
 from ..ops import Kind
 from ..ops import op as op_named

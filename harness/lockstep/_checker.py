@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...refmodel._subsystem import all_ops
 from ...refmodel.errors import InvalidDefinition
+from ..ops import step_ops
 
 if TYPE_CHECKING:
     from . import Lockstep
@@ -41,10 +41,9 @@ class Checker:
 
 def register_checker(cls: type[Checker]) -> type[Checker]:
     """Add a checker; InvalidDefinition when a step it names is no operation, or has no method."""
-    ops = all_ops()
+    ops = step_ops()
     for name in cls.steps:
-        o = ops.get(name)
-        if o is None or not o.step:
+        if name not in ops:
             raise InvalidDefinition(f"checker {cls.__qualname__}: step {name!r} is not a step operation of any subsystem; declare it with op(...) in its refmodel module")
         if not callable(getattr(cls, name, None)):
             raise InvalidDefinition(f"checker {cls.__qualname__} lists step {name!r} but has no method {name}()")

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from ...refmodel.errors import InvalidArgument
-from ...refmodel.slab import ZERO_SIZE_PTR
+from ...refmodel.kmalloc import ZERO_SIZE_PTR
 from ..ops import Kind
 from ..trace import Ref
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ...refmodel.errors import InvalidArgument, SleepInAtomic, UnexpectedGfp
 from ...refmodel.gfp import GFP, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
-from ...refmodel.slab import ZERO_SIZE_PTR, kmalloc_min_align, kmalloc_size_roundup
+from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_min_align, kmalloc_size_roundup
 from ._checker import Checker, register_checker
 from .slab import SlabLayer
 

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from ...refmodel.context import in_atomic
 from ...refmodel.errors import InvalidArgument
-from ...refmodel.slab import LiveObject, object_poison
+from ...refmodel.slab import LiveObject
+from ...refmodel.slab_debug import object_poison
 from ..trace import Ref, Step
 from ._checker import Checker, register_checker
 from ._contents import ZERO_CHECK_LIMIT
