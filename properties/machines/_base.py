@@ -67,7 +67,7 @@ def claims(*rule_ids: str) -> Callable[[Any], bool]:
     for r in rule_ids:
         if rule_id(r) not in CLAIMABLE:
             raise InvalidDefinition(f"rule {r!r} is not claimable, so a rule guarded by its claim would never be drawn; "
-                                    "guard on a detection or policy rule (`kmemspec rules` marks them)")
+                                    "guard on a claimable rule (refmodel.rules.CLAIMABLE: the detection and policy rules, and a few more)")
     wanted = frozenset(rule_ids)
     return lambda self: not wanted.isdisjoint(self.target.claims)
 
