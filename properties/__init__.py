@@ -2,11 +2,16 @@
 
 ``run_check`` runs the suite for one implementation and machine under a
 ``Profile`` (``PROFILES``: ci, dev, campaign) and returns a ``CheckResult``.
-``PageStateMachine`` is the page-allocator machine; ``strategies`` holds the
-GFP, order and context strategies.
+The suite is composed per implementation by ``state_machine_for``: one
+``RuleSet`` per subsystem (``machines/``), each registered with
+``register_rule_set`` for the capabilities it needs, so rules an
+implementation cannot use are never drawn. ``PageStateMachine`` is the
+machine of a pages-only implementation; ``strategies`` holds the GFP, order,
+context, size and cache strategies.
 """
 
-from .page_machine import Block, PageStateMachine, Target
+from ._subsystems import register_rule_set, state_machine_for
+from .machines import Block, PageStateMachine, RuleSet, Target
 from .runner import PROFILES, CheckResult, Failure, Profile, run_check
 
 __all__ = [
@@ -16,6 +21,9 @@ __all__ = [
     "Failure",
     "PageStateMachine",
     "Profile",
+    "RuleSet",
     "Target",
+    "register_rule_set",
     "run_check",
+    "state_machine_for",
 ]

@@ -1,7 +1,8 @@
 """Running the suite: profiles, the Hypothesis run, progress, and the collected result.
 
-``run_check`` runs the page state machine for one implementation on one
-machine under a profile and returns a ``CheckResult``: the distinct failures
+``run_check`` runs the suite for one implementation on one machine under a
+profile (the rule sets its capabilities select, composed by
+``state_machine_for``) and returns a ``CheckResult``: the distinct failures
 (each a rule ID, a message and the shrunk steps), how often each rule was
 checked, and the run's numbers. Reports are written by ``kmemspec.harness.report``.
 """
@@ -28,8 +29,8 @@ from ..harness.trace import Step
 from ..refmodel.errors import ConformanceFailure, InvalidArgument
 from ..refmodel.machine import Machine
 from ..refmodel.rules import PROCESS_RULES
-from .page_machine import Target
-from .slab_machine import MemoryStateMachine
+from ._subsystems import state_machine_for
+from .machines import Target
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
     result = CheckResult(impl.spec, impl.label, machine, machine_spec, profile, chosen, caps, claims, impl.transport, impl.isolated)
     bar = _Progress(result, progress)
     target = Target(impl.factory, impl.label, machine, caps, claims, bar.example, bar.teardown)
-    machine_cls = MemoryStateMachine.for_target(target)
+    machine_cls = state_machine_for(target)
     test = get_state_machine_test(
         machine_cls,
         settings=settings(

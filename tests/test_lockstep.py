@@ -91,14 +91,14 @@ def test_a_step_the_checker_refuses_inside_a_run_is_a_suite_bug_not_a_usage_erro
 
     from kmemspec.harness import load_impl
     from kmemspec.properties import PROFILES, run_check
-    from kmemspec.properties import slab_machine
+    from kmemspec.properties.machines.kmalloc import KmallocRules
     from kmemspec.refmodel import load_machine
 
     @rule(addr=st.just(0x12345678))
     def ksize_of_nothing(self, addr):
         self.iut.ksize(addr)  # not a live object: the checker refuses it
 
-    monkeypatch.setattr(slab_machine.MemoryStateMachine, "kfree_null", ksize_of_nothing)
+    monkeypatch.setattr(KmallocRules, "kfree_null", ksize_of_nothing)
     with pytest.raises(RuntimeError, match="bug of kmemspec's suite"):
         run_check(load_impl("fast"), load_machine("tiny"), machine_spec="tiny", profile=PROFILES["ci"], seed_value=1, progress=None)
 

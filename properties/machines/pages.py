@@ -1,0 +1,219 @@
+"""The page allocator's rule sets: alloc_pages/free_pages sequences, valid and invalid, and __get_free_pages on addresses.
+
+``PageRules`` (capability ``pages``) draws allocations with generated GFP
+masks and orders 0..MAX_PAGE_ORDER+1 in generated contexts, frees of live
+blocks, zone-filling runs that reach the watermark band and exhaustion, a
+blocking __GFP_NOFAIL request under pressure, and misuse (double free, wrong
+order, interior PFN, never-allocated PFN, bad GFP zone combination, blocking
+allocation in atomic context), the misuse only against implementations that
+claim the detection. ``GetFreePagesRules`` (``get_free_pages``) does the same
+on logical addresses; ``FreeAreaRules`` and ``MemoryRules`` compare the
+implementation's free lists and page contents with the model's mid-sequence.
+Checks live in the lockstep checker; these only decide what to try
+(mm/page_alloc.c).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import assume
+from hypothesis import strategies as st
+from hypothesis.stateful import consumes, multiple, precondition, rule
+
+from ...refmodel.context import Context, in_atomic
+from ...refmodel.gfp import GFP, GFP_ATOMIC, GFP_KERNEL
+from .._subsystems import register_rule_set
+from ..strategies.gfp import bad_gfp_masks, gfp_masks
+from ..strategies.pages import contexts, orders
+from ._base import Block, RuleSet, claims, not_in_atomic
+
+_COMP = int(GFP.COMP)
+
+#: Zone-filling runs only on machines this small (pages), so one step stays cheap.
+FILL_LIMIT_PAGES = 4096
+
+
+def _small_machine(self: Any) -> bool:
+    return self.iut.machine.max_pfn <= FILL_LIMIT_PAGES
+
+
+class PageRules(RuleSet):
+    """alloc_pages and free_pages, valid and misused: every implementation has them (capability ``pages``)."""
+
+    # -- valid operations ------------------------------------------------------------
+
+    @precondition(not_in_atomic)
+    @rule(target=RuleSet.blocks, gfp=gfp_masks(blocking=True), data=st.data())
+    def alloc_blocking(self, gfp: int, data: st.DataObject) -> Any:
+        return self._alloc(gfp, data.draw(orders(self.max_order), label="order"))
+
+    @rule(target=RuleSet.blocks, gfp=gfp_masks(blocking=False), data=st.data())
+    def alloc_atomic(self, gfp: int, data: st.DataObject) -> Any:
+        return self._alloc(gfp, data.draw(orders(self.max_order), label="order"))
+
+    @rule(block=consumes(RuleSet.blocks))
+    def free(self, block: Block) -> None:
+        self.iut.free_pages(block.start, block.order)
+
+    @rule(ctx=contexts())
+    def set_context(self, ctx: Context) -> None:
+        self.iut.set_context(ctx)
+
+    @precondition(_small_machine)
+    @rule(target=RuleSet.blocks, gfp=gfp_masks(blocking=False), data=st.data())
+    def fill(self, gfp: int, data: st.DataObject) -> Any:
+        """Allocate until the implementation says no: reaches the watermark band and MUST_FAIL."""
+        order = data.draw(st.integers(0, self.max_order), label="order")
+        got = []
+        for _ in range(self.iut.machine.max_pfn // (1 << order) + 2):
+            pfn = self.iut.alloc_pages(gfp, order)
+            if pfn is None:
+                break
+            got.append(Block(pfn, order))
+        return multiple(*got)
+
+    @precondition(_small_machine)
+    @precondition(not_in_atomic)
+    @rule(target=RuleSet.blocks)
+    def nofail_under_pressure(self) -> Any:
+        """Fill with GFP_ATOMIC until it fails, then a blocking __GFP_NOFAIL request: NOFAIL-NEVER-NULL's band."""
+        got = []
+        for _ in range(self.iut.machine.max_pfn + 2):
+            pfn = self.iut.alloc_pages(int(GFP_ATOMIC), 0)
+            if pfn is None:
+                break
+            got.append(Block(pfn, 0))
+        pfn = self.iut.alloc_pages(int(GFP_KERNEL | GFP.NOFAIL), 0)
+        if pfn is not None:
+            got.append(Block(pfn, 0))
+        return multiple(*got)
+
+    # -- misuse, only where claimed ----------------------------------------------------
+
+    @precondition(claims("BUDDY-DOUBLE-FREE"))
+    @rule(block=consumes(RuleSet.blocks))
+    def double_free(self, block: Block) -> None:
+        self.iut.free_pages(block.start, block.order)
+        self.iut.free_pages(block.start, block.order)
+
+    @precondition(claims("BUDDY-DOUBLE-FREE"))
+    @rule(data=st.data())
+    def free_never_allocated(self, data: st.DataObject) -> None:
+        m = self.iut.machine
+        ranges = [r for z in m.populated_zones for r in m.zone_free_ranges(z)]
+        r = data.draw(st.sampled_from(ranges), label="range")
+        pfn = data.draw(st.integers(r.start, r.end - 1), label="pfn")
+        # Once the slab layer holds pages the model cannot see, "free" here may be a slab page.
+        assume(self.iut.model.live_block_at(pfn) is None and not self.iut.slab.opaque)
+        self.iut.free_pages(pfn, data.draw(st.integers(0, self.max_order), label="order"))
+
+    @precondition(claims("BUDDY-FREE-WRONG-ORDER"))
+    @rule(data=st.data())
+    def free_wrong_order(self, data: st.DataObject) -> None:
+        # The kernel checks the order only for compound pages; elsewhere it is undefined.
+        slabs = self.iut.slab.slab_blocks  # the slab layer's blocks have their own rule (SLAB-PAGE-BAD-FREE)
+        compound = sorted(b.pfn for b in self.iut.model.live.values() if b.order > 0 and b.gfp & _COMP and b.pfn not in slabs)
+        assume(compound)
+        live = self.iut.model.live[data.draw(st.sampled_from(compound), label="pfn")]
+        order = data.draw(st.integers(0, self.max_order).filter(lambda o: o != live.order), label="order")
+        self.iut.free_pages(live.pfn, order)
+
+    @precondition(claims("BUDDY-FREE-WRONG-ORDER"))
+    @rule(target=RuleSet.blocks, gfp=gfp_masks(blocking=False), order=st.integers(1, 3))
+    def alloc_compound(self, gfp: int, order: int) -> Any:
+        return self._alloc(gfp | GFP.COMP, min(order, self.max_order))
+
+    @precondition(claims("BUDDY-FREE-INTERIOR"))
+    @rule(block=RuleSet.blocks, data=st.data())
+    def free_interior(self, block: Block, data: st.DataObject) -> None:
+        assume(block.order > 0 and block.start in self.iut.model.live)
+        offset = data.draw(st.integers(1, (1 << block.order) - 1), label="offset")
+        self.iut.free_pages(block.start + offset, data.draw(st.integers(0, block.order), label="order"))
+
+    @precondition(claims("BUDDY-BAD-FREE"))
+    @rule(data=st.data())
+    def free_bad_pfn(self, data: st.DataObject) -> None:
+        m = self.iut.machine
+        # Reserved pages and holes that have a struct page; a PFN with none is undefined.
+        candidates = [r.start for r in m.reserved] + [a.end for a, b in zip(m.ram, m.ram[1:])]
+        candidates = [pfn for pfn in candidates if m.pfn_valid(pfn) and m.usable_range_of(pfn) is None]
+        assume(candidates)
+        self.iut.free_pages(data.draw(st.sampled_from(candidates), label="pfn"), 0)
+
+    @precondition(claims("GFP-ZONE-BAD"))
+    @precondition(not_in_atomic)
+    @rule(target=RuleSet.blocks, gfp=bad_gfp_masks(), order=st.integers(0, 2))
+    def alloc_bad_gfp(self, gfp: int, order: int) -> Any:
+        return self._alloc(gfp, order)
+
+    @precondition(claims("CTX-MIGHT-SLEEP"))
+    @precondition(lambda self: in_atomic(self.iut.env.context))
+    @rule(target=RuleSet.blocks, gfp=gfp_masks(blocking=True), order=st.integers(0, 2))
+    def alloc_blocking_in_atomic(self, gfp: int, order: int) -> Any:
+        return self._alloc(gfp, order)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _alloc(self, gfp: int, order: int) -> Any:
+        pfn = self.iut.alloc_pages(gfp, order)
+        return multiple() if pfn is None else Block(pfn, order)
+
+
+class GetFreePagesRules(RuleSet):
+    """__get_free_pages and free_pages on logical addresses, NULL included, and bad addresses where claimed."""
+
+    @precondition(not_in_atomic)
+    @rule(target=RuleSet.addrs, gfp=gfp_masks(blocking=True), data=st.data())
+    def get_free_pages_blocking(self, gfp: int, data: st.DataObject) -> Any:
+        return self.get_free_pages(gfp, data)
+
+    @rule(target=RuleSet.addrs, gfp=gfp_masks(blocking=False), data=st.data())
+    def get_free_pages(self, gfp: int, data: st.DataObject) -> Any:
+        order = data.draw(orders(self.max_order), label="order")
+        addr = self.iut.get_free_pages(gfp, order)
+        return multiple() if addr == 0 else Block(addr, order)
+
+    @rule(block=consumes(RuleSet.addrs))
+    def free_addr(self, block: Block) -> None:
+        self.iut.free_pages_addr(block.start, block.order)
+
+    @rule(order=st.integers(0, 3))
+    def free_addr_null(self, order: int) -> None:
+        self.iut.free_pages_addr(0, order)
+
+    @precondition(claims("API-FREE-BAD-ADDRESS"))
+    @rule(data=st.data())
+    def free_bad_addr(self, data: st.DataObject) -> None:
+        m = self.iut.machine
+        beyond = -(-m.max_pfn >> (m.section_size_bits - m.page_shift)) << (m.section_size_bits - m.page_shift)
+        candidates = [m.page_offset - m.page_size, m.page_size]
+        if m.page_offset + (beyond << m.page_shift) < 1 << m.word_bits:
+            candidates.append(m.page_offset + (beyond << m.page_shift))  # no struct page there
+        self.iut.free_pages_addr(data.draw(st.sampled_from(candidates), label="addr"), 0)
+
+
+class FreeAreaRules(RuleSet):
+    """Mid-sequence, the implementation's free lists equal the model's (INTROSPECT-FREE-AREA)."""
+
+    @rule()
+    def check_free_area(self) -> None:
+        self.iut.check_free_area()
+
+
+class MemoryRules(RuleSet):
+    """Mid-sequence, every live block and object still holds what was written to it."""
+
+    @rule()
+    def check_contents(self) -> None:
+        self.iut.check_contents()
+
+
+class PageStateMachine(PageRules):
+    """The machine of an implementation with the ``pages`` capability alone: ``PageRules``. Bind it with ``for_target``."""
+
+
+register_rule_set("pages", PageRules)
+register_rule_set("get_free_pages", GetFreePagesRules)
+register_rule_set("free_area", FreeAreaRules)
+register_rule_set("memory", MemoryRules)

@@ -1,0 +1,161 @@
+"""The slab layer's rule sets: kmem_cache sequences, slab lifecycles, and slab pages given to free_pages.
+
+``SlabRules`` (capability ``slab``) creates caches with alignment, DMA and
+debug flags, allocates a few neighbours at once, frees, shrinks and destroys
+(busy only where claimed), and frees into the wrong cache where claimed.
+Caches are drawn from the model's live ones, or made when there are none, so
+every rule acts on something that exists. With the slabs shown
+(``slab_info``), ``SlabLifecycleRules`` drives a cache through the states
+the policy rules speak of, and ``SlabPageFreeRules`` gives free_pages a slab
+page or a large kmalloc block (mm/slub.c, mm/slab_common.c).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import assume
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+from ...refmodel.context import in_atomic
+from ...refmodel.gfp import GFP_ZONEMASK
+from ...refmodel.kmalloc import kmalloc_max_cache_size
+from .._subsystems import register_rule_set
+from ..strategies.slab import aligns, cache_sizes, slab_flags
+from ._base import RuleSet, claims, rule_id
+
+_ZONE_BITS = int(GFP_ZONEMASK)
+_CACHE_MIGHT_SLEEP = rule_id("SLAB-CACHE-MIGHT-SLEEP")
+_DESTROY_BUSY = rule_id("SLAB-DESTROY-BUSY")
+_PAGE_BAD_FREE = rule_id("SLAB-PAGE-BAD-FREE")
+_BUDDY_DOUBLE_FREE = rule_id("BUDDY-DOUBLE-FREE")
+_SLAB_DOUBLE_FREE = rule_id("SLAB-DOUBLE-FREE")
+
+
+def may_sleep_in_cache_ops(self: Any) -> bool:
+    """A precondition: kmem_cache_create/destroy/shrink may be called (they sleep), or their splat is claimed."""
+    return _CACHE_MIGHT_SLEEP in self.target.claims or not in_atomic(self.iut.env.context)
+
+
+class CacheDraws(RuleSet):
+    """Drawing a cache for the rules that need one (no rules of its own)."""
+
+    def _cache(self, data: st.DataObject, *, debug: bool = False) -> int:
+        """A live cache, or a new one when there is none (or sometimes anyway); with ``debug``, one with red zones or poison."""
+        caches = self.iut.slab.caches
+        live = sorted(c for c in caches if not debug or caches[c].red_zoned or caches[c].poisoned)
+        if live and data.draw(st.integers(0, 3), label="new cache?"):
+            return data.draw(st.sampled_from(live), label="cache")
+        assume(may_sleep_in_cache_ops(self))
+        cid = self.iut.kmem_cache_create(f"kmemspec_test_{len(self.iut.slab.caches)}", data.draw(cache_sizes(), label="size"),
+                                         data.draw(aligns(), label="align"), data.draw(slab_flags(debug=debug), label="flags"))
+        assume(cid is not None)
+        return cid
+
+
+class SlabRules(CacheDraws):
+    """kmem_cache_create/alloc/free/destroy/shrink, and kmem_cache_free into the wrong cache where claimed."""
+
+    @rule(data=st.data(), n=st.integers(1, 4))
+    def kmem_cache_alloc(self, data: st.DataObject, n: int) -> None:
+        """A few objects at once: neighbours in one slab, where stride and alignment bugs show."""
+        cache = self._cache(data)
+        gfp = self._gfp(data) & ~_ZONE_BITS
+        for _ in range(n):
+            self.iut.kmem_cache_alloc(cache, gfp)
+
+    @rule(data=st.data())
+    def kmem_cache_free(self, data: st.DataObject) -> None:
+        live = sorted(a for a, o in self.iut.slab.objects.items() if o.cache is not None)
+        assume(live)
+        addr = data.draw(st.sampled_from(live), label="object")
+        self.iut.kmem_cache_free(self.iut.slab.objects[addr].cache, addr)
+
+    @precondition(may_sleep_in_cache_ops)
+    @rule(data=st.data(), leak=st.booleans())
+    def kmem_cache_destroy(self, data: st.DataObject, leak: bool) -> None:
+        cache = self._cache(data)
+        busy_ok = _DESTROY_BUSY in self.target.claims
+        if leak and busy_ok:  # slub_kunit's test_leak_destroy: one object still allocated
+            self.iut.kmem_cache_alloc(cache, self._gfp(data) & ~_ZONE_BITS)
+        assume(not self.iut.slab.caches[cache].live or busy_ok)
+        self.iut.kmem_cache_destroy(cache)
+
+    @precondition(may_sleep_in_cache_ops)
+    @rule(data=st.data())
+    def kmem_cache_shrink(self, data: st.DataObject) -> None:
+        self.iut.kmem_cache_shrink(self._cache(data))
+
+    @precondition(claims("SLAB-WRONG-CACHE"))
+    @rule(data=st.data())
+    def kmem_cache_free_wrong_cache(self, data: st.DataObject) -> None:
+        addr = self._object(data)
+        cache = self._cache(data)
+        assume(self.iut.slab.objects.get(addr) is not None and self.iut.slab.objects[addr].cache != cache)
+        self.iut.kmem_cache_free(cache, addr)
+
+
+class SlabLifecycleRules(CacheDraws):
+    """A cache filled into two slabs, one emptied, refilled, maybe shrunk: where SLAB-PARTIAL-FIRST and SLAB-SHRINK-RELEASES bind."""
+
+    @precondition(claims("SLAB-PARTIAL-FIRST", "SLAB-SHRINK-RELEASES"))
+    @precondition(may_sleep_in_cache_ops)
+    @rule(data=st.data(), shrink=st.booleans())
+    def slab_lifecycle(self, data: st.DataObject, shrink: bool) -> None:
+        """Fill a cache into two slabs, empty one of them, allocate again, maybe shrink: the policy rules' states."""
+        cache = self._cache(data)
+        gfp = self._gfp(data) & ~_ZONE_BITS
+        slab = self.iut.slab
+        for _ in range(128):
+            if len({p for p, (c, _) in slab.slab_blocks.items() if c == cache}) >= 2:
+                break
+            if self.iut.kmem_cache_alloc(cache, gfp) is None:
+                break
+        mine = sorted(p for p, (c, _) in slab.slab_blocks.items() if c == cache)
+        assume(mine)
+        victim = data.draw(st.sampled_from(mine), label="slab")
+        for addr in sorted(a for a, o in slab.objects.items() if o.cache == cache and slab.slab_of(a) == victim):
+            self.iut.kmem_cache_free(cache, addr)
+        self.iut.kmem_cache_alloc(cache, gfp)
+        if shrink:
+            self.iut.kmem_cache_shrink(cache)
+
+
+class SlabPageFreeRules(RuleSet):
+    """Page blocks of the slab layer (slab pages, large kmalloc blocks) given to free_pages, and kfree around that."""
+
+    @rule(data=st.data(), then=st.sampled_from(("", "kfree", "kfree first")))
+    def free_pages_of_slab_block(self, data: st.DataObject, then: str) -> None:
+        """A slab page given to free_pages (a Bad page state, where claimed), or a large kmalloc block (freed or reported),
+        then maybe kfree of it (a double free); or kfree of a large block, then free_pages of it (a page double free)."""
+        slab = self.iut.slab
+        claimed = self.target.claims
+        if data.draw(st.booleans(), label="a slab page?") and _PAGE_BAD_FREE in claimed:
+            blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is None)
+        else:
+            blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is not None)
+            if not blocks or data.draw(st.booleans(), label="a new large kmalloc?"):
+                max_cache = kmalloc_max_cache_size(self.target.machine)
+                addr = self.iut.kmalloc(data.draw(st.integers(max_cache + 1, 4 * max_cache), label="size"), self._gfp(data))
+                assume(addr is not None and slab.large_object_at(self.target.machine.virt_to_pfn(addr)) is not None)
+                blocks = [self.target.machine.virt_to_pfn(addr)]
+        assume(blocks)
+        pfn = data.draw(st.sampled_from(blocks), label="slab block")
+        order = slab.slab_blocks[pfn][1]
+        large = slab.large_object_at(pfn)
+        if then == "kfree first":
+            assume(large is not None and _BUDDY_DOUBLE_FREE in claimed)
+            self.iut.kfree(large.addr)
+            if pfn in slab.slab_blocks and _PAGE_BAD_FREE not in claimed:
+                return  # the block stayed as an empty slab: freeing it is a misuse this implementation does not claim
+            self.iut.free_pages(pfn, order)
+            return
+        self.iut.free_pages(pfn, order)
+        if then == "kfree" and large is not None and large.addr not in slab.objects and _SLAB_DOUBLE_FREE in claimed:
+            self.iut.kfree(large.addr)
+
+
+register_rule_set("slab", SlabRules)
+register_rule_set({"slab", "slab_info"}, SlabLifecycleRules)
+register_rule_set({"kmalloc", "slab_info"}, SlabPageFreeRules)

@@ -1,0 +1,56 @@
+"""SLUB debugging's rule sets: kmem_cache_validate, and slub_kunit's clobber tests on poison and red zones.
+
+``SlabDebugRules`` (capability ``slab_debug``) validates intact caches;
+``ClobberRules`` (``slab_debug`` with ``slab_info`` and ``memory``, so the
+suite knows the layout and can write the byte) overwrites a poison or red
+zone byte and expects validate to report it, restore it, and then find the
+cache clean (mm/slub.c validate_slab_cache, lib/slub_kunit.c).
+"""
+
+from __future__ import annotations
+
+from hypothesis import assume
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+from ...refmodel.gfp import GFP_ZONEMASK
+from .._subsystems import register_rule_set
+from ._base import claims, not_in_atomic
+from .slab import CacheDraws
+
+_ZONE_BITS = int(GFP_ZONEMASK)
+
+
+class SlabDebugRules(CacheDraws):
+    """kmem_cache_validate of an intact cache, in process context (as sysfs and slub_kunit call it)."""
+
+    @precondition(not_in_atomic)
+    @rule(data=st.data())
+    def kmem_cache_validate(self, data: st.DataObject) -> None:
+        """An intact cache validates without a report."""
+        self.iut.kmem_cache_validate(self._cache(data))
+
+
+class ClobberRules(CacheDraws):
+    """A poison or red zone byte overwritten, then validated twice: reported and restored, then clean."""
+
+    @precondition(claims("SLAB-POISON-CHECK", "SLAB-REDZONE-CHECK"))
+    @precondition(not_in_atomic)
+    @rule(data=st.data(), free_first=st.booleans())
+    def clobber_and_validate(self, data: st.DataObject, free_first: bool) -> None:
+        """slub_kunit's clobber tests: overwrite a poison or red zone byte; validate reports and restores it; validate again is clean."""
+        cache = self._cache(data, debug=True)
+        addr = self.iut.kmem_cache_alloc(cache, self._gfp(data) & ~_ZONE_BITS)
+        if addr is not None and free_first:
+            self.iut.kmem_cache_free(cache, addr)
+        sites = self.iut.slab.clobber_sites(cache, self.target.claims)
+        assume(sites)
+        self.iut.clobber(data.draw(st.sampled_from(sites), label="byte"))
+        self.iut.kmem_cache_validate(cache)
+        self.iut.kmem_cache_validate(cache)
+
+
+# slab_debug alone, not with slab: today's suite draws kmem_cache_validate (which makes its own caches)
+# for every implementation that declares slab_debug, the page mutants among them.
+register_rule_set("slab_debug", SlabDebugRules)
+register_rule_set({"slab_debug", "slab_info", "memory"}, ClobberRules)

@@ -1,0 +1,27 @@
+"""kmem_cache_create arguments: object sizes, alignments, and the flags (HWCACHE_ALIGN, the DMA zones, SLUB debugging)."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from ...refmodel.slab import SlabFlag
+
+_DEBUG_FLAGS = (0, SlabFlag.RED_ZONE, SlabFlag.POISON, SlabFlag.RED_ZONE | SlabFlag.POISON,
+                SlabFlag.RED_ZONE | SlabFlag.STORE_USER, SlabFlag.POISON | SlabFlag.TYPESAFE_BY_RCU)
+
+
+def slab_flags(*, debug: bool = False) -> st.SearchStrategy[int]:
+    """kmem_cache_create flags: cache-line alignment, the DMA zones, and SLUB's debug flags (always some with ``debug``)."""
+    debug_flags = st.sampled_from([int(f) for f in (_DEBUG_FLAGS[1:5] if debug else _DEBUG_FLAGS)])
+    return st.tuples(st.booleans(), st.sampled_from((0, int(SlabFlag.CACHE_DMA), int(SlabFlag.CACHE_DMA32))), debug_flags).map(
+        lambda t: (int(SlabFlag.HWCACHE_ALIGN) if t[0] else 0) | t[1] | t[2]
+    )
+
+
+def cache_sizes() -> st.SearchStrategy[int]:
+    return st.one_of(st.sampled_from((1, 8, 20, 40, 64, 100, 192, 500, 1024, 3000)), st.integers(1, 2048))
+
+
+def aligns() -> st.SearchStrategy[int]:
+    """0 (none) or a power of two up to 256."""
+    return st.sampled_from((0, 8, 16, 32, 64, 128, 256))
