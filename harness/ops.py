@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from ..refmodel._subsystem import Kind, Op, Returns, all_ops, generation, subsystems
 
-__all__ = ["CAPABILITY_METHODS", "Kind", "Op", "Returns", "capabilities", "op", "step_ops", "wire_ops"]
+__all__ = ["CAPABILITY_METHODS", "Kind", "Op", "Returns", "capabilities", "check_args", "op", "step_ops", "wire_ops"]
 
 _cache: dict[str, Any] = {"gen": -1}
 
@@ -88,6 +88,5 @@ def check_args(o: Op, args: Mapping[str, Any]) -> str | None:
             if not isinstance(v, (bytes, bytearray, str)):
                 return f"{o.name}: argument {a.name} is {v!r}; it is bytes"
         elif isinstance(v, bool) or not isinstance(v, int):
-            return f"{o.name}: argument {a.name} is {v!r}; only {', '.join(x.name for x in o.args if x.kind is Kind.NAME) or 'strings'} "\
-                   f"may be strings, every other argument is an int"
+            return f"{o.name}: argument {a.name} is {v!r}; only name is a string, every other argument an int"
     return None

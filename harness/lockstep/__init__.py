@@ -25,7 +25,7 @@ from ...refmodel.page_alloc import Expectation, LiveBlock, Outcome, PageAllocMod
 from ...refmodel.rules import CLAIMABLE
 from ...refmodel.objects import SlabModel
 from ..loader import build_iut
-from ..ops import Kind
+from ..ops import Kind, check_args, step_ops
 from ..ops import op as op_named
 from ..protocol import Env, Factory, TransportFailure
 from ..trace import Step
@@ -248,6 +248,18 @@ class Lockstep:
             if hook is not None and hook(op, values, pfn, order, call):
                 return True
         return False
+
+    def run_step(self, op: str, args: dict[str, Any]) -> Any:
+        """Run the recorded step ``op(**args)`` (replay); InvalidArgument names an unknown step or a wrong argument."""
+        o = step_ops().get(op)
+        if o is None:
+            raise InvalidArgument(f"trace step {op!r} is not an operation kmemspec knows ({', '.join(step_ops())})")
+        if not hasattr(self, op):
+            raise InvalidArgument(f"trace step {op!r} needs capability {o.capability!r}, which {self.label} does not declare")
+        problem = check_args(o, args)
+        if problem is not None:
+            raise InvalidArgument(f"trace step {problem}")
+        return getattr(self, op)(**args)
 
     # -- the end of an example ----------------------------------------------------------
 
