@@ -22,7 +22,8 @@ from .errors import (
 )
 from .gfp import GFP, ZoneType, format_gfp, gfp_zone, gfpflags_allow_blocking, parse_gfp
 from .machine import Machine, PfnRange, Zone, load_machine
-from .page_alloc import Expectation, Outcome, PageAllocModel
+from .expectation import Expectation, Outcome
+from .page_alloc import PageAllocModel
 from .rules import RULES, Level, Rule
 
 __all__ = [

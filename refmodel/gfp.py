@@ -161,14 +161,43 @@ GFP_ZONE_TABLE: Final[dict[int, ZoneType]] = {
 GFP_ZONE_BAD: Final[frozenset[int]] = frozenset({0x3, 0x5, 0x6, 0x7, 0xB, 0xD, 0xE, 0xF})
 
 
-# Plain ints for the hot paths: IntFlag arithmetic costs an enum construction per operation.
-_ZONEMASK: Final = int(GFP_ZONEMASK)
-_DIRECT_RECLAIM: Final = int(GFP.DIRECT_RECLAIM)
+class GFP_INT:  # noqa: N801 (the plain-int twin of GFP)
+    """The ``GFP`` bits and masks as plain ints, for hot paths: ``gfp & GFP_INT.ZERO``.
+
+    IntFlag arithmetic builds an enum per operation; these are the kernel's
+    ``___GFP_*`` values (include/linux/gfp_types.h), which are plain too.
+    """
+
+    DMA: Final = int(GFP.DMA)
+    HIGHMEM: Final = int(GFP.HIGHMEM)
+    DMA32: Final = int(GFP.DMA32)
+    MOVABLE: Final = int(GFP.MOVABLE)
+    RECLAIMABLE: Final = int(GFP.RECLAIMABLE)
+    HIGH: Final = int(GFP.HIGH)
+    IO: Final = int(GFP.IO)
+    FS: Final = int(GFP.FS)
+    ZERO: Final = int(GFP.ZERO)
+    DIRECT_RECLAIM: Final = int(GFP.DIRECT_RECLAIM)
+    KSWAPD_RECLAIM: Final = int(GFP.KSWAPD_RECLAIM)
+    WRITE: Final = int(GFP.WRITE)
+    NOWARN: Final = int(GFP.NOWARN)
+    RETRY_MAYFAIL: Final = int(GFP.RETRY_MAYFAIL)
+    NOFAIL: Final = int(GFP.NOFAIL)
+    NORETRY: Final = int(GFP.NORETRY)
+    MEMALLOC: Final = int(GFP.MEMALLOC)
+    COMP: Final = int(GFP.COMP)
+    NOMEMALLOC: Final = int(GFP.NOMEMALLOC)
+    HARDWALL: Final = int(GFP.HARDWALL)
+    THISNODE: Final = int(GFP.THISNODE)
+    ACCOUNT: Final = int(GFP.ACCOUNT)
+    ZEROTAGS: Final = int(GFP.ZEROTAGS)
+    ZONEMASK: Final = int(GFP_ZONEMASK)
+    RECLAIM: Final = int(GFP.DIRECT_RECLAIM | GFP.KSWAPD_RECLAIM)  # __GFP_RECLAIM
 
 
 def gfp_zone_bad(gfp_mask: int) -> bool:
     """True for a zone-modifier combination in GFP_ZONE_BAD (GFP-ZONE-BAD, include/linux/gfp.h)."""
-    return (gfp_mask & _ZONEMASK) in GFP_ZONE_BAD
+    return (gfp_mask & GFP_INT.ZONEMASK) in GFP_ZONE_BAD
 
 
 def gfp_zone(gfp_mask: int, configured: frozenset[ZoneType]) -> ZoneType:
@@ -179,7 +208,7 @@ def gfp_zone(gfp_mask: int, configured: frozenset[ZoneType]) -> ZoneType:
     ``VM_BUG_ON`` under DEBUG_VM; without it the table slot is 0, i.e. the
     lowest configured zone (GFP-ZONE-BAD-NODEBUG), which is what this returns.
     """
-    bits = gfp_mask & _ZONEMASK
+    bits = gfp_mask & GFP_INT.ZONEMASK
     if bits in GFP_ZONE_BAD:
         return min(configured)
     zone = GFP_ZONE_TABLE[bits]
@@ -200,7 +229,7 @@ def zonelist_eligible(zone: ZoneType, highest_zoneidx: ZoneType) -> bool:
 
 def gfpflags_allow_blocking(gfp_mask: int) -> bool:
     """CTX-BLOCKING: a request may sleep iff it has __GFP_DIRECT_RECLAIM (include/linux/gfp.h)."""
-    return bool(gfp_mask & _DIRECT_RECLAIM)
+    return bool(gfp_mask & GFP_INT.DIRECT_RECLAIM)
 
 
 def format_gfp(gfp_mask: int) -> str:

@@ -24,12 +24,11 @@ from typing import Final
 
 from .context import Context
 from .errors import BadFree, InvalidFree, UnexpectedGfp
-from .gfp import GFP
+from .expectation import Expectation, Outcome
+from .gfp import GFP_INT
 from .machine import Machine
-from .page_alloc import Expectation, Outcome, get_order
+from .page_alloc import get_order
 from .slab import GFP_SLAB_BUG_MASK, GFP_SLAB_KEEP, LiveObject, SlabLayer, slab_gfp_bug
-
-_DMA, _COMP = int(GFP.DMA), int(GFP.COMP)
 
 ZERO_SIZE_PTR: Final = 16
 """kmalloc(0)'s answer: ((void *)16), faults on use; ZERO_OR_NULL_PTR(x) is x <= 16 (include/linux/slab.h)."""
@@ -118,9 +117,9 @@ class KmallocModel:
             return self.slab.expect_object(bucket, gfp, ctx)
         fixed = gfp & ~GFP_SLAB_BUG_MASK
         if size > kmalloc_max_cache_size(m):  # ___kmalloc_large_node: alloc_pages(flags | __GFP_COMP)
-            need = (get_order(size, m.page_shift), fixed | _COMP, f"a large kmalloc of {size} bytes")
+            need = (get_order(size, m.page_shift), fixed | GFP_INT.COMP, f"a large kmalloc of {size} bytes")
         else:
-            need = (get_order(bucket, m.page_shift), (fixed & GFP_SLAB_KEEP) | (fixed & _DMA) | _COMP,
+            need = (get_order(bucket, m.page_shift), (fixed & GFP_SLAB_KEEP) | (fixed & GFP_INT.DMA) | GFP_INT.COMP,
                     f"a new kmalloc-{bucket} slab")
         return self.slab.expect_object(bucket, gfp, ctx, need)
 

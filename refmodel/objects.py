@@ -13,9 +13,10 @@ Neighbours: the page oracle it stands beside is ``page_alloc``.
 from __future__ import annotations
 
 from .context import Context
-from .machine import Machine
+from .expectation import Expectation
 from .kmalloc import KmallocModel
-from .page_alloc import Expectation, PageAllocModel
+from .machine import Machine
+from .page_alloc import PageAllocModel
 from .slab import LiveObject, SlabLayer
 from .slab_debug import Corruption, FreeObject, SlabDebug
 
