@@ -56,7 +56,7 @@ def kmalloc_max_size(m: Machine) -> int:
 
 
 def kmalloc_bucket(size: int) -> int:
-    """The kmalloc cache object size for 1 <= size <= KMALLOC_MAX_CACHE_SIZE (KMALLOC-INDEX).
+    """The kmalloc cache object size for 1 <= size <= KMALLOC_MAX_CACHE_SIZE (fact KMALLOC-INDEX).
 
     mm/slab_common.c kmalloc_size_index[] / include/linux/slab.h __kmalloc_index:
     8 for sizes up to KMALLOC_MIN_SIZE, 96 for 65..96, 192 for 129..192,
@@ -132,7 +132,7 @@ class KmallocModel:
     def large_object_at(self, pfn: int) -> LiveObject | None:
         """The live large kmalloc object whose block starts at ``pfn``, or None."""
         m, slab = self.slab.machine, self.slab
-        obj = slab.objects.get(m.page_offset + (pfn << m.page_shift))
+        obj = slab.objects.get(m.pfn_to_virt(pfn))
         if obj is None or obj.cache is not None or obj.alloc_size <= kmalloc_max_cache_size(m):
             return None
         block = slab.slab_blocks.get(pfn)

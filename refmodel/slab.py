@@ -343,7 +343,16 @@ class SlabLayer:
     # -- checks ----------------------------------------------------------------------------
 
     def check_object(self, addr: int, size: int, gfp: int, *, align: int, align_rule: str, what: str, cid: int | None = None) -> None:
-        """Raise the failure of the first rule a returned object breaks: lowmem RAM, zone, alignment, overlap."""
+        """Raise the failure of the first rule a returned object breaks: lowmem RAM, zone, alignment, overlap, the slab's pages."""
+        first, last = self._check_lowmem(addr, size, what)
+        self._check_zone_eligible(addr, gfp, first, last, what)
+        if addr % align:  # align_rule: KMALLOC-ALIGN (kmalloc_min_align) or SLAB-CACHE-ALIGN (calculate_alignment)
+            raise failure_for(align_rule, f"{what} returned {addr:#x}, which is not {align}-byte aligned ({addr:#x} % {align} = {addr % align})")
+        self.check_free_of_objects(addr, addr + size, what)
+        self._check_slab_pages(addr, first, last, what, cid)
+
+    def _check_lowmem(self, addr: int, size: int, what: str) -> tuple[int, int]:
+        """SLAB-LOWMEM: the object is a lowmem logical address in usable RAM; its first and last pfn."""
         m = self.machine
         first = m.virt_to_pfn(addr)
         last = m.virt_to_pfn(addr + max(size, 1) - 1)
@@ -351,15 +360,24 @@ class SlabLayer:
             raise failure_for("SLAB-LOWMEM", f"{what} returned {addr:#x}, which is not a lowmem logical address for {size} bytes (PAGE_OFFSET {m.page_offset:#x}, max_low_pfn {m.max_low_pfn:#x})")
         if not m.is_usable_block(first, last - first + 1):
             raise failure_for("SLAB-LOWMEM", f"{what} returned {addr:#x}: pfn {first:#x}..{last:#x} is not all free RAM (a hole or a reserved range)")
+        return first, last
+
+    def _check_zone_eligible(self, addr: int, gfp: int, first: int, last: int, what: str) -> None:
+        """SLAB-ZONE-ELIGIBLE: the object's pages are in a zone its gfp allows, without the bits new_slab drops (GFP_SLAB_BUG_MASK)."""
+        m = self.machine
         high = self.pages.highest_zoneidx(gfp & ~GFP_SLAB_BUG_MASK)
         for pfn in (first, last):
             zone = m.zone_of_pfn(pfn)
             assert zone is not None
             if not zonelist_eligible(zone.zone_type, high):
                 raise failure_for("SLAB-ZONE-ELIGIBLE", f"{what} returned {addr:#x} in ZONE_{zone.zone_type.name}, but {format_gfp(gfp & ~GFP_SLAB_BUG_MASK)} allows only ZONE_{high.name} and below")
-        if addr % align:
-            raise failure_for(align_rule, f"{what} returned {addr:#x}, which is not {align}-byte aligned ({addr:#x} % {align} = {addr % align})")
-        self.check_free_of_objects(addr, addr + size, what)
+
+    def _check_slab_pages(self, addr: int, first: int, last: int, what: str, cid: int | None) -> None:
+        """SLAB-NO-OVERLAP with page blocks, and SLAB-INTROSPECT: each page of the object is a slab page, page by page.
+
+        A page in a live block the slab layer does not hold overlaps it; where
+        the slabs are shown, a page must be in one of them, of this cache or a kmalloc one.
+        """
         for pfn in range(first, last + 1):
             blk = self.pages.live_block_at(pfn)
             if blk is not None and blk.pfn not in self.slab_blocks:
@@ -369,13 +387,14 @@ class SlabLayer:
                 raise failure_for("SLAB-INTROSPECT", f"{what} returned {addr:#x}, in pfn {pfn:#x}: {where}")
 
     def check_free_of_objects(self, start: int, end: int, what: str, *, ignore: int | None = None) -> None:
+        """SLAB-NO-OVERLAP: [start, end) overlaps no live object (but ``ignore``)."""
         other = self.overlapping(start, end, ignore=ignore)
         if other is not None:
             raise failure_for("SLAB-NO-OVERLAP", f"{what}: [{start:#x}, {end:#x}) overlaps {other.describe()}")
 
     def check_page_block(self, pfn: int, order: int) -> None:
         """A block alloc_pages returned holds no live object (SLAB-NO-OVERLAP)."""
-        start = self.machine.page_offset + (pfn << self.machine.page_shift)
+        start = self.machine.pfn_to_virt(pfn)
         self.check_free_of_objects(start, start + (self.machine.page_size << order), f"alloc_pages returned the order-{order} block at pfn {pfn:#x}")
 
     def sync_slabs(self, reported: list[tuple[int, int, int, int, int]], step: int) -> None:
