@@ -11,7 +11,7 @@ the same suite. ``validate_iut`` checks an object against its declaration.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Final, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from ..refmodel.context import Context, in_atomic
 from ..refmodel.errors import InvalidDefinition, SleepInAtomic, Violation

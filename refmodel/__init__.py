@@ -1,10 +1,27 @@
 """kmemspec.refmodel: the oracle. Pure Python, standard library only.
 
-One module per mechanism: ``machine`` (zones, RAM, watermarks), ``gfp`` (flags
-and zone selection), ``context`` (execution contexts, might_sleep),
-``page_alloc`` (the buddy oracle), ``slab`` (the slab layer and kmalloc),
-``errors`` (violations and failures), ``rules`` (the catalog). Import what you
-need from here.
+One module per mechanism, as Documentation/mm has one page per mechanism:
+``machine`` (RAM, zones, address conversions; its file format in
+``_machine_format``, named machines in ``presets``), ``watermarks`` (how
+boot sets them, what a request may take), ``gfp`` (flags and zone
+selection), ``context`` (execution contexts, might_sleep), ``page_alloc``
+(the buddy oracle), ``slab`` (caches, objects, slabs), ``kmalloc`` (size
+classes and the kmalloc calls), ``slab_debug`` (poison and red zones),
+``objects`` (the three slab parts as one model), ``expectation`` (what a
+call may do), ``errors`` (violations and failures), ``rules`` (the
+catalog). What several modules share privately is in ``_internal``. Import
+what you need from here.
+
+Two namespaces of upper-case IDs appear in this package. Rule IDs
+(``BUDDY-NO-OVERLAP``, ``SLAB-POISON``) are the catalog's, ``rules.RULES``:
+what an implementation is judged by, named in failures, claims, coverage
+and reports; a docstring that starts with one is that rule's check. Fact
+IDs, always written "fact X" (``fact KMALLOC-INDEX``, ``fact WMARK-OK``),
+name entries of KERNEL_FACTS.md, the project's sheet of kernel behaviour
+with its sources, which the model encodes but which are not judged by
+themselves. A few names (BUDDY-ALIGN, BUDDY-ORDER-LIMIT, BUDDY-DOUBLE-FREE,
+GFP-ZONE-BAD, API-ZERO) are in both: the rule is the catalog's version of
+the fact.
 
 Each subsystem module declares its rules and operations in one
 ``Subsystem`` row; the built-in ones are registered here, in dependency
@@ -35,7 +52,8 @@ from .errors import (
 )
 from .gfp import GFP, ZoneType, format_gfp, gfp_zone, gfpflags_allow_blocking, parse_gfp
 from .machine import Machine, PfnRange, Zone, load_machine
-from .page_alloc import Expectation, Outcome, PageAllocModel
+from .expectation import Expectation, Outcome
+from .page_alloc import PageAllocModel
 from .rules import RULES, Level, Rule
 
 for _sub in (_page_alloc.SUBSYSTEM, _context.SUBSYSTEM, _kmalloc.SUBSYSTEM, _objects.SUBSYSTEM, _iut.SUBSYSTEM):

@@ -24,11 +24,11 @@ NMI_MASK: Final = 0xF00000
 
 
 class Context(enum.IntEnum):
-    """Where the caller runs. The value is the preempt_count it implies (CTX-PREEMPT-LAYOUT, preempt.h).
+    """Where the caller runs. The value is the preempt_count it implies (fact CTX-PREEMPT-LAYOUT, preempt.h).
 
     PROCESS is task context with preemption enabled. ATOMIC is task context
     with preemption disabled or a spinlock held (PREEMPT_LOCK_OFFSET = 1,
-    CTX-SPINLOCK). SOFTIRQ serves a softirq, HARDIRQ a hard interrupt, NMI a
+    fact CTX-SPINLOCK). SOFTIRQ serves a softirq, HARDIRQ a hard interrupt, NMI a
     non-maskable interrupt.
     """
 
@@ -44,17 +44,17 @@ class Context(enum.IntEnum):
 
 
 def in_atomic(ctx: Context) -> bool:
-    """CTX-PREDICATES: in_atomic() is preempt_count != 0 (include/linux/preempt.h)."""
+    """Fact CTX-PREDICATES: in_atomic() is preempt_count != 0 (include/linux/preempt.h)."""
     return ctx.preempt_count != 0
 
 
 def in_interrupt(ctx: Context) -> bool:
-    """CTX-PREDICATES: in_interrupt() is irq_count() != 0: NMI, hardirq, softirq served or BH disabled (include/linux/preempt.h)."""
+    """Fact CTX-PREDICATES: in_interrupt() is irq_count() != 0: NMI, hardirq, softirq served or BH disabled (include/linux/preempt.h)."""
     return bool(ctx.preempt_count & (NMI_MASK | HARDIRQ_MASK | SOFTIRQ_MASK))
 
 
 def in_nmi(ctx: Context) -> bool:
-    """CTX-PREDICATES: in_nmi() tests the NMI bits (include/linux/preempt.h)."""
+    """Fact CTX-PREDICATES: in_nmi() tests the NMI bits (include/linux/preempt.h)."""
     return bool(ctx.preempt_count & NMI_OFFSET)
 
 
@@ -68,7 +68,7 @@ def may_sleep(ctx: Context) -> bool:
 
 
 def page_alloc_allowed(ctx: Context) -> bool:
-    """CTX-NMI: the page allocator is not to be called from NMI, even with GFP_ATOMIC (include/linux/gfp_types.h DOC).
+    """Fact CTX-NMI: the page allocator is not to be called from NMI, even with GFP_ATOMIC (include/linux/gfp_types.h DOC).
 
     ``alloc_pages_nolock``/``free_pages_nolock`` are the NMI-safe entry points;
     plain alloc_pages/__free_pages from NMI is a caller bug the suite never generates.

@@ -2,8 +2,11 @@
 
 Models ``include/linux/gfp_types.h`` (the bits and their composites) and
 ``include/linux/gfp.h`` (``gfp_zone()``'s GFP_ZONE_TABLE / GFP_ZONE_BAD,
-``gfpflags_allow_blocking()``, ``gfp_migratetype()``). Zones themselves live in
-``machine``; which zones a request may use is ``zonelist_eligible`` here.
+``gfpflags_allow_blocking()``, ``gfp_migratetype()``). ``GFP`` is the flag
+enum; ``GFP_INT`` the same bits as plain ints, for hot paths. Invariant: at
+most one of __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM (GFP-ZONE-BAD). Zones
+themselves live in ``machine``; which zones a request may use is
+``zonelist_eligible`` here; what the slab layer drops of a mask is ``slab``'s.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Final
 
 
 class ZoneType(enum.IntEnum):
-    """``enum zone_type`` in index order (include/linux/mmzone.h, rule ZONE-ENUM).
+    """``enum zone_type`` in index order (include/linux/mmzone.h, fact ZONE-ENUM).
 
     The kernel compiles absent zones out of the enum; the model keeps a fixed
     numbering and lets a machine say which zones it configures. Relative order,
@@ -28,7 +31,7 @@ class ZoneType(enum.IntEnum):
 
     @property
     def kernel_name(self) -> str:
-        """The name ``zone_names[]`` prints (mm/page_alloc.c, ZONE-NAMES)."""
+        """The name ``zone_names[]`` prints (mm/page_alloc.c, fact ZONE-NAMES)."""
         return _ZONE_NAMES[self]
 
 
@@ -42,7 +45,7 @@ _ZONE_NAMES: Final = {
 
 
 class GFP(enum.IntFlag):
-    """The ``__GFP_*`` bits with the kernel's values (gfp_types.h, GFP-BITS).
+    """The ``__GFP_*`` bits with the kernel's values (gfp_types.h, fact GFP-BITS).
 
     Config-dependent bits (SKIP_ZERO, SKIP_KASAN, NOLOCKDEP, NO_OBJ_EXT) are 0
     in the configuration the model follows and are therefore absent.
@@ -97,7 +100,7 @@ __GFP_THISNODE: Final = GFP.THISNODE
 __GFP_ACCOUNT: Final = GFP.ACCOUNT
 __GFP_ZEROTAGS: Final = GFP.ZEROTAGS
 
-# Composites (gfp_types.h, GFP-ZONEMASK / GFP-COMBOS / GFP-NOWAIT).
+# Composites (gfp_types.h, facts GFP-ZONEMASK, GFP-COMBOS, GFP-NOWAIT).
 GFP_ZONEMASK: Final = GFP.DMA | GFP.HIGHMEM | GFP.DMA32 | GFP.MOVABLE
 __GFP_RECLAIM: Final = GFP.DIRECT_RECLAIM | GFP.KSWAPD_RECLAIM
 GFP_ATOMIC: Final = GFP.HIGH | GFP.KSWAPD_RECLAIM
@@ -132,7 +135,7 @@ GFP_COMPOSITES: Final[tuple[tuple[str, int], ...]] = (
     ("GFP_DMA", GFP_DMA),
 )
 
-#: GFP_ZONE_TABLE (include/linux/gfp.h, rule GFP-ZONE-TABLE). Keys are
+#: GFP_ZONE_TABLE (include/linux/gfp.h, fact GFP-ZONE-TABLE). Keys are
 #: ``gfp & GFP_ZONEMASK``; a value is the zone the kernel names, before the
 #: OPT_ZONE_* fallback to ZONE_NORMAL for zones a machine does not configure.
 #:
@@ -161,25 +164,54 @@ GFP_ZONE_TABLE: Final[dict[int, ZoneType]] = {
 GFP_ZONE_BAD: Final[frozenset[int]] = frozenset({0x3, 0x5, 0x6, 0x7, 0xB, 0xD, 0xE, 0xF})
 
 
-# Plain ints for the hot paths: IntFlag arithmetic costs an enum construction per operation.
-_ZONEMASK: Final = int(GFP_ZONEMASK)
-_DIRECT_RECLAIM: Final = int(GFP.DIRECT_RECLAIM)
+class GFP_INT:  # noqa: N801 (the plain-int twin of GFP)
+    """The ``GFP`` bits and masks as plain ints, for hot paths: ``gfp & GFP_INT.ZERO``.
+
+    IntFlag arithmetic builds an enum per operation; these are the kernel's
+    ``___GFP_*`` values (include/linux/gfp_types.h), which are plain too.
+    """
+
+    DMA: Final = int(GFP.DMA)
+    HIGHMEM: Final = int(GFP.HIGHMEM)
+    DMA32: Final = int(GFP.DMA32)
+    MOVABLE: Final = int(GFP.MOVABLE)
+    RECLAIMABLE: Final = int(GFP.RECLAIMABLE)
+    HIGH: Final = int(GFP.HIGH)
+    IO: Final = int(GFP.IO)
+    FS: Final = int(GFP.FS)
+    ZERO: Final = int(GFP.ZERO)
+    DIRECT_RECLAIM: Final = int(GFP.DIRECT_RECLAIM)
+    KSWAPD_RECLAIM: Final = int(GFP.KSWAPD_RECLAIM)
+    WRITE: Final = int(GFP.WRITE)
+    NOWARN: Final = int(GFP.NOWARN)
+    RETRY_MAYFAIL: Final = int(GFP.RETRY_MAYFAIL)
+    NOFAIL: Final = int(GFP.NOFAIL)
+    NORETRY: Final = int(GFP.NORETRY)
+    MEMALLOC: Final = int(GFP.MEMALLOC)
+    COMP: Final = int(GFP.COMP)
+    NOMEMALLOC: Final = int(GFP.NOMEMALLOC)
+    HARDWALL: Final = int(GFP.HARDWALL)
+    THISNODE: Final = int(GFP.THISNODE)
+    ACCOUNT: Final = int(GFP.ACCOUNT)
+    ZEROTAGS: Final = int(GFP.ZEROTAGS)
+    ZONEMASK: Final = int(GFP_ZONEMASK)
+    RECLAIM: Final = int(GFP.DIRECT_RECLAIM | GFP.KSWAPD_RECLAIM)  # __GFP_RECLAIM
 
 
 def gfp_zone_bad(gfp_mask: int) -> bool:
     """True for a zone-modifier combination in GFP_ZONE_BAD (GFP-ZONE-BAD, include/linux/gfp.h)."""
-    return (gfp_mask & _ZONEMASK) in GFP_ZONE_BAD
+    return (gfp_mask & GFP_INT.ZONEMASK) in GFP_ZONE_BAD
 
 
 def gfp_zone(gfp_mask: int, configured: frozenset[ZoneType]) -> ZoneType:
     """The highest zone a request may use (``gfp_zone()``, include/linux/gfp.h).
 
-    GFP-ZONE-TABLE: OPT_ZONE_DMA/DMA32/HIGHMEM fall back to ZONE_NORMAL when
+    Fact GFP-ZONE-TABLE: OPT_ZONE_DMA/DMA32/HIGHMEM fall back to ZONE_NORMAL when
     the machine does not configure that zone. A bad combination is
     ``VM_BUG_ON`` under DEBUG_VM; without it the table slot is 0, i.e. the
-    lowest configured zone (GFP-ZONE-BAD-NODEBUG), which is what this returns.
+    lowest configured zone (fact GFP-ZONE-BAD-NODEBUG), which is what this returns.
     """
-    bits = gfp_mask & _ZONEMASK
+    bits = gfp_mask & GFP_INT.ZONEMASK
     if bits in GFP_ZONE_BAD:
         return min(configured)
     zone = GFP_ZONE_TABLE[bits]
@@ -190,7 +222,7 @@ def gfp_zone(gfp_mask: int, configured: frozenset[ZoneType]) -> ZoneType:
 
 
 def zonelist_eligible(zone: ZoneType, highest_zoneidx: ZoneType) -> bool:
-    """ZONE-FALLBACK: a request may be served from its zone or any lower one, never a higher one.
+    """Fact ZONE-FALLBACK: a request may be served from its zone or any lower one, never a higher one.
 
     mm/page_alloc.c ``get_page_from_freelist`` walks the zonelist skipping
     zones above ``highest_zoneidx`` (include/linux/mmzone.h ``next_zones_zonelist``).
@@ -199,8 +231,8 @@ def zonelist_eligible(zone: ZoneType, highest_zoneidx: ZoneType) -> bool:
 
 
 def gfpflags_allow_blocking(gfp_mask: int) -> bool:
-    """CTX-BLOCKING: a request may sleep iff it has __GFP_DIRECT_RECLAIM (include/linux/gfp.h)."""
-    return bool(gfp_mask & _DIRECT_RECLAIM)
+    """Fact CTX-BLOCKING: a request may sleep iff it has __GFP_DIRECT_RECLAIM (include/linux/gfp.h)."""
+    return bool(gfp_mask & GFP_INT.DIRECT_RECLAIM)
 
 
 def format_gfp(gfp_mask: int) -> str:

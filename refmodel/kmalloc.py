@@ -24,14 +24,13 @@ from typing import Final
 
 from .context import Context
 from .errors import BadFree, InvalidFree, UnexpectedGfp
-from .gfp import GFP
+from .expectation import Expectation, Outcome
+from .gfp import GFP_INT
 from .machine import Machine
-from .page_alloc import Expectation, Outcome, get_order
+from .page_alloc import get_order
 from .rules import Level, Rule
 from ._subsystem import Kind, Returns, Subsystem, op
 from .slab import GFP_SLAB_BUG_MASK, GFP_SLAB_KEEP, LiveObject, SlabLayer, slab_gfp_bug
-
-_DMA, _COMP = int(GFP.DMA), int(GFP.COMP)
 
 ZERO_SIZE_PTR: Final = 16
 """kmalloc(0)'s answer: ((void *)16), faults on use; ZERO_OR_NULL_PTR(x) is x <= 16 (include/linux/slab.h)."""
@@ -59,7 +58,7 @@ def kmalloc_max_size(m: Machine) -> int:
 
 
 def kmalloc_bucket(size: int) -> int:
-    """The kmalloc cache object size for 1 <= size <= KMALLOC_MAX_CACHE_SIZE (KMALLOC-INDEX).
+    """The kmalloc cache object size for 1 <= size <= KMALLOC_MAX_CACHE_SIZE (fact KMALLOC-INDEX).
 
     mm/slab_common.c kmalloc_size_index[] / include/linux/slab.h __kmalloc_index:
     8 for sizes up to KMALLOC_MIN_SIZE, 96 for 65..96, 192 for 129..192,
@@ -120,9 +119,9 @@ class KmallocModel:
             return self.slab.expect_object(bucket, gfp, ctx)
         fixed = gfp & ~GFP_SLAB_BUG_MASK
         if size > kmalloc_max_cache_size(m):  # ___kmalloc_large_node: alloc_pages(flags | __GFP_COMP)
-            need = (get_order(size, m.page_shift), fixed | _COMP, f"a large kmalloc of {size} bytes")
+            need = (get_order(size, m.page_shift), fixed | GFP_INT.COMP, f"a large kmalloc of {size} bytes")
         else:
-            need = (get_order(bucket, m.page_shift), (fixed & GFP_SLAB_KEEP) | (fixed & _DMA) | _COMP,
+            need = (get_order(bucket, m.page_shift), (fixed & GFP_SLAB_KEEP) | (fixed & GFP_INT.DMA) | GFP_INT.COMP,
                     f"a new kmalloc-{bucket} slab")
         return self.slab.expect_object(bucket, gfp, ctx, need)
 
@@ -135,7 +134,7 @@ class KmallocModel:
     def large_object_at(self, pfn: int) -> LiveObject | None:
         """The live large kmalloc object whose block starts at ``pfn``, or None."""
         m, slab = self.slab.machine, self.slab
-        obj = slab.objects.get(m.page_offset + (pfn << m.page_shift))
+        obj = slab.objects.get(m.pfn_to_virt(pfn))
         if obj is None or obj.cache is not None or obj.alloc_size <= kmalloc_max_cache_size(m):
             return None
         block = slab.slab_blocks.get(pfn)

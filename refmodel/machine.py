@@ -52,7 +52,7 @@ class PfnRange:
 
 @dataclass(frozen=True)
 class Zone:
-    """One zone: its span (holes included, ZONE-COUNTS), watermarks and lowmem_reserve.
+    """One zone: its span (holes included, fact ZONE-COUNTS), watermarks and lowmem_reserve.
 
     ``lowmem_reserve[c]`` is the extra margin a request whose highest usable
     zone is ``c`` must leave in this zone (indexed by ``ZoneType``).
@@ -83,7 +83,7 @@ class Machine:
 
     ``ram`` lists the System RAM ranges (what is not listed is a hole);
     ``reserved`` the memblock-reserved ranges inside RAM that never reach the
-    buddy allocator (HOLE-RESERVED). ``max_low_pfn`` is the lowmem/highmem
+    buddy allocator (fact HOLE-RESERVED). ``max_low_pfn`` is the lowmem/highmem
     boundary: PFNs below it have a logical address ``page_offset + pfn * page_size``.
     """
 
@@ -129,7 +129,7 @@ class Machine:
 
     @property
     def max_phys_pfn(self) -> int:
-        """BITS-MAXPFN: 2^(phys_addr_bits - PAGE_SHIFT) PFNs are addressable."""
+        """Fact BITS-MAXPFN: 2^(phys_addr_bits - PAGE_SHIFT) PFNs are addressable."""
         return 1 << (self.phys_addr_bits - self.page_shift)
 
     @property
@@ -169,12 +169,12 @@ class Machine:
         return i >= 0 and pfn in self.ram[i]
 
     def is_usable_block(self, pfn: int, nr_pages: int) -> bool:
-        """Every page of [pfn, pfn + nr_pages) is RAM handed to the buddy allocator (HOLE-BOOT-HANDOVER)."""
+        """Every page of [pfn, pfn + nr_pages) is RAM handed to the buddy allocator (fact HOLE-BOOT-HANDOVER)."""
         r = self.usable_range_of(pfn)
         return r is not None and pfn + nr_pages <= r.end
 
     def pfn_valid(self, pfn: int) -> bool:
-        """A struct page exists: the PFN's memory section holds some RAM (HOLE-PFN-VALID, include/linux/mmzone.h).
+        """A struct page exists: the PFN's memory section holds some RAM (fact HOLE-PFN-VALID, include/linux/mmzone.h).
 
         Holes and reserved ranges inside a present section have struct pages.
         """
@@ -186,7 +186,7 @@ class Machine:
         return i < len(self.ram) and self.ram[i].start < start + (1 << shift)
 
     def is_lowmem(self, pfn: int) -> bool:
-        """PFNs below max_low_pfn have a permanent logical address (API-PAGE-ADDRESS)."""
+        """PFNs below max_low_pfn have a permanent logical address (fact API-PAGE-ADDRESS)."""
         return pfn < self.max_low_pfn
 
     def pfn_to_virt(self, pfn: int) -> int:
@@ -218,14 +218,14 @@ class Machine:
         return pfn if self.pfn_valid(pfn) else None
 
     def zone_free_ranges(self, zone: Zone) -> Iterator[PfnRange]:
-        """The ranges of ``zone`` that boot hands to the buddy allocator (HOLE-BOOT-HANDOVER)."""
+        """The ranges of ``zone`` that boot hands to the buddy allocator (fact HOLE-BOOT-HANDOVER)."""
         for r in self._usable:
             start, end = max(r.start, zone.start_pfn), min(r.end, zone.end_pfn)
             if start < end:
                 yield PfnRange(start, end)
 
     def managed_pages(self, zone: Zone) -> int:
-        """ZONE-COUNTS: present pages minus reserved ones."""
+        """Fact ZONE-COUNTS: present pages minus reserved ones."""
         return sum(len(r) for r in self.zone_free_ranges(zone))
 
     def describe(self) -> str:

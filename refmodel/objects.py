@@ -15,9 +15,10 @@ from __future__ import annotations
 from . import slab, slab_debug
 from ._subsystem import Subsystem
 from .context import Context
-from .machine import Machine
+from .expectation import Expectation
 from .kmalloc import KmallocModel
-from .page_alloc import Expectation, PageAllocModel
+from .machine import Machine
+from .page_alloc import PageAllocModel
 from .slab import LiveObject, SlabLayer
 from .slab_debug import Corruption, FreeObject, SlabDebug
 

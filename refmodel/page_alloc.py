@@ -1,26 +1,34 @@
-"""The buddy page allocator oracle: what alloc_pages/free_pages may do.
+"""The buddy page allocator oracle: what alloc_pages, __get_free_pages and free_pages may do.
 
 Models ``mm/page_alloc.c`` as seen by a caller. The oracle never predicts
 which block comes back: ``expect_alloc`` says whether the call must succeed,
 may fail, must fail or must report a misuse; ``check_alloc`` checks the block
-an implementation returned against the safety rules; ``adopt_alloc`` then
-takes that block, so model and implementation stay in step.
+an implementation returned against the safety rules, one small check per
+rule; ``adopt_alloc`` then takes that block, so model and implementation
+stay in step.
 
-Free memory is kept as its canonical buddy decomposition, the maximal aligned
-free blocks of each zone by order (what ``__free_one_page`` merging yields),
-and live blocks are indexed by first PFN. Every operation costs
-O(MAX_PAGE_ORDER + log(live blocks)); nothing scans pages or PFN ranges.
-Zones and watermarks come from ``machine``; GFP rules from ``gfp``.
+Invariants: free memory is kept as its canonical buddy decomposition, the
+maximal aligned free blocks of each zone by order (what ``__free_one_page``
+merging yields); a live block is aligned to its order, inside one zone, in
+usable RAM, and overlaps no other; live blocks are indexed by first PFN.
+Every operation costs O(MAX_PAGE_ORDER + log(live blocks)); nothing scans
+pages or PFN ranges. A logical-address call (__get_free_pages) drops
+__GFP_HIGHMEM once, where it enters the oracle, as the kernel does before
+alloc_pages sees the mask. Blocking requests in atomic context are a
+might_sleep splat (CTX-MIGHT-SLEEP).
+
+Neighbours: zones and RAM are ``machine``'s, the watermark arithmetic
+``watermarks``', GFP zone selection ``gfp``'s. Note that kmalloc and the
+slab layer live in ``kmalloc`` and ``slab``, beside this oracle.
 """
 
 from __future__ import annotations
 
-import bisect
-import enum
 import functools
 from dataclasses import dataclass
 from typing import Iterable
 
+from ._internal import IntervalIndex, misuse
 from .context import Context, in_atomic
 from .errors import (
     BadAddress,
@@ -30,52 +38,14 @@ from .errors import (
     FreeWrongOrder,
     InvalidGfp,
     SleepInAtomic,
-    Violation,
     failure_for,
 )
-from .gfp import GFP, ZoneType, format_gfp, gfp_zone, gfp_zone_bad, gfpflags_allow_blocking, zonelist_eligible
+from .expectation import Expectation, Outcome
+from .gfp import GFP_INT, ZoneType, format_gfp, gfp_zone, gfp_zone_bad, gfpflags_allow_blocking, zonelist_eligible
 from .machine import Machine, Zone, split_aligned
 from .rules import Level, Rule
 from .watermarks import may_ignore_min, min_watermark, watermark_free_ok
 from ._subsystem import Kind, Returns, Subsystem, op
-
-
-# Plain ints for the hot paths (IntFlag arithmetic builds an enum per operation).
-_HIGHMEM, _NOFAIL = int(GFP.HIGHMEM), int(GFP.NOFAIL)
-_MEMALLOC, _NOMEMALLOC, _COMP = int(GFP.MEMALLOC), int(GFP.NOMEMALLOC), int(GFP.COMP)
-
-
-class Outcome(enum.Enum):
-    """What a conforming implementation may do with a call (DESIGN.md, "what is allowed")."""
-
-    MUST_SUCCEED = "must succeed"
-    MAY_FAIL = "may fail"
-    MUST_FAIL = "must fail"
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """The oracle's answer for one call.
-
-    ``outcome`` is what the call itself may do. ``report`` is the misuse the
-    call is, if any, with the rule that makes reporting it a (claimable)
-    detection. ``fatal`` reports are BUG-like: the kernel does not go on, so
-    an implementation reports and refuses. Non-fatal ones (might_sleep's
-    splat) report and carry on with ``outcome``.
-    """
-
-    outcome: Outcome
-    rule_id: str
-    reason: str
-    report: type[Violation] | None = None
-    report_rule: str | None = None
-    fatal: bool = False
-    misuse: str = ""  # what the misuse is, in kernel terms; ``reason`` explains ``outcome``
-    also_report: tuple[type[Violation], ...] = ()  # other kinds the kernel may report for this call
-
-    @property
-    def is_misuse(self) -> bool:
-        return self.report is not None
 
 
 @dataclass(frozen=True)
@@ -93,10 +63,19 @@ class LiveBlock:
         return self.pfn + (1 << self.order)
 
 
+def alloc_mask(gfp: int, logical: bool) -> int:
+    """The mask alloc_pages sees: __get_free_pages (``logical``) passes gfp_mask & ~__GFP_HIGHMEM (mm/page_alloc.c)."""
+    return gfp & ~GFP_INT.HIGHMEM if logical else gfp
+
+
 def get_order(size: int, page_shift: int) -> int:
     """get_order(): the smallest order whose block holds ``size`` bytes (include/asm-generic/getorder.h)."""
     pages = (size - 1) >> page_shift
     return pages.bit_length()
+
+
+def _block_end(blk: LiveBlock) -> int:
+    return blk.end_pfn
 
 
 _OK_FREE = Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-OVERLAP", "a live block freed with its own order")
@@ -109,8 +88,7 @@ class PageAllocModel:
         self.machine = machine
         self.max_order = machine.max_page_order
         self._zones: dict[ZoneType, Zone] = {z.zone_type: z for z in machine.populated_zones}
-        self.live: dict[int, LiveBlock] = {}
-        self._live_starts: list[int] = []
+        self.live: IntervalIndex[LiveBlock] = IntervalIndex(_block_end)
         boot_area, boot_free = _boot_free_area(machine)
         self.free_area = {t: [set(s) for s in area] for t, area in boot_area.items()}
         self.nr_free = dict(boot_free)
@@ -130,28 +108,17 @@ class PageAllocModel:
 
     def live_block_at(self, pfn: int) -> LiveBlock | None:
         """The live block containing ``pfn``, or None."""
-        i = bisect.bisect_right(self._live_starts, pfn) - 1
-        if i >= 0:
-            blk = self.live[self._live_starts[i]]
-            if pfn < blk.end_pfn:
-                return blk
-        return None
+        return self.live.containing(pfn)
 
     def live_overlapping(self, pfn: int, nr_pages: int) -> LiveBlock | None:
-        """A live block overlapping [pfn, pfn + nr_pages), or None."""
-        blk = self.live_block_at(pfn)
-        if blk is not None:
-            return blk
-        j = bisect.bisect_left(self._live_starts, pfn)
-        if j < len(self._live_starts) and self._live_starts[j] < pfn + nr_pages:
-            return self.live[self._live_starts[j]]
-        return None
+        """The lowest live block overlapping [pfn, pfn + nr_pages), or None."""
+        return self.live.first_overlapping(pfn, pfn + nr_pages)
 
     def highest_zoneidx(self, gfp: int) -> ZoneType:
         return gfp_zone(gfp, self.machine.configured_zones)
 
     def eligible_zones(self, gfp: int) -> list[ZoneType]:
-        """The zonelist for ``gfp``: populated zones at or below gfp_zone(), highest first (ZONE-FALLBACK)."""
+        """The zonelist for ``gfp``: populated zones at or below gfp_zone(), highest first (fact ZONE-FALLBACK)."""
         high = self.highest_zoneidx(gfp)
         return sorted((t for t in self._zones if zonelist_eligible(t, high)), reverse=True)
 
@@ -161,7 +128,7 @@ class PageAllocModel:
         return any(area[k] for k in range(order, self.max_order + 1))
 
     def watermark_ok(self, zone: ZoneType, order: int, highest: ZoneType) -> bool:
-        """WMARK-OK with ALLOC_WMARK_LOW, as the fast path asks (mm/page_alloc.c __zone_watermark_ok).
+        """Fact WMARK-OK with ALLOC_WMARK_LOW, as the fast path asks (mm/page_alloc.c __zone_watermark_ok).
 
         free - (2^order - 1) > low + lowmem_reserve[highest_zoneidx], and for
         order > 0 some free_area[order..MAX] non-empty.
@@ -175,13 +142,12 @@ class PageAllocModel:
 
     def expect_alloc(self, gfp: int, order: int, ctx: Context = Context.PROCESS, *, logical: bool = False) -> Expectation:
         """What alloc_pages(gfp, order) (or __get_free_pages with ``logical``) may do in ``ctx``."""
+        gfp = alloc_mask(gfp, logical)
         base = self._expect_placement(gfp, order, logical)
         if order > self.max_order or order < 0:
             return base  # __alloc_pages returns NULL before gfp_zone() and might_alloc() run
-        if logical:
-            gfp &= ~_HIGHMEM  # __get_free_pages strips it before alloc_pages sees the mask
         if gfp_zone_bad(gfp):
-            # Without DEBUG_VM the bad slot reads as zone 0 and the call goes on (GFP-ZONE-BAD-NODEBUG).
+            # Without DEBUG_VM the bad slot reads as zone 0 and the call goes on (fact GFP-ZONE-BAD-NODEBUG).
             return Expectation(base.outcome, base.rule_id, base.reason, InvalidGfp, "GFP-ZONE-BAD", fatal=True,
                                misuse=f"{format_gfp(gfp)} sets more than one of __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM")
         if gfpflags_allow_blocking(gfp) and in_atomic(ctx):
@@ -190,17 +156,16 @@ class PageAllocModel:
         return base
 
     def _expect_placement(self, gfp: int, order: int, logical: bool) -> Expectation:
+        """Whether a block can and must come back: BUDDY-ORDER-LIMIT, NOFAIL-NEVER-NULL, BUDDY-NO-SPURIOUS-FAIL (``gfp`` as alloc_pages sees it)."""
         if order > self.max_order or order < 0:
             return Expectation(Outcome.MUST_FAIL, "BUDDY-ORDER-LIMIT", f"order {order} is outside 0..MAX_PAGE_ORDER {self.max_order}")
-        if logical:
-            gfp &= ~_HIGHMEM
         high = self.highest_zoneidx(gfp)
         zones = [t for t in self.eligible_zones(gfp) if not logical or self._zone_is_lowmem(t)]
         candidates = [t for t in zones if self.has_free_block(t, order)]
         if not candidates:
             where = ", ".join(f"ZONE_{t.name}" for t in zones) or "no populated zone"
             return Expectation(Outcome.MUST_FAIL, "BUDDY-NO-OVERLAP", f"no free order-{order} block in {where}")
-        if gfp & _NOFAIL and gfpflags_allow_blocking(gfp):
+        if gfp & GFP_INT.NOFAIL and gfpflags_allow_blocking(gfp):
             # Checked first: NOFAIL-NEVER-NULL binds every implementation, above the watermarks too.
             return Expectation(Outcome.MUST_SUCCEED, "NOFAIL-NEVER-NULL",
                                f"__GFP_NOFAIL never returns NULL and ZONE_{candidates[0].name} has a free order-{order} block")
@@ -208,7 +173,7 @@ class PageAllocModel:
         if ok:
             return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
                                f"ZONE_{ok[0].name} has a free order-{order} block above its low watermark")
-        if gfp & _MEMALLOC and not gfp & _NOMEMALLOC:
+        if gfp & GFP_INT.MEMALLOC and not gfp & GFP_INT.NOMEMALLOC:
             return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
                                f"__GFP_MEMALLOC ignores watermarks and ZONE_{candidates[0].name} has a free order-{order} block")
         return Expectation(Outcome.MAY_FAIL, "BUDDY-NO-SPURIOUS-FAIL",
@@ -218,15 +183,31 @@ class PageAllocModel:
         return self._zones[zone].end_pfn <= self.machine.max_low_pfn
 
     def check_alloc(self, gfp: int, order: int, pfn: int, *, logical: bool = False) -> None:
-        """Raise the ConformanceFailure of the first safety rule the returned block breaks."""
-        m = self.machine
+        """Raise the ConformanceFailure of the first safety rule the returned block breaks, in this order."""
         what = f"order-{order} block at pfn {pfn:#x}"
+        self._check_order_limit(gfp, order, pfn)
+        self._check_align(order, pfn, what)
+        zone = self._check_in_zones(order, pfn, what)
+        if logical:
+            self._check_lowmem_address(order, pfn, what)
+        self._check_zone_eligible(gfp, alloc_mask(gfp, logical), zone, what)
+        self._check_usable(order, pfn, what)
+        self._check_free(zone, order, pfn, what)
+
+    def _check_order_limit(self, gfp: int, order: int, pfn: int) -> None:
+        """BUDDY-ORDER-LIMIT: an order outside 0..MAX_PAGE_ORDER returns NULL."""
         if not 0 <= order <= self.max_order:
             raise failure_for("BUDDY-ORDER-LIMIT", f"alloc_pages({format_gfp(gfp)}, order={order}) returned pfn {pfn:#x}; orders outside 0..MAX_PAGE_ORDER {self.max_order} must return NULL")
+
+    def _check_align(self, order: int, pfn: int, what: str) -> None:
+        """BUDDY-ALIGN: an order-k block starts at a multiple of 2^k pages."""
         if pfn & ((1 << order) - 1):
             raise failure_for("BUDDY-ALIGN", f"{what} is not aligned to {1 << order} pages (pfn % {1 << order} = {pfn % (1 << order)})")
-        nr = 1 << order
-        end = pfn + nr
+
+    def _check_in_zones(self, order: int, pfn: int, what: str) -> Zone:
+        """PAGE-RAM-ONLY (inside RAM and its zones) and BUDDY-NO-CROSS-ZONE (inside one zone): the block's zone."""
+        m = self.machine
+        end = pfn + (1 << order)
         if pfn < 0 or end > m.max_pfn:
             raise failure_for("PAGE-RAM-ONLY", f"{what} ends at pfn {end:#x}, beyond the end of RAM (max_pfn {m.max_pfn:#x})")
         first, last = m.zone_of_pfn(pfn), m.zone_of_pfn(end - 1)
@@ -235,23 +216,38 @@ class PageAllocModel:
         if first is None or last is None:
             bad = pfn if first is None else end - 1
             raise failure_for("PAGE-RAM-ONLY", f"{what} covers pfn {bad:#x}, which lies in no zone")
-        if logical and not m.is_lowmem(end - 1):
+        return first
+
+    def _check_lowmem_address(self, order: int, pfn: int, what: str) -> None:
+        """API-LOWMEM-ADDRESS: __get_free_pages returns lowmem, which has a logical address."""
+        m = self.machine
+        if not m.is_lowmem(pfn + (1 << order) - 1):
             raise failure_for("API-LOWMEM-ADDRESS", f"__get_free_pages returned {what}, which is highmem (max_low_pfn {m.max_low_pfn:#x}) and has no logical address")
-        high = self.highest_zoneidx(gfp & ~_HIGHMEM if logical else gfp)
-        if not zonelist_eligible(first.zone_type, high):
-            raise failure_for("GFP-ZONE-ELIGIBLE", f"{what} is in ZONE_{first.zone_type.name}, but {format_gfp(gfp)} allows only ZONE_{high.name} and below")
-        if not m.is_usable_block(pfn, nr):
+
+    def _check_zone_eligible(self, gfp: int, mask: int, zone: Zone, what: str) -> None:
+        """GFP-ZONE-ELIGIBLE: the block's zone is gfp_zone(mask) or below (``gfp`` as the caller gave it, for the message)."""
+        high = self.highest_zoneidx(mask)
+        if not zonelist_eligible(zone.zone_type, high):
+            raise failure_for("GFP-ZONE-ELIGIBLE", f"{what} is in ZONE_{zone.zone_type.name}, but {format_gfp(gfp)} allows only ZONE_{high.name} and below")
+
+    def _check_usable(self, order: int, pfn: int, what: str) -> None:
+        """PAGE-RAM-ONLY: every page is RAM handed to the buddy allocator, not a hole or reserved."""
+        m = self.machine
+        if not m.is_usable_block(pfn, 1 << order):
             r = m.usable_range_of(pfn)
             bad = pfn if r is None else r.end
             kind = "reserved" if m.is_ram(bad) else "a hole"
             raise failure_for("PAGE-RAM-ONLY", f"{what} covers pfn {bad:#x}, which is {kind}, not free RAM")
-        if self.free_block_containing(first.zone_type, pfn, order) is None:
-            blk = self.live_overlapping(pfn, nr)
+
+    def _check_free(self, zone: Zone, order: int, pfn: int, what: str) -> None:
+        """BUDDY-NO-OVERLAP: the block was free; it overlaps no live block."""
+        if self.free_block_containing(zone.zone_type, pfn, order) is None:
+            blk = self.live_overlapping(pfn, 1 << order)
             if blk is not None:
                 raise failure_for("BUDDY-NO-OVERLAP", f"{what} overlaps the live order-{blk.order} block at pfn {blk.pfn:#x} allocated at step {blk.step}")
             raise failure_for("BUDDY-NO-OVERLAP", f"{what} is not free")  # unreachable while the model is consistent
 
-    def check_reserves(self, gfp: int, order: int, pfn: int) -> None:
+    def check_reserves(self, gfp: int, order: int, pfn: int, *, logical: bool = False) -> None:
         """WMARK-RESERVES-KEPT (policy): the block at ``pfn`` was taken without breaking the reduced min watermark.
 
         mm/page_alloc.c __zone_watermark_ok with the slow path's flags
@@ -259,6 +255,7 @@ class PageAllocModel:
         ALLOC_NON_BLOCK (no direct reclaim, no __GFP_NOMEMALLOC) then takes
         a quarter more; __GFP_MEMALLOC and __GFP_NOFAIL may use the reserves.
         """
+        gfp = alloc_mask(gfp, logical)
         if may_ignore_min(gfp):
             return
         zone = self.machine.zone_of_pfn(pfn)
@@ -289,7 +286,6 @@ class PageAllocModel:
         self.nr_free[zone.zone_type] -= 1 << order
         blk = LiveBlock(pfn, order, gfp, zone.zone_type, step)
         self.live[pfn] = blk
-        bisect.insort(self._live_starts, pfn)
         return blk
 
     # -- free ------------------------------------------------------------------
@@ -307,22 +303,21 @@ class PageAllocModel:
                 return _OK_FREE
             if blk.pfn == pfn:
                 reason = f"pfn {pfn:#x} heads a live order-{blk.order} block, freed as order {order}"
-                if blk.gfp & _COMP and blk.order > 0:
-                    return _misuse(FreeWrongOrder, "BUDDY-FREE-WRONG-ORDER", reason)
-                return _misuse(FreeWrongOrder, None, reason + " (not compound: __free_pages does not check the order)")
-            return _misuse(FreeInterior, "BUDDY-FREE-INTERIOR",
+                if blk.gfp & GFP_INT.COMP and blk.order > 0:
+                    return misuse(FreeWrongOrder, "BUDDY-FREE-WRONG-ORDER", reason)
+                return misuse(FreeWrongOrder, None, reason + " (not compound: __free_pages does not check the order)")
+            return misuse(FreeInterior, "BUDDY-FREE-INTERIOR",
                            f"pfn {pfn:#x} is inside the live order-{blk.order} block at pfn {blk.pfn:#x}")
         if pfn < 0 or not m.pfn_valid(pfn):
-            return _misuse(BadFree, None, f"pfn {pfn:#x} has no struct page (pfn_valid() is false)")
+            return misuse(BadFree, None, f"pfn {pfn:#x} has no struct page (pfn_valid() is false)")
         if m.usable_range_of(pfn) is None:
             kind = "reserved" if m.is_ram(pfn) else "a hole"
-            return _misuse(BadFree, "BUDDY-BAD-FREE", f"pfn {pfn:#x} is {kind}; it was never handed to the buddy allocator")
-        return _misuse(DoubleFree, "BUDDY-DOUBLE-FREE", f"pfn {pfn:#x} is already free")
+            return misuse(BadFree, "BUDDY-BAD-FREE", f"pfn {pfn:#x} is {kind}; it was never handed to the buddy allocator")
+        return misuse(DoubleFree, "BUDDY-DOUBLE-FREE", f"pfn {pfn:#x} is already free")
 
     def adopt_free(self, pfn: int, order: int) -> None:
         """Return a live block to the free area, merging with free buddies in the same zone (__free_one_page)."""
         blk = self.live.pop(pfn)
-        del self._live_starts[bisect.bisect_left(self._live_starts, pfn)]
         area = self.free_area[blk.zone]
         self.nr_free[blk.zone] += 1 << order
         while order < self.max_order:
@@ -341,7 +336,7 @@ class PageAllocModel:
         # virt_to_page() rounds down: an address inside the page frees that page.
         pfn = self.machine.virt_to_pfn(addr)
         if pfn is None:
-            return _misuse(BadAddress, "API-FREE-BAD-ADDRESS", f"{addr:#x} fails virt_addr_valid() (below PAGE_OFFSET, or no struct page behind it)"), None
+            return misuse(BadAddress, "API-FREE-BAD-ADDRESS", f"{addr:#x} fails virt_addr_valid() (below PAGE_OFFSET, or no struct page behind it)"), None
         return self.expect_free(pfn, order), pfn
 
     # -- canonical view --------------------------------------------------------
@@ -393,13 +388,9 @@ class PageAllocModel:
                     raise failure_for("INTROSPECT-FREE-AREA", f"ZONE_{t.name}: the implementation {detail} (after merging buddies)")
 
 
-def _misuse(kind: type[Violation], rule_id: str | None, reason: str) -> Expectation:
-    return Expectation(Outcome.MUST_FAIL, rule_id or "undefined", reason, kind, rule_id, fatal=True, misuse=reason)
-
-
 @functools.lru_cache(maxsize=8)
 def _boot_free_area(machine: Machine) -> tuple[dict[ZoneType, tuple[frozenset[int], ...]], dict[ZoneType, int]]:
-    """The free area right after boot (HOLE-BOOT-HANDOVER), computed once per machine and copied per model."""
+    """The free area right after boot (fact HOLE-BOOT-HANDOVER), computed once per machine and copied per model."""
     area: dict[ZoneType, list[set[int]]] = {}
     free: dict[ZoneType, int] = {}
     for zone in machine.populated_zones:

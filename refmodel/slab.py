@@ -21,12 +21,11 @@ three into the ``SlabModel`` the lockstep checker holds. Pages come from
 
 from __future__ import annotations
 
-import bisect
 import enum
-import importlib
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
+from ._internal import IntervalIndex, misuse
 from .context import Context, in_atomic
 from .errors import (
     BadFree,
@@ -37,17 +36,15 @@ from .errors import (
     InvalidFree,
     SleepInAtomic,
     UnexpectedGfp,
-    Violation,
     WrongCache,
     failure_for,
 )
-from .gfp import GFP, format_gfp, gfpflags_allow_blocking, zonelist_eligible
+from .expectation import Expectation, Outcome
+from .gfp import GFP_INT, format_gfp, gfpflags_allow_blocking, zonelist_eligible
 from .machine import Machine
-from .page_alloc import Expectation, Outcome, PageAllocModel, get_order
+from .page_alloc import PageAllocModel, get_order
 from .rules import Level, Rule
 from ._subsystem import Kind, Returns, op
-
-_DMA, _DMA32, _COMP = int(GFP.DMA), int(GFP.DMA32), int(GFP.COMP)
 
 ARCH_SLAB_MINALIGN: Final = 8
 """__alignof__(unsigned long long) (include/linux/slab.h)."""
@@ -55,11 +52,11 @@ ARCH_SLAB_MINALIGN: Final = 8
 CACHE_LINE_SIZE: Final = 64
 """cache_line_size() on x86_64 (L1_CACHE_BYTES, arch/x86/include/asm/cache.h)."""
 
-GFP_SLAB_KEEP: Final = int(GFP.DIRECT_RECLAIM | GFP.KSWAPD_RECLAIM | GFP.HIGH | GFP.IO | GFP.FS | GFP.NOWARN | GFP.RETRY_MAYFAIL
-                          | GFP.NOFAIL | GFP.NORETRY | GFP.MEMALLOC | GFP.NOMEMALLOC | GFP.HARDWALL | GFP.THISNODE)
+GFP_SLAB_KEEP: Final = (GFP_INT.RECLAIM | GFP_INT.HIGH | GFP_INT.IO | GFP_INT.FS | GFP_INT.NOWARN | GFP_INT.RETRY_MAYFAIL | GFP_INT.NOFAIL
+                         | GFP_INT.NORETRY | GFP_INT.MEMALLOC | GFP_INT.NOMEMALLOC | GFP_INT.HARDWALL | GFP_INT.THISNODE)
 """GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK: what new_slab passes on of the caller's flags (mm/internal.h; mm/slub.c new_slab)."""
 
-GFP_SLAB_BUG_MASK: Final = int(GFP.DMA32 | GFP.HIGHMEM)
+GFP_SLAB_BUG_MASK: Final = GFP_INT.DMA32 | GFP_INT.HIGHMEM
 """__GFP_DMA32 | __GFP_HIGHMEM | ~__GFP_BITS_MASK (mm/internal.h); the last part holds no bit the model generates."""
 
 
@@ -145,9 +142,9 @@ class Cache:
     def zone_gfp(self) -> int:
         """s->allocflags' zone bits: SLAB_CACHE_DMA adds GFP_DMA, SLAB_CACHE_DMA32 GFP_DMA32 (mm/slub.c calculate_sizes)."""
         if self.flags & SlabFlag.CACHE_DMA:
-            return _DMA
+            return GFP_INT.DMA
         if self.flags & SlabFlag.CACHE_DMA32:
-            return _DMA32
+            return GFP_INT.DMA32
         return 0
 
 
@@ -198,8 +195,7 @@ class SlabLayer:
     def __init__(self, machine: Machine, pages: PageAllocModel) -> None:
         self.machine, self.pages = machine, pages
         self.caches: dict[int, Cache] = {}
-        self.objects: dict[int, LiveObject] = {}
-        self._starts: list[int] = []
+        self.objects: IntervalIndex[LiveObject] = IntervalIndex(_object_end)
         self.freed: set[int] = set()  # addresses freed and not handed out again
         self.used = False  # the slab layer has taken pages the model cannot see
         self.exact = False  # the implementation shows its slabs (capability slab_info): page liveness stays exact
@@ -219,23 +215,11 @@ class SlabLayer:
 
     def object_at(self, addr: int) -> LiveObject | None:
         """The live object containing byte ``addr``, or None."""
-        i = bisect.bisect_right(self._starts, addr) - 1
-        if i >= 0:
-            obj = self.objects[self._starts[i]]
-            if addr < obj.end:
-                return obj
-        return None
+        return self.objects.containing(addr)
 
     def overlapping(self, start: int, end: int, *, ignore: int | None = None) -> LiveObject | None:
-        """A live object other than ``ignore`` overlapping [start, end), or None (objects are disjoint)."""
-        i = bisect.bisect_left(self._starts, end) - 1
-        while i >= 0:
-            obj = self.objects[self._starts[i]]
-            if obj.addr == ignore:
-                i -= 1
-                continue
-            return obj if obj.end > start else None
-        return None
+        """The highest live object other than ``ignore`` overlapping [start, end), or None (objects are disjoint)."""
+        return self.objects.last_overlapping(start, end, ignore=ignore)
 
     @property
     def liveness_judged(self) -> bool:
@@ -254,7 +238,7 @@ class SlabLayer:
         """What kmem_cache_alloc(cache, gfp) may do (mm/slub.c slab_alloc_node); the cache's own zone is no misuse."""
         cache = self.caches[cid]
         stride = cache.plain_stride if self.liveness_judged else None
-        need = None if stride is None else (get_order(stride, self.machine.page_shift), (gfp & GFP_SLAB_KEEP) | cache.zone_gfp | _COMP,
+        need = None if stride is None else (get_order(stride, self.machine.page_shift), (gfp & GFP_SLAB_KEEP) | cache.zone_gfp | GFP_INT.COMP,
                                             f"a new slab of {stride}-byte objects")
         return self.expect_object(cache.object_size, gfp, ctx, need)
 
@@ -293,25 +277,25 @@ class SlabLayer:
         if obj is not None:
             if cid is not None and obj.cache != cid:
                 owner = "kmalloc" if obj.cache is None else f"cache {obj.cache}"
-                e = _slab_misuse(WrongCache, "SLAB-WRONG-CACHE", f"kmem_cache_free(cache {cid}, {addr:#x}): the object belongs to {owner}")
+                e = misuse(WrongCache, "SLAB-WRONG-CACHE", f"kmem_cache_free(cache {cid}, {addr:#x}): the object belongs to {owner}")
                 # A large kmalloc has no slab: cache_from_obj finds "not a Slab page".
                 return replace(e, also_report=(InvalidFree,)) if obj.cache is None else e
             return Expectation(Outcome.MUST_SUCCEED, "SLAB-NO-OVERLAP", f"{fn} of a live object")
         inner = self.object_at(addr)
         if inner is not None:
-            return _slab_misuse(InvalidFree, "SLAB-INVALID-FREE", f"{fn}({addr:#x}) points {addr - inner.addr} bytes into {inner.describe()}")
+            return misuse(InvalidFree, "SLAB-INVALID-FREE", f"{fn}({addr:#x}) points {addr - inner.addr} bytes into {inner.describe()}")
         pfn = self.machine.virt_to_pfn(addr)
         blk = self.pages.live_block_at(pfn) if pfn is not None else None
         if blk is not None and blk.pfn not in self.slab_blocks:
             # Checked before "already free": the page allocator may have handed a freed object's pages out since.
-            return _slab_misuse(InvalidFree, "SLAB-INVALID-FREE", f"{fn}({addr:#x}) is inside the order-{blk.order} page block at pfn {blk.pfn:#x}, not a slab object")
+            return misuse(InvalidFree, "SLAB-INVALID-FREE", f"{fn}({addr:#x}) is inside the order-{blk.order} page block at pfn {blk.pfn:#x}, not a slab object")
         if addr in self.freed:
             # SLUB finds "Object already free" while the slab lives; once its pages went
             # back to the buddy allocator kfree sees no slab ("Not a kmalloc allocation").
             # If another cache's slab has taken the pages since, kmem_cache_free finds a WrongCache.
             also = (InvalidFree,) if cid is None else (InvalidFree, WrongCache)
-            return replace(_slab_misuse(DoubleFree, "SLAB-DOUBLE-FREE", f"{fn}({addr:#x}): the object is already free"), also_report=also)
-        return _slab_misuse(InvalidFree, None, f"{fn}({addr:#x}) was never returned by the slab layer")
+            return replace(misuse(DoubleFree, "SLAB-DOUBLE-FREE", f"{fn}({addr:#x}): the object is already free"), also_report=also)
+        return misuse(InvalidFree, None, f"{fn}({addr:#x}) was never returned by the slab layer")
 
     def expect_cache_destroy(self, cid: int, ctx: Context) -> Expectation:
         """kmem_cache_destroy: sleeps (slab_mutex); live objects are reported and stay (mm/slab_common.c)."""
@@ -353,14 +337,23 @@ class SlabLayer:
             return None
         cid, slab_order = self.slab_blocks[pfn]
         owner = f"cache {cid}" if cid else "a kmalloc cache"
-        e = _slab_misuse(BadFree, "SLAB-PAGE-BAD-FREE", f"pfn {pfn:#x} heads an order-{slab_order} slab of {owner}; free_pages of a slab page "
+        e = misuse(BadFree, "SLAB-PAGE-BAD-FREE", f"pfn {pfn:#x} heads an order-{slab_order} slab of {owner}; free_pages of a slab page "
                                                         f"(order {order}) is a Bad page state")
         return replace(e, also_report=(FreeWrongOrder,)) if order != slab_order else e
 
     # -- checks ----------------------------------------------------------------------------
 
     def check_object(self, addr: int, size: int, gfp: int, *, align: int, align_rule: str, what: str, cid: int | None = None) -> None:
-        """Raise the failure of the first rule a returned object breaks: lowmem RAM, zone, alignment, overlap."""
+        """Raise the failure of the first rule a returned object breaks: lowmem RAM, zone, alignment, overlap, the slab's pages."""
+        first, last = self._check_lowmem(addr, size, what)
+        self._check_zone_eligible(addr, gfp, first, last, what)
+        if addr % align:  # align_rule: KMALLOC-ALIGN (kmalloc_min_align) or SLAB-CACHE-ALIGN (calculate_alignment)
+            raise failure_for(align_rule, f"{what} returned {addr:#x}, which is not {align}-byte aligned ({addr:#x} % {align} = {addr % align})")
+        self.check_free_of_objects(addr, addr + size, what)
+        self._check_slab_pages(addr, first, last, what, cid)
+
+    def _check_lowmem(self, addr: int, size: int, what: str) -> tuple[int, int]:
+        """SLAB-LOWMEM: the object is a lowmem logical address in usable RAM; its first and last pfn."""
         m = self.machine
         first = m.virt_to_pfn(addr)
         last = m.virt_to_pfn(addr + max(size, 1) - 1)
@@ -368,15 +361,24 @@ class SlabLayer:
             raise failure_for("SLAB-LOWMEM", f"{what} returned {addr:#x}, which is not a lowmem logical address for {size} bytes (PAGE_OFFSET {m.page_offset:#x}, max_low_pfn {m.max_low_pfn:#x})")
         if not m.is_usable_block(first, last - first + 1):
             raise failure_for("SLAB-LOWMEM", f"{what} returned {addr:#x}: pfn {first:#x}..{last:#x} is not all free RAM (a hole or a reserved range)")
+        return first, last
+
+    def _check_zone_eligible(self, addr: int, gfp: int, first: int, last: int, what: str) -> None:
+        """SLAB-ZONE-ELIGIBLE: the object's pages are in a zone its gfp allows, without the bits new_slab drops (GFP_SLAB_BUG_MASK)."""
+        m = self.machine
         high = self.pages.highest_zoneidx(gfp & ~GFP_SLAB_BUG_MASK)
         for pfn in (first, last):
             zone = m.zone_of_pfn(pfn)
             assert zone is not None
             if not zonelist_eligible(zone.zone_type, high):
                 raise failure_for("SLAB-ZONE-ELIGIBLE", f"{what} returned {addr:#x} in ZONE_{zone.zone_type.name}, but {format_gfp(gfp & ~GFP_SLAB_BUG_MASK)} allows only ZONE_{high.name} and below")
-        if addr % align:
-            raise failure_for(align_rule, f"{what} returned {addr:#x}, which is not {align}-byte aligned ({addr:#x} % {align} = {addr % align})")
-        self.check_free_of_objects(addr, addr + size, what)
+
+    def _check_slab_pages(self, addr: int, first: int, last: int, what: str, cid: int | None) -> None:
+        """SLAB-NO-OVERLAP with page blocks, and SLAB-INTROSPECT: each page of the object is a slab page, page by page.
+
+        A page in a live block the slab layer does not hold overlaps it; where
+        the slabs are shown, a page must be in one of them, of this cache or a kmalloc one.
+        """
         for pfn in range(first, last + 1):
             blk = self.pages.live_block_at(pfn)
             if blk is not None and blk.pfn not in self.slab_blocks:
@@ -386,13 +388,14 @@ class SlabLayer:
                 raise failure_for("SLAB-INTROSPECT", f"{what} returned {addr:#x}, in pfn {pfn:#x}: {where}")
 
     def check_free_of_objects(self, start: int, end: int, what: str, *, ignore: int | None = None) -> None:
+        """SLAB-NO-OVERLAP: [start, end) overlaps no live object (but ``ignore``)."""
         other = self.overlapping(start, end, ignore=ignore)
         if other is not None:
             raise failure_for("SLAB-NO-OVERLAP", f"{what}: [{start:#x}, {end:#x}) overlaps {other.describe()}")
 
     def check_page_block(self, pfn: int, order: int) -> None:
         """A block alloc_pages returned holds no live object (SLAB-NO-OVERLAP)."""
-        start = self.machine.page_offset + (pfn << self.machine.page_shift)
+        start = self.machine.pfn_to_virt(pfn)
         self.check_free_of_objects(start, start + (self.machine.page_size << order), f"alloc_pages returned the order-{order} block at pfn {pfn:#x}")
 
     def sync_slabs(self, reported: list[tuple[int, int, int, int, int]], step: int) -> None:
@@ -429,7 +432,7 @@ class SlabLayer:
             except ConformanceFailure as f:
                 raise failure_for("SLAB-INTROSPECT", f"the slab layer reports holding the order-{order} block at pfn {pfn:#x}, "
                                                      f"which it cannot have taken from the page allocator: {f.message}") from None
-            self.pages.adopt_alloc(_COMP, order, pfn, step)  # slab folios and large kmalloc blocks are compound
+            self.pages.adopt_alloc(GFP_INT.COMP, order, pfn, step)  # slab folios and large kmalloc blocks are compound
         self.slab_blocks = seen
         self.slab_usage = usage
 
@@ -461,7 +464,6 @@ class SlabLayer:
     def adopt_object(self, addr: int, size: int, gfp: int, step: int, *, cid: int | None = None) -> LiveObject:
         obj = LiveObject(addr, size, cid, gfp, step, alloc_size=size)
         self.objects[addr] = obj
-        bisect.insort(self._starts, addr)
         self.freed.discard(addr)
         for listener in self.listeners:
             listener.object_placed(addr, addr + max(size, 1))
@@ -472,7 +474,6 @@ class SlabLayer:
 
     def adopt_free(self, addr: int) -> LiveObject:
         obj = self.objects.pop(addr)
-        del self._starts[bisect.bisect_left(self._starts, addr)]
         self.freed.add(addr)
         if obj.cache is not None:
             self.caches[obj.cache].live.discard(addr)
@@ -490,8 +491,8 @@ class SlabLayer:
             listener.cache_destroyed(cid)
 
 
-def _slab_misuse(kind: type[Violation], rule_id: str | None, reason: str) -> Expectation:
-    return Expectation(Outcome.MUST_FAIL, rule_id or "undefined", reason, kind, rule_id, fatal=True, misuse=reason)
+def _object_end(obj: LiveObject) -> int:
+    return obj.end
 
 
 # -- the subsystem (with SLUB debugging's rules and steps, objects.SUBSYSTEM) ----------

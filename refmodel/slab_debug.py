@@ -20,18 +20,16 @@ with ``kmalloc``.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 from typing import Final
 
+from ._internal import IntervalIndex
 from .errors import InvalidArgument, SlabCorruption, failure_for
-from .gfp import GFP
-from .page_alloc import Expectation, Outcome
+from .expectation import Expectation, Outcome
+from .gfp import GFP_INT
 from .rules import Level, Rule
 from ._subsystem import Kind, op
 from .slab import Cache, LiveObject, SlabLayer
-
-_ZERO = int(GFP.ZERO)
 
 POISON_FREE: Final = 0x6b
 """What a free object of a poisoned cache holds, but for its last byte (include/linux/poison.h)."""
@@ -53,6 +51,10 @@ class FreeObject:
     size: int
     cache: int
     slab: int  # first pfn of its slab
+
+    @property
+    def end(self) -> int:
+        return self.addr + self.size
 
     def describe(self) -> str:
         return f"the free {self.size}-byte object at {self.addr:#x} (cache {self.cache})"
@@ -79,8 +81,7 @@ class SlabDebug:
 
     def __init__(self, slab: SlabLayer) -> None:
         self.slab = slab
-        self.free: dict[int, FreeObject] = {}  # free objects of poisoned or red-zoned caches, in slabs still shown
-        self._starts: list[int] = []
+        self.free: IntervalIndex[FreeObject] = IntervalIndex(_free_end)  # free objects of poisoned or red-zoned caches, in slabs still shown
         self._by_slab: dict[int, set[int]] = {}
         self._by_cache: dict[int, set[int]] = {}
         self.corrupt: dict[int, list[Corruption]] = {}  # cache id -> bytes overwritten since its last validate
@@ -91,7 +92,7 @@ class SlabDebug:
     def expected_poison(self, cid: int | None, gfp: int) -> bytes | None:
         """SLAB-POISON: what a new object of cache ``cid`` reads, or None when the rule says nothing."""
         caches = self.slab.caches
-        if cid is None or gfp & _ZERO or not caches[cid].poisoned:
+        if cid is None or gfp & GFP_INT.ZERO or not caches[cid].poisoned:
             return None
         return object_poison(caches[cid].object_size)
 
@@ -108,23 +109,16 @@ class SlabDebug:
             return None
         f = FreeObject(obj.addr, cache.object_size, obj.cache, pfn)
         self.free[f.addr] = f
-        bisect.insort(self._starts, f.addr)
         self._by_slab.setdefault(pfn, set()).add(f.addr)
         self._by_cache.setdefault(f.cache, set()).add(f.addr)
         return f
 
     def free_object_at(self, addr: int) -> FreeObject | None:
         """The tracked free debug object containing byte ``addr``, or None."""
-        i = bisect.bisect_right(self._starts, addr) - 1
-        if i >= 0:
-            f = self.free[self._starts[i]]
-            if addr < f.addr + f.size:
-                return f
-        return None
+        return self.free.containing(addr)
 
     def _forget(self, addr: int) -> None:
         f = self.free.pop(addr)
-        del self._starts[bisect.bisect_left(self._starts, addr)]
         self._by_slab.get(f.slab, set()).discard(addr)
         self._by_cache.get(f.cache, set()).discard(addr)
 
@@ -134,11 +128,8 @@ class SlabDebug:
         """A new object's bytes are no free object's any more."""
         if not self.free:
             return
-        i = bisect.bisect_left(self._starts, start)
-        if i and self.free[self._starts[i - 1]].addr + self.free[self._starts[i - 1]].size > start:
-            i -= 1
-        while i < len(self._starts) and self._starts[i] < end:
-            self._forget(self._starts[i])
+        for f in self.free.all_overlapping(start, end):
+            self._forget(f.addr)
 
     def slab_changed(self, pfn: int) -> None:
         """A slab gone or reused: its free objects are no longer checkable."""
@@ -223,6 +214,10 @@ class SlabDebug:
             return Expectation(Outcome.MUST_SUCCEED, "IUT-NO-FALSE-REPORT", f"{cache.name} is intact: it validates without a report")
         c = pending[0]
         return Expectation(Outcome.MUST_SUCCEED, c.rule_id, "", SlabCorruption, c.rule_id, fatal=False, misuse=f"{c.describe()} was overwritten")
+
+
+def _free_end(f: FreeObject) -> int:
+    return f.end
 
 
 # -- SLUB debugging's rules and steps (part of the slab subsystem: objects.SUBSYSTEM) ------

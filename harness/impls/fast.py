@@ -19,20 +19,12 @@ import bisect
 from typing import Final, Iterator
 
 from ...refmodel.errors import BadAddress, BadFree, DoubleFree, FreeInterior, FreeWrongOrder, InvalidGfp
-from ...refmodel.gfp import GFP, GFP_ZONE_BAD, GFP_ZONEMASK, ZoneType, gfp_zone
+from ...refmodel.gfp import GFP_INT, GFP_ZONE_BAD, ZoneType, gfp_zone
 from ...refmodel.machine import Machine, PfnRange, Zone, split_aligned
 from ..protocol import Env
 from .slub import SLAB_CAPABILITIES, SLAB_CLAIMS, SlubLayer
 
 # Plain ints: IntFlag arithmetic is slow on the hot path.
-_ZONEMASK: Final = int(GFP_ZONEMASK)
-_HIGHMEM: Final = int(GFP.HIGHMEM)
-_HIGH: Final = int(GFP.HIGH)
-_ZERO: Final = int(GFP.ZERO)
-_DIRECT_RECLAIM: Final = int(GFP.DIRECT_RECLAIM)
-_NOFAIL: Final = int(GFP.NOFAIL)
-_MEMALLOC: Final = int(GFP.MEMALLOC)
-_NOMEMALLOC: Final = int(GFP.NOMEMALLOC)
 _ZONE_BAD: Final = frozenset(GFP_ZONE_BAD)
 
 
@@ -65,9 +57,9 @@ def reserve_min(mark: int, gfp: int) -> int:
     direct-reclaim and lacks __GFP_NOMEMALLOC is ALLOC_NON_BLOCK, which with
     MIN_RESERVE takes a further min -= min/4 (WMARK-OK, WMARK-FRACTIONS).
     """
-    if gfp & _HIGH:
+    if gfp & GFP_INT.HIGH:
         mark -= mark // 2
-        if not gfp & (_DIRECT_RECLAIM | _NOMEMALLOC):
+        if not gfp & (GFP_INT.DIRECT_RECLAIM | GFP_INT.NOMEMALLOC):
             mark -= mark // 4
     return mark
 
@@ -120,7 +112,7 @@ class FastBuddy:
         """(highest_zoneidx, zonelist) for each value of gfp & GFP_ZONEMASK (include/linux/gfp.h gfp_zone)."""
         configured = self.machine.configured_zones
         table = []
-        for bits in range(_ZONEMASK + 1):
+        for bits in range(GFP_INT.ZONEMASK + 1):
             highest = gfp_zone(bits, configured)
             table.append((int(highest), self._zonelist(highest, lowmem_only)))
         return table
@@ -214,7 +206,7 @@ class FastBuddy:
 
     def get_free_pages(self, gfp: int, order: int) -> int:
         """__get_free_pages: alloc_pages(gfp & ~__GFP_HIGHMEM) from lowmem, as page_address(), or 0 (API-GETFREE)."""
-        pfn = self._alloc(int(gfp) & ~_HIGHMEM, order, self._lowmem_zonelists)
+        pfn = self._alloc(int(gfp) & ~GFP_INT.HIGHMEM, order, self._lowmem_zonelists)
         return 0 if pfn is None else self.machine.pfn_to_virt(pfn)
 
     def _alloc(self, gfp: int, order: int, zonelists: list[tuple[int, tuple[ZoneState, ...]]]) -> int | None:
@@ -224,7 +216,7 @@ class FastBuddy:
             return None
         self._check_gfp_zone(gfp)
         self._might_alloc(gfp)
-        highest, zonelist = zonelists[gfp & _ZONEMASK]
+        highest, zonelist = zonelists[gfp & GFP_INT.ZONEMASK]
         zs = self._fast_zone(zonelist, order, highest)
         if zs is None:
             zs = self._slow_zone(gfp, zonelist, order, highest)
@@ -232,7 +224,7 @@ class FastBuddy:
                 return None
         pfn = self._rmqueue(zs, order)
         self._live[pfn] = order
-        if gfp & _ZERO:
+        if gfp & GFP_INT.ZERO:
             self._clear_block(pfn, order)
         return pfn
 
@@ -242,12 +234,12 @@ class FastBuddy:
 
     def _check_gfp_zone(self, gfp: int) -> None:
         """GFP-ZONE-BAD: gfp_zone() VM_BUG_ONs on a GFP_ZONE_BAD combination (include/linux/gfp.h)."""
-        if gfp & _ZONEMASK in _ZONE_BAD:
-            raise InvalidGfp(f"gfp_zone: bad zone modifiers {gfp & _ZONEMASK:#x} in gfp {gfp:#x} (GFP_ZONE_BAD)")
+        if gfp & GFP_INT.ZONEMASK in _ZONE_BAD:
+            raise InvalidGfp(f"gfp_zone: bad zone modifiers {gfp & GFP_INT.ZONEMASK:#x} in gfp {gfp:#x} (GFP_ZONE_BAD)")
 
     def _might_alloc(self, gfp: int) -> None:
         """might_alloc(): might_sleep_if(gfpflags_allow_blocking(gfp)) at entry (include/linux/sched/mm.h)."""
-        if gfp & _DIRECT_RECLAIM:
+        if gfp & GFP_INT.DIRECT_RECLAIM:
             self.env.might_sleep()
 
     def _fast_zone(self, zonelist: tuple[ZoneState, ...], order: int, highest: int) -> ZoneState | None:
@@ -265,7 +257,7 @@ class FastBuddy:
             mark = reserve_min(zs.min, gfp) + zs.lowmem_reserve[highest]
             if zs.nr_free - need > mark and self._has_block(zs, order):
                 return zs
-        if gfp & _MEMALLOC and not gfp & _NOMEMALLOC:
+        if gfp & GFP_INT.MEMALLOC and not gfp & GFP_INT.NOMEMALLOC:
             return self._any_zone(zonelist, order)
         return self._direct_reclaim(gfp, zonelist, order)
 
@@ -276,10 +268,10 @@ class FastBuddy:
         already reported the caller's misuse and, as in the kernel, the call
         still blocks here.
         """
-        if not gfp & _DIRECT_RECLAIM:
+        if not gfp & GFP_INT.DIRECT_RECLAIM:
             return None
         self.env.sleep()
-        return self._any_zone(zonelist, order) if gfp & _NOFAIL else None
+        return self._any_zone(zonelist, order) if gfp & GFP_INT.NOFAIL else None
 
     def _any_zone(self, zonelist: tuple[ZoneState, ...], order: int) -> ZoneState | None:
         """ALLOC_NO_WATERMARKS: the first zone with a big enough free block (WMARK-NO-WATERMARKS)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Final, Iterator
 
 from ...refmodel.errors import BadAddress, BadFree, DoubleFree, InvalidGfp
-from ...refmodel.gfp import GFP, GFP_KERNEL, ZoneType
+from ...refmodel.gfp import GFP, GFP_INT, GFP_KERNEL, ZoneType
 from ...refmodel.machine import Machine, PfnRange, Zone
 from ...refmodel.kmalloc import ZERO_SIZE_PTR
 from ...refmodel.slab import SlabFlag
@@ -24,7 +24,6 @@ from ..protocol import Env
 from .fast import FastBuddy, ZoneState, reserve_min
 from .slub import Slab, SlabCache, SlubLayer
 
-_NOFAIL_BIT: Final = int(GFP.NOFAIL)
 
 
 class _NoFreeArea(FastBuddy):
@@ -266,7 +265,7 @@ class NofailGivesUp(_NoFreeArea):
     """After a reclaim that freed nothing, __GFP_NOFAIL returns NULL like any other request."""
 
     def _direct_reclaim(self, gfp: int, zonelist: tuple[ZoneState, ...], order: int) -> ZoneState | None:
-        return super()._direct_reclaim(gfp & ~_NOFAIL_BIT, zonelist, order)
+        return super()._direct_reclaim(gfp & ~GFP_INT.NOFAIL, zonelist, order)
 
 
 class InteriorFreeIgnored(_NoFreeArea):
@@ -420,7 +419,7 @@ class DmaCacheIgnored(_SlabMutant):
 
 class _ZeroIgnored(SlubLayer):
     def _cache_alloc(self, cache: SlabCache, gfp: int) -> int | None:
-        return super()._cache_alloc(cache, gfp & ~int(GFP.ZERO))
+        return super()._cache_alloc(cache, gfp & ~GFP_INT.ZERO)
 
 
 class KzallocNotZeroed(_SlabMutant):
@@ -595,9 +594,9 @@ class _SlabPagesFromHighmem(SlubLayer):
     def _new_slab(self, cache: SlabCache, gfp: int) -> Slab | None:
         backend = self.backend
         saved = backend.slab_alloc_pages
-        zone_bits = int(GFP.DMA | GFP.DMA32)
+        zone_bits = GFP_INT.DMA | GFP_INT.DMA32
         # The caller's __GFP_HIGHMEM survives into alloc_pages, which may then pick any zone.
-        backend.slab_alloc_pages = lambda g, o: backend.alloc_pages(g if g & zone_bits else g | int(GFP.HIGHMEM), o)  # type: ignore[method-assign,attr-defined]
+        backend.slab_alloc_pages = lambda g, o: backend.alloc_pages(g if g & zone_bits else g | GFP_INT.HIGHMEM, o)  # type: ignore[method-assign,attr-defined]
         try:
             return super()._new_slab(cache, gfp)
         finally:

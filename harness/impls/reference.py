@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ...refmodel.context import Context
 from ...refmodel.errors import BadFree, CacheBusy, InvalidGfp, SlabCorruption, UnexpectedGfp
-from ...refmodel.gfp import GFP, gfp_zone_bad, gfpflags_allow_blocking
+from ...refmodel.gfp import GFP, GFP_INT, gfp_zone_bad, gfpflags_allow_blocking
 from ...refmodel.machine import Machine
 from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_max_cache_size, kmalloc_max_size, kmalloc_size_roundup
 from ...refmodel.objects import SlabModel
@@ -165,7 +165,7 @@ class ReferenceAllocator:
         pad = self._red_pad(cache)
         size = max(pad + c.object_size + (_RED if pad else 0), c.align)
         # new_slab keeps only the caller's reclaim flags: the zone is the cache's.
-        addr = self._object(size, c.object_size, (gfp & ~int(GFP.DMA | GFP.DMA32 | GFP.HIGHMEM)) | c.zone_gfp, cid=cache, pad=pad)
+        addr = self._object(size, c.object_size, (gfp & ~(GFP_INT.DMA | GFP_INT.DMA32 | GFP_INT.HIGHMEM)) | c.zone_gfp, cid=cache, pad=pad)
         if addr is not None:
             for start, data in self._debug_areas(cache, addr, gfp):
                 self.memory.write(start - self.machine.page_offset, data)
@@ -186,7 +186,7 @@ class ReferenceAllocator:
     def kmem_cache_validate(self, cache: int) -> None:
         """Every live object's red zones (free objects give their pages back at once); report and restore."""
         for addr in sorted(self.slab.caches[cache].live):
-            for start, want in self._debug_areas(cache, addr, int(GFP.ZERO)):
+            for start, want in self._debug_areas(cache, addr, GFP_INT.ZERO):
                 got = self.memory.read(start - self.machine.page_offset, len(want))
                 if got != want:
                     self.env.report(SlabCorruption(f"red zone at {start:#x} of the object at {addr:#x} overwritten"))

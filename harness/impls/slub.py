@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from ...refmodel.errors import BadFree, CacheBusy, DoubleFree, InvalidFree, SlabCorruption, UnexpectedGfp, WrongCache
-from ...refmodel.gfp import GFP
+from ...refmodel.gfp import GFP_INT
 from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_bucket, kmalloc_max_cache_size, kmalloc_max_size
 from ...refmodel.machine import Machine
 from ...refmodel.page_alloc import get_order
@@ -27,9 +27,6 @@ from ...refmodel.slab import GFP_SLAB_BUG_MASK, GFP_SLAB_KEEP, SlabFlag, calcula
 from ...refmodel.slab_debug import object_poison
 from ..protocol import Env
 
-_DMA, _DMA32, _ZERO, _COMP = int(GFP.DMA), int(GFP.DMA32), int(GFP.ZERO), int(GFP.COMP)
-_DIRECT_RECLAIM, _NOWARN, _NORETRY, _NOFAIL = int(GFP.DIRECT_RECLAIM), int(GFP.NOWARN), int(GFP.NORETRY), int(GFP.NOFAIL)
-_NOMEMALLOC, _RECLAIM = int(GFP.NOMEMALLOC), int(GFP.DIRECT_RECLAIM | GFP.KSWAPD_RECLAIM)
 SLUB_MAX_ORDER: Final = 3  # PAGE_ALLOC_COSTLY_ORDER (mm/slub.c slub_max_order)
 SLUB_RED_INACTIVE: Final = 0xBB  # include/linux/poison.h
 SLUB_RED_ACTIVE: Final = 0xCC
@@ -119,10 +116,10 @@ class SlubLayer:
         if gfp & GFP_SLAB_BUG_MASK and self.strict_gfp_report:
             self.env.report(UnexpectedGfp(f"Unexpected gfp: {gfp & GFP_SLAB_BUG_MASK:#x}. Fixing up to gfp: {gfp & ~GFP_SLAB_BUG_MASK:#x}. Fix your code!"))
             gfp &= ~GFP_SLAB_BUG_MASK
-        return self._cache_alloc(self._kmalloc_cache(size, bool(gfp & _DMA)), gfp)
+        return self._cache_alloc(self._kmalloc_cache(size, bool(gfp & GFP_INT.DMA)), gfp)
 
     def kzalloc(self, size: int, gfp: int) -> int | None:
-        return self.kmalloc(size, int(gfp) | _ZERO)
+        return self.kmalloc(size, int(gfp) | GFP_INT.ZERO)
 
     def kmalloc_array(self, n: int, size: int, gfp: int) -> int | None:
         """check_mul_overflow against a BITS_PER_LONG size_t (include/linux/slab.h kmalloc_array)."""
@@ -182,7 +179,7 @@ class SlubLayer:
             self.env.report(UnexpectedGfp(f"Unexpected gfp: {gfp & GFP_SLAB_BUG_MASK:#x}. Fix your code!"))
             gfp &= ~GFP_SLAB_BUG_MASK
         order = get_order(size, self._shift)
-        pfn = self.backend.slab_alloc_pages(gfp | _COMP, order)
+        pfn = self.backend.slab_alloc_pages(gfp | GFP_INT.COMP, order)
         if pfn is None:
             return None
         addr = self._offset + (pfn << self._shift)
@@ -258,7 +255,7 @@ class SlubLayer:
         stride = _align(slot, align)
         min_order = get_order(stride, self._shift)
         order = self._calculate_order(stride, min_order)
-        zone = _DMA if flags & SlabFlag.CACHE_DMA else _DMA32 if flags & SlabFlag.CACHE_DMA32 else 0
+        zone = GFP_INT.DMA if flags & SlabFlag.CACHE_DMA else GFP_INT.DMA32 if flags & SlabFlag.CACHE_DMA32 else 0
         poison = bool(flags & SlabFlag.POISON) and not flags & SlabFlag.TYPESAFE_BY_RCU
         cache = SlabCache(self._next_cid, name, object_size, stride, align, flags, order, min_order, zone, kmalloc,
                           red_left_pad=red_left_pad, inuse=inuse, poison=poison)
@@ -278,7 +275,7 @@ class SlubLayer:
 
     def _might_alloc(self, gfp: int) -> None:
         """slab_pre_alloc_hook: might_alloc(gfp) (include/linux/sched/mm.h)."""
-        if gfp & _DIRECT_RECLAIM:
+        if gfp & GFP_INT.DIRECT_RECLAIM:
             self.env.might_sleep()
 
     def _cache_alloc(self, cache: SlabCache, gfp: int) -> int | None:
@@ -295,7 +292,7 @@ class SlubLayer:
         cache.live += 1
         if cache.debug:
             self._init_object(cache, addr, self.red_active)
-        if gfp & _ZERO:
+        if gfp & GFP_INT.ZERO:
             self.backend.write_phys(addr - self._offset, bytes(cache.object_size))
         return addr
 
@@ -308,12 +305,12 @@ class SlubLayer:
 
     def _new_slab(self, cache: SlabCache, gfp: int) -> Slab | None:
         """allocate_slab: the preferred order without retrying hard, then the minimum order with the caller's flags."""
-        base = (gfp & GFP_SLAB_KEEP) | cache.zone_gfp | _COMP
+        base = (gfp & GFP_SLAB_KEEP) | cache.zone_gfp | GFP_INT.COMP
         order, pfn = cache.order, None
         if cache.order > cache.min_order:
-            first = (base | _NOWARN | _NORETRY) & ~_NOFAIL
-            if first & _DIRECT_RECLAIM:  # no reclaim and no reserves for the preferred order: the min order will do
-                first = (first | _NOMEMALLOC) & ~_RECLAIM
+            first = (base | GFP_INT.NOWARN | GFP_INT.NORETRY) & ~GFP_INT.NOFAIL
+            if first & GFP_INT.DIRECT_RECLAIM:  # no reclaim and no reserves for the preferred order: the min order will do
+                first = (first | GFP_INT.NOMEMALLOC) & ~GFP_INT.RECLAIM
             pfn = self.backend.slab_alloc_pages(first, order)
         if pfn is None:
             order = cache.min_order
