@@ -23,9 +23,10 @@ from typing import Any, Sequence
 
 from .. import harness
 from ..harness.expectations import compare, expectations_from_report, load_expectations, render_expectations
-from ..harness.loader import ImplSpec, ResolvedMachine, load_impl
+from ..harness.loader import ImplSpec, load_impl
 from ..harness.lockstep import Lockstep
 from ..harness.report import _atomic_write, build_report, write_reports
+from ..harness.spelling import ResolvedMachine
 from ..harness.trace import Ref, load_trace
 from ..refmodel.errors import ConformanceFailure, KmemspecError
 from ..refmodel.rules import RULES, render_markdown, render_table

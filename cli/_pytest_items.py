@@ -11,34 +11,48 @@ from the worker with the report.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Generator
 
 import pytest
 
-from ..harness.loader import ImplSpec, ResolvedMachine, load_impl
+from ..harness.loader import ImplSpec, load_impl
 from ..harness.report import rule_status, write_reports
+from ..harness.spelling import ResolvedMachine
 from ..properties import PROFILES, CheckResult, run_check
 from ..refmodel.errors import KmemspecError
 from ..refmodel.rules import RULES, Rule
-from .pytestplugin import (HANG_BUDGET_OPTION, IMPL_OPTION, ISOLATE_OPTION, MACHINE_OPTION, PROFILE_OPTION,
-                           REPORT_DIR_OPTION, SEED_OPTION, TIMEOUT_OPTION)
 
 GROUP_PREFIX: Final = "kmemspec/"
 #: The key of the resolved machines in an xdist worker's ``workerinput``.
 _WORKERINPUT_MACHINES: Final = "kmemspec_machines"
 
 
-def configure(config: pytest.Config) -> None:
-    """Check the options (one-line usage errors at start-up), then register the suite's hooks."""
-    profile = config.getoption(PROFILE_OPTION)
-    if profile not in PROFILES:
-        raise pytest.UsageError(f"{PROFILE_OPTION} {profile!r} does not exist; choose one of {', '.join(PROFILES)}")
+@dataclass(frozen=True)
+class SuiteOptions:
+    """The ``--kmemspec-*`` options' values (their names are ``pytestplugin``'s)."""
+
+    impls: tuple[str, ...]
+    machines: tuple[str, ...]
+    profile: str
+    seed: int | None
+    isolate: bool
+    timeout: float | None
+    hang_budget: float | None
+    report_dir: str | None
+
+    def load(self, spec: str, machine: str | ResolvedMachine) -> ImplSpec:
+        return load_impl(spec, isolate=self.isolate, timeout=self.timeout, hang_budget=self.hang_budget, machine=machine)
+
+
+def configure(config: pytest.Config, options: SuiteOptions) -> None:
+    """Check the implementations and machines (one-line usage errors at start-up), then register the suite's hooks."""
     try:  # fail at start-up, in one line, on a wrong path or machine
-        machines = _resolve_machines(config)
+        machines = _resolve_machines(config, options)
         if not hasattr(config, "workerinput"):  # the controller checks; workers load for real later
-            for spec in config.getoption(IMPL_OPTION):
-                _load(config, spec, "tiny").close()
+            for spec in options.impls:
+                options.load(spec, "tiny").close()
     except KmemspecError as e:
         raise pytest.UsageError(f"kmemspec: {e}") from None
     if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") == "load":
@@ -47,20 +61,15 @@ def configure(config: pytest.Config) -> None:
         # on one worker and spreads other tests by module or class. Workers get this value
         # with the rest of the options.
         config.option.dist = "loadscope"
-    config.pluginmanager.register(KmemspecSuite(machines), "kmemspec-suite")
+    config.pluginmanager.register(KmemspecSuite(options, machines), "kmemspec-suite")
 
 
-def _resolve_machines(config: pytest.Config) -> list[ResolvedMachine]:
+def _resolve_machines(config: pytest.Config, options: SuiteOptions) -> list[ResolvedMachine]:
     """Each ``--kmemspec-machine`` read once: by the controller, whose descriptions an xdist worker reuses."""
     recorded = getattr(config, "workerinput", {}).get(_WORKERINPUT_MACHINES)
     if recorded is not None:
         return [ResolvedMachine.from_description(spec, description) for spec, description in recorded]
-    return [ResolvedMachine.from_spec(spec) for spec in config.getoption(MACHINE_OPTION) or ["tiny"]]
-
-
-def _load(config: pytest.Config, spec: str, machine: str | ResolvedMachine) -> ImplSpec:
-    return load_impl(spec, isolate=config.getoption(ISOLATE_OPTION), timeout=config.getoption(TIMEOUT_OPTION),
-                     hang_budget=config.getoption(HANG_BUDGET_OPTION), machine=machine)
+    return [ResolvedMachine.from_spec(spec) for spec in options.machines]
 
 
 def _safe(text: str) -> str:
@@ -70,15 +79,15 @@ def _safe(text: str) -> str:
 class KmemspecSuite:
     """The hooks of an active session: collect the pairs, hand machines to workers, put item data on reports."""
 
-    def __init__(self, machines: list[ResolvedMachine]) -> None:
-        self.machines = machines
+    def __init__(self, options: SuiteOptions, machines: list[ResolvedMachine]) -> None:
+        self.options, self.machines = options, machines
 
     @pytest.hookimpl(tryfirst=True)  # before -m / -k deselect
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-        for spec in config.getoption(IMPL_OPTION):
+        for spec in self.options.impls:
             for machine in self.machines:
                 name = f"{GROUP_PREFIX}{_safe(spec)}/{_safe(machine.spec)}"
-                run = KmemspecRun.from_parent(session, name=name, nodeid=name, spec=spec, machine=machine)
+                run = KmemspecRun.from_parent(session, name=name, nodeid=name, spec=spec, machine=machine, options=self.options)
                 collected = run.collect()
                 # Tell the reporters, as a collected file would ("collected N items").
                 session.ihook.pytest_collectreport(report=pytest.CollectReport(run.nodeid, "passed", None, collected))
@@ -101,9 +110,9 @@ class KmemspecSuite:
 class KmemspecRun(pytest.Collector):
     """One (implementation, machine) pair; runs the suite once, lazily, and holds the result."""
 
-    def __init__(self, *, spec: str, machine: ResolvedMachine, **kwargs: Any) -> None:
+    def __init__(self, *, spec: str, machine: ResolvedMachine, options: SuiteOptions, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.spec, self.machine = spec, machine
+        self.spec, self.machine, self.options = spec, machine, options
         self._result: CheckResult | None = None
         self._error: str | None = None
 
@@ -127,21 +136,18 @@ class KmemspecRun(pytest.Collector):
         return self._result
 
     def _run(self) -> None:
-        config = self.config
         try:
-            impl = _load(config, self.spec, self.machine)
+            impl = self.options.load(self.spec, self.machine)
             self._result = run_check(impl, self.machine.machine, machine_spec=self.machine.spec,
-                                     profile=PROFILES[config.getoption(PROFILE_OPTION)],
-                                     seed_value=config.getoption(SEED_OPTION), progress=None)
+                                     profile=PROFILES[self.options.profile], seed_value=self.options.seed, progress=None)
         except KmemspecError as e:
             self._error = f"kmemspec: {e}"
             return
         except Exception as e:  # the run itself broke: fail every item once, with the reason, instead of rerunning
             self._error = f"kmemspec: the suite could not run {self.spec} on {self.machine.spec}: {type(e).__name__}: {e}"
             return
-        out = config.getoption(REPORT_DIR_OPTION)
-        if out:
-            write_reports(self._result, Path(out) / f"{self._result.label}-{self._result.machine.name}")
+        if self.options.report_dir:
+            write_reports(self._result, Path(self.options.report_dir) / f"{self._result.label}-{self._result.machine.name}")
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         return self.name, None, self.name

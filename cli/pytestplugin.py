@@ -54,4 +54,12 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from . import _pytest_items
 
-    _pytest_items.configure(config)
+    profile = config.getoption(PROFILE_OPTION)
+    if profile not in _pytest_items.PROFILES:
+        raise pytest.UsageError(f"{PROFILE_OPTION} {profile!r} does not exist; choose one of {', '.join(_pytest_items.PROFILES)}")
+    _pytest_items.configure(config, _pytest_items.SuiteOptions(
+        impls=tuple(config.getoption(IMPL_OPTION)), machines=tuple(config.getoption(MACHINE_OPTION) or ["tiny"]),
+        profile=profile, seed=config.getoption(SEED_OPTION), isolate=config.getoption(ISOLATE_OPTION),
+        timeout=config.getoption(TIMEOUT_OPTION), hang_budget=config.getoption(HANG_BUDGET_OPTION),
+        report_dir=config.getoption(REPORT_DIR_OPTION),
+    ))

@@ -13,9 +13,10 @@ is ``kmemspec.cli``, above this package.
 from .expectations import Expectations, load_expectations
 from .expectations import compare as compare_expectations
 from .hookspecs import hookimpl
-from .loader import BUNDLED, ImplSpec, ResolvedMachine, build_iut, load_impl, plugin_manager
+from .loader import BUNDLED, ImplSpec, build_iut, load_impl, plugin_manager
 from .lockstep import Lockstep
 from .protocol import CAPABILITY_METHODS, Env, PageAllocator, TransportFailure, validate_iut
+from .spelling import ResolvedMachine
 from .trace import Ref, Step, dump_trace, load_trace, render_test
 
 __all__ = [

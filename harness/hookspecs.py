@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .loader import ImplSpec
+    from .spelling import ImplSpec
 
 #: The pluggy project name: ``kmemspec`` hooks, plugins in the ``kmemspec`` entry-point group.
 PROJECT = "kmemspec"

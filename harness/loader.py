@@ -10,7 +10,8 @@ can go wrong ends in one InvalidDefinition line that says what to do.
 Plugins add schemes (``wasm:``, ...) through the ``kmemspec_load_impl`` hook
 (harness/hookspecs.py), found in the ``kmemspec`` entry-point group; the first
 plugin that answers wins, and the built-in spellings above are the fallback.
-A machine spelling is resolved here too, once, into a ``ResolvedMachine``.
+What a spelling names before it is loaded, and the resolved values
+(``ImplSpec``, ``ResolvedMachine``), are in ``spelling``.
 """
 
 from __future__ import annotations
@@ -23,93 +24,19 @@ import os
 import shlex
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import pluggy
 
 from ..refmodel.errors import InvalidDefinition, KmemspecError
-from ..refmodel.machine import Machine, load_machine, machine_from_dict, machine_preset
+from ..refmodel.machine import Machine, machine_preset
 from . import hookspecs
 from .protocol import Env, Factory, TransportFailure, validate_iut
-
-BUNDLED: Final[dict[str, str]] = {
-    "fast": "kmemspec.harness.impls.fast:make",
-    "reference": "kmemspec.harness.impls.reference:make",
-}
-
-
-#: Spellings with a scheme: ``SCHEME:rest``.
-SCHEMES: Final = ("c", "exec", "mutant")
-
-
-@dataclass(frozen=True)
-class ImplSpec:
-    """A resolved implementation: the user's spelling, a short label for report paths, the factory.
-
-    ``transport`` is how it is reached: ``python`` (an object in this
-    process), ``c`` (a library through ctypes) or ``process`` (JSON lines to
-    a child); ``isolated`` says a Python or C implementation was put behind a
-    process by ``--isolate``.
-    """
-
-    spec: str
-    label: str
-    factory: Factory
-    transport: str = "python"
-    isolated: bool = False
-
-    def close(self) -> None:
-        """Stop whatever the factory keeps running (child processes); idempotent."""
-        close = getattr(self.factory, "close", None)
-        if callable(close):
-            close()
-
-    def import_lines(self) -> list[str]:
-        """Python lines that bind ``make`` to this factory, for a pasteable test."""
-        return spec_import_lines(self.spec)
-
-
-@dataclass(frozen=True)
-class ResolvedMachine:
-    """A machine resolved once: the user's spelling, the ``Machine``, and its description (the machine file format).
-
-    The CLI and the pytest plugin resolve ``--machine`` once and pass this one
-    value down: the run, an ``--isolate`` child and the replay file all see the
-    machine that was read at the start, even if its file changes or goes away
-    later. ``description`` is ``Machine.to_dict()``; ``machine_from_dict``
-    gives the same machine back, which is how ``kmemspec replay`` rebuilds it.
-    """
-
-    spec: str
-    machine: Machine
-    description: dict[str, Any] = field(hash=False, repr=False)
-
-    @classmethod
-    def from_spec(cls, spec: str) -> ResolvedMachine:
-        """Read a preset or a machine file (``load_machine``); raises InvalidMachine with one line."""
-        machine = load_machine(spec)
-        return cls(spec, machine, machine.to_dict())
-
-    @classmethod
-    def from_description(cls, spec: str, description: Any, *, where: str = "machine") -> ResolvedMachine:
-        """Rebuild a recorded machine from its description; ``spec`` is the spelling it was recorded under."""
-        try:
-            machine = machine_from_dict(description)
-        except KmemspecError as e:
-            raise InvalidDefinition(f"{where}: the recorded machine description is not valid: {e}") from None
-        return cls(spec, machine, machine.to_dict())
-
-
-def resolve_machine(machine: str | ResolvedMachine) -> ResolvedMachine:
-    """``machine`` itself if already resolved, else ``ResolvedMachine.from_spec(machine)``."""
-    return machine if isinstance(machine, ResolvedMachine) else ResolvedMachine.from_spec(machine)
-
+# The spellings and resolved values live in .spelling (the hooks name them too); importable from here as before.
+from .spelling import BUNDLED, SCHEMES, ImplSpec, ResolvedMachine, note_plugin_spelling, spec_import_lines  # noqa: F401
 
 _PLUGINS: pluggy.PluginManager | None = None
-#: Spellings a plugin resolved in this process: their pasteable tests go through load_impl.
-_PLUGIN_SPELLINGS: Final[set[str]] = set()
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -131,19 +58,6 @@ def plugin_manager() -> pluggy.PluginManager:
             ) from None
         _PLUGINS = pm
     return _PLUGINS
-
-
-def spec_import_lines(spec: str) -> list[str]:
-    """The lines a pasteable test needs to bind ``make`` for ``spec``; loads nothing."""
-    if spec.partition(":")[0] in SCHEMES or spec in _PLUGIN_SPELLINGS:
-        return ["from kmemspec.harness import load_impl", f"make = load_impl({spec!r}).factory"]
-    target = BUNDLED.get(spec, spec)
-    module, _, attr = target.rpartition(":")
-    if module.endswith(".py") or "/" in module:
-        return ["from kmemspec.harness import load_impl", f"make = load_impl({spec!r}).factory"]
-    if attr == "make":
-        return [f"from {module} import make"]
-    return [f"from {module} import {attr} as make"]
 
 
 def load_impl(spec: str, *, isolate: bool = False, timeout: float | None = None, hang_budget: float | None = None,
@@ -185,7 +99,7 @@ def _load_from_plugins(spec: str, limits: dict[str, float]) -> ImplSpec | None:
     if not isinstance(impl, ImplSpec):
         raise InvalidDefinition(f"implementation {spec!r}: a kmemspec plugin's kmemspec_load_impl returned a {type(impl).__name__}; "
                                 f"return an ImplSpec, or None for a spelling it does not own")
-    _PLUGIN_SPELLINGS.add(spec)
+    note_plugin_spelling(spec)
     return impl
 
 
