@@ -16,7 +16,8 @@ from typing import Callable
 
 from ..refmodel.context import Context
 from ..refmodel.gfp import GFP, GFP_ATOMIC, GFP_KERNEL
-from ..refmodel.machine import Machine, load_machine
+from ..refmodel.machine import Machine
+from ..refmodel.presets import load_machine
 from ..refmodel.page_alloc import PageAllocModel
 from ..refmodel.kmalloc import kmalloc_min_align
 from ..refmodel.objects import SlabModel

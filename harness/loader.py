@@ -6,78 +6,68 @@ loads a C library (harness/c/kmemspec_iut.h); ``exec:CMD`` starts a program
 speaking the JSON lines protocol; ``mutant:NAME`` is a seeded-bug variant of
 ``fast``. ``isolate=True`` puts any of them in a child process. Every way this
 can go wrong ends in one InvalidDefinition line that says what to do.
+
+Plugins add schemes (``wasm:``, ...) through the ``kmemspec_load_impl`` hook
+(harness/hookspecs.py), found in the ``kmemspec`` entry-point group; the first
+plugin that answers wins, and the built-in spellings above are the fallback.
+What a spelling names before it is loaded, and the resolved values
+(``ImplSpec``, ``ResolvedMachine``), are in ``spelling``.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import importlib.util
+import json
+import os
 import shlex
 import sys
-from dataclasses import dataclass
+import tempfile
 from pathlib import Path
 from typing import Any, Final
 
+import pluggy
+
 from ..refmodel.errors import InvalidDefinition, KmemspecError
 from ..refmodel.machine import Machine
+from ..refmodel.presets import machine_preset
+from . import hookspecs
 from .protocol import Env, Factory, TransportFailure, validate_iut
+# The spellings and resolved values live in .spelling (the hooks name them too); importable from here as before.
+from .spelling import BUNDLED, SCHEMES, ImplSpec, ResolvedMachine, note_plugin_spelling, spec_import_lines  # noqa: F401
 
-BUNDLED: Final[dict[str, str]] = {
-    "fast": "kmemspec.harness.impls.fast:make",
-    "reference": "kmemspec.harness.impls.reference:make",
-}
-
-
-#: Spellings with a scheme: ``SCHEME:rest``.
-SCHEMES: Final = ("c", "exec", "mutant")
+_PLUGINS: pluggy.PluginManager | None = None
 
 
-@dataclass(frozen=True)
-class ImplSpec:
-    """A resolved implementation: the user's spelling, a short label for report paths, the factory.
+def plugin_manager() -> pluggy.PluginManager:
+    """The kmemspec plugin manager: the hooks of harness/hookspecs.py, with the ``kmemspec`` entry points loaded (once).
 
-    ``transport`` is how it is reached: ``python`` (an object in this
-    process), ``c`` (a library through ctypes) or ``process`` (JSON lines to
-    a child); ``isolated`` says a Python or C implementation was put behind a
-    process by ``--isolate``.
+    Register a plugin object in-process with ``plugin_manager().register(obj)``;
+    an installed plugin needs only its entry point.
     """
-
-    spec: str
-    label: str
-    factory: Factory
-    transport: str = "python"
-    isolated: bool = False
-
-    def close(self) -> None:
-        """Stop whatever the factory keeps running (child processes); idempotent."""
-        close = getattr(self.factory, "close", None)
-        if callable(close):
-            close()
-
-    def import_lines(self) -> list[str]:
-        """Python lines that bind ``make`` to this factory, for a pasteable test."""
-        return spec_import_lines(self.spec)
-
-
-def spec_import_lines(spec: str) -> list[str]:
-    """The lines a pasteable test needs to bind ``make`` for ``spec``; loads nothing."""
-    if spec.partition(":")[0] in SCHEMES:
-        return ["from kmemspec.harness import load_impl", f"make = load_impl({spec!r}).factory"]
-    target = BUNDLED.get(spec, spec)
-    module, _, attr = target.rpartition(":")
-    if module.endswith(".py") or "/" in module:
-        return ["from kmemspec.harness import load_impl", f"make = load_impl({spec!r}).factory"]
-    if attr == "make":
-        return [f"from {module} import make"]
-    return [f"from {module} import {attr} as make"]
+    global _PLUGINS
+    if _PLUGINS is None:
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        try:
+            pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+        except Exception as e:  # a broken third-party plugin: say which group, and what to do
+            raise InvalidDefinition(
+                f"loading the kmemspec plugins (entry-point group {hookspecs.PROJECT!r}) raised {type(e).__name__}: {e}; "
+                f"fix or uninstall the plugin named in it"
+            ) from None
+        _PLUGINS = pm
+    return _PLUGINS
 
 
 def load_impl(spec: str, *, isolate: bool = False, timeout: float | None = None, hang_budget: float | None = None,
-              machine: str = "tiny") -> ImplSpec:
+              machine: str | ResolvedMachine = "tiny") -> ImplSpec:
     """Resolve ``spec`` to a factory. Raises InvalidDefinition with one line on any failure.
 
     ``timeout`` (seconds per request) and ``hang_budget`` apply to implementations
     in a child process; ``machine`` is the one an isolated implementation is probed with.
+    Plugins (``kmemspec_load_impl``) are asked first; the built-in spellings are the fallback.
     """
     from .adapters.process import DEFAULT_HANG_BUDGET, DEFAULT_TIMEOUT
 
@@ -90,11 +80,55 @@ def load_impl(spec: str, *, isolate: bool = False, timeout: float | None = None,
         # Nothing of the implementation is loaded here: its module or library may crash
         # as it loads. The child reports a wrong path as a usage error.
         label = _spec_label(spec)
-        command = shlex.join([sys.executable, "-m", "kmemspec.harness.serve", spec, "--machine", machine])
+        command = shlex.join([sys.executable, "-m", "kmemspec.harness.serve", spec, "--machine", _child_machine(machine)])
         impl = _load_exec(spec, command, limits, label=label)
         return ImplSpec(spec, label, impl.factory, "process", isolated=True)
+    found = _load_from_plugins(spec, limits)
+    return found if found is not None else _load_builtin(spec)
+
+
+def _load_from_plugins(spec: str, limits: dict[str, float]) -> ImplSpec | None:
+    """The first plugin's answer to ``kmemspec_load_impl``, or None when no plugin owns ``spec``."""
+    try:
+        impl = plugin_manager().hook.kmemspec_load_impl(spec=spec, **limits)
+    except KmemspecError:
+        raise
+    except Exception as e:  # a plugin's bug is not a verdict, and not a bug of kmemspec either
+        raise InvalidDefinition(f"implementation {spec!r}: a kmemspec plugin's kmemspec_load_impl raised {type(e).__name__}: {e}") from None
+    if impl is None:
+        return None
+    if not isinstance(impl, ImplSpec):
+        raise InvalidDefinition(f"implementation {spec!r}: a kmemspec plugin's kmemspec_load_impl returned a {type(impl).__name__}; "
+                                f"return an ImplSpec, or None for a spelling it does not own")
+    note_plugin_spelling(spec)
+    return impl
+
+
+def _child_machine(machine: str | ResolvedMachine) -> str:
+    """The ``--machine`` argument of an isolated child: a preset by name, anything else as the description read here.
+
+    A machine file is written out as it was resolved, so the child probes the
+    very machine of the run even if the user's file has changed since.
+    """
+    if isinstance(machine, str):
+        return machine
+    try:
+        machine_preset(machine.spec)
+        return machine.spec
+    except KmemspecError:
+        pass
+    fd, path = tempfile.mkstemp(prefix="kmemspec-machine-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(machine.description, fh)
+    atexit.register(Path(path).unlink, missing_ok=True)  # the child is restarted after failures: keep it until exit
+    return path
+
+
+def _load_builtin(spec: str) -> ImplSpec:
+    """The spellings kmemspec itself knows (the module docstring)."""
+    scheme = spec.partition(":")[0]
     if scheme == "c":
-        return _load_c(spec, rest)
+        return _load_c(spec, spec.partition(":")[2])
     if scheme == "mutant":
         return _load_mutant(spec)
     target = BUNDLED.get(spec, spec)

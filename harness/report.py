@@ -170,7 +170,8 @@ def write_reports(result: Any, out_dir: Path, *, expectation_results: dict[str, 
     lines = spec_import_lines(result.impl)
     for f, entry in zip(result.failures, doc["failures"]):
         _atomic_write(Path(entry["trace_file"]), dump_trace(f.steps, impl=result.impl, machine=result.machine_spec,
-                                                           rule_id=f.rule_id, message=f.message))
+                                                           rule_id=f.rule_id, message=f.message,
+                                                           machine_description=result.machine.to_dict()))
         _atomic_write(Path(entry["test_file"]), render_test(f.steps, lines, result.machine_spec, f.rule_id, f.message))
     _atomic_write(out_dir / "report.md", render_markdown(doc))
     _atomic_write(out_dir / "report.html", render_html(doc))

@@ -16,7 +16,8 @@ from typing import Any, BinaryIO, Sequence
 
 from ..refmodel.context import Context
 from ..refmodel.errors import KmemspecError, Violation
-from ..refmodel.machine import load_machine, machine_from_dict
+from ..refmodel.machine import machine_from_dict
+from ..refmodel.presets import load_machine
 from .loader import build_iut, load_impl
 from .protocol import Env
 from .ops import Kind

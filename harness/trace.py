@@ -118,14 +118,20 @@ def render_test(steps: list[Step], import_lines: list[str], machine_spec: str, r
     return "\n".join(lines) + "\n"
 
 
-def dump_trace(steps: list[Step], *, impl: str, machine: Any, rule_id: str = "", message: str = "") -> str:
-    """The replay file (JSON) for ``kmemspec replay``."""
+def dump_trace(steps: list[Step], *, impl: str, machine: Any, rule_id: str = "", message: str = "",
+               machine_description: dict[str, Any] | None = None) -> str:
+    """The replay file (JSON) for ``kmemspec replay``.
+
+    ``machine_description`` (``Machine.to_dict()``) lets a replay rebuild the
+    machine of the run after its file changed; without it, the spelling is used.
+    """
     return json.dumps(
         {
             "schema": SCHEMA_VERSION,
             "kind": "kmemspec-trace",
             "impl": impl,
             "machine": machine,
+            **({"machine_description": machine_description} if machine_description is not None else {}),
             "rule_id": rule_id,
             "message": message,
             "steps": [s.to_json() for s in steps],

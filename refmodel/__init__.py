@@ -51,7 +51,8 @@ from .errors import (
     Violation,
 )
 from .gfp import GFP, ZoneType, format_gfp, gfp_zone, gfpflags_allow_blocking, parse_gfp
-from .machine import Machine, PfnRange, Zone, load_machine
+from .machine import Machine, PfnRange, Zone
+from .presets import load_machine
 from .expectation import Expectation, Outcome
 from .page_alloc import PageAllocModel
 from .rules import RULES, Level, Rule

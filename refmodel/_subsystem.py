@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Final
 from .errors import InvalidDefinition
 
 if TYPE_CHECKING:
-    from .rules import Rule
+    from ._rule import Rule
 
 
 class Kind(enum.Enum):

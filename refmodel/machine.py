@@ -461,15 +461,3 @@ def machine_from_file(path: Path) -> Machine:
         return machine_from_dict(data, default_name=path.stem)
     except InvalidMachine as e:
         raise InvalidMachine(f"machine file {path}: {e}") from None
-
-
-def load_machine(spec: str | Path) -> Machine:
-    """A preset spec (see ``presets.machine_preset``) or a path to a TOML or JSON machine file."""
-    text = str(spec)
-    if text.endswith((".toml", ".json")) or "/" in text or Path(text).is_file():
-        return machine_from_file(Path(text))
-    # Imported here, not above: presets builds its machines with this module, and every caller
-    # that names a machine (CLI, plugin, harness) comes through here, so load_machine lives with Machine.
-    from .presets import machine_preset
-
-    return machine_preset(text)

@@ -13,12 +13,13 @@ are ``machine``'s; the watermarks ``watermarks``'.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Callable, Final
 
 from ._internal import format_size
 from .errors import InvalidMachine
 from .gfp import ZoneType
-from .machine import X86_64_PAGE_OFFSET, Machine, Zone, build_machine
+from .machine import X86_64_PAGE_OFFSET, Machine, Zone, build_machine, machine_from_file
 from .watermarks import Watermarks
 
 MAX_DMA_PFN: Final = 0x1000  # 16 MiB >> PAGE_SHIFT (fact ZONE-X86-CONSTS)
@@ -135,3 +136,11 @@ def machine_preset(spec: str) -> Machine:
             raise InvalidMachine(f"machine {spec!r}: preset {name} has a fixed size; sized presets are {', '.join(sorted(_SIZED))}")
         return PRESETS[name](parse_size(size))
     return PRESETS[name]()
+
+
+def load_machine(spec: str | Path) -> Machine:
+    """A preset spec (see ``machine_preset``) or a path to a TOML or JSON machine file (``machine.machine_from_file``)."""
+    text = str(spec)
+    if text.endswith((".toml", ".json")) or "/" in text or Path(text).is_file():
+        return machine_from_file(Path(text))
+    return machine_preset(text)

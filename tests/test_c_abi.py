@@ -169,7 +169,7 @@ def test_a_library_that_is_not_an_implementation_is_a_usage_error(built, lib, te
 @needs_cc
 def test_cli_checks_a_c_library_and_names_usage_errors(built, tmp_path):
     def kmemspec(*args):
-        return subprocess.run([sys.executable, "-m", "kmemspec.harness", *args], capture_output=True, text=True, timeout=600)
+        return subprocess.run([sys.executable, "-m", "kmemspec.cli", *args], capture_output=True, text=True, timeout=600)
 
     p = kmemspec("check", f"c:{built['buddy']}", "--seed", "1", "-q", "--report-dir", str(tmp_path))
     assert p.returncode == 0, p.stdout + p.stderr

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def kmemspec(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "kmemspec.harness", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return subprocess.run([sys.executable, "-m", "kmemspec.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
 def test_check_reference_conforms_and_writes_three_reports(tmp_path):

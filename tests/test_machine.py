@@ -8,7 +8,8 @@ import pytest
 
 from kmemspec.refmodel.errors import InvalidMachine
 from kmemspec.refmodel.gfp import ZoneType
-from kmemspec.refmodel.machine import PfnRange, load_machine, machine_from_dict
+from kmemspec.refmodel.machine import PfnRange, machine_from_dict
+from kmemspec.refmodel.presets import load_machine
 from kmemspec.refmodel.presets import PRESETS
 
 
@@ -82,7 +83,7 @@ def test_malformed_machines_name_the_field(mutate, field):
 def test_cli_malformed_machine_file_is_one_line_and_exit_2(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('phys_addr_bits = 32\nram = [[0, 100]]\n[[zones]]\ntype = "NORMAL"\nstart_pfn = 0\nend_pfn = 200\n')
-    p = subprocess.run([sys.executable, "-m", "kmemspec.harness", "machine", str(bad)], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "kmemspec.cli", "machine", str(bad)], capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.count("\n") == 1 and "zones[0] (Normal): ends at pfn 0xc8" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr

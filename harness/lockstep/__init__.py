@@ -20,16 +20,17 @@ from typing import Any, Callable, TypeVar
 from ...refmodel import subsystems
 from ...refmodel.errors import ConformanceFailure, InvalidArgument, Violation, failure_for
 from ...refmodel.gfp import format_gfp
-from ...refmodel.machine import Machine, load_machine
+from ...refmodel.machine import Machine
+from ...refmodel.presets import load_machine
 from ...refmodel.page_alloc import Expectation, LiveBlock, Outcome, PageAllocModel
 from ...refmodel.rules import CLAIMABLE
 from ...refmodel.objects import SlabModel
 from ..loader import build_iut
-from ..ops import Kind, check_args, step_ops
+from ..ops import check_args, step_ops
 from ..ops import op as op_named
 from ..protocol import Env, Factory, TransportFailure
 from ..trace import Step
-from ._checker import Checker, bind_steps, checker_for_step, checkers, register_checker
+from ._checker import Checker, bind_steps, call_text, checker_for_step, checkers, register_checker
 from ._contents import Contents
 from ._names import Namer
 from . import kmalloc as _kmalloc, pages as _pages, slab as _slab, slab_debug as _slab_debug  # noqa: E402,F401  (register the built-in checkers)
@@ -271,20 +272,3 @@ class Lockstep:
                 close()
             except TransportFailure:
                 pass
-
-
-def call_text(op: str, args: dict[str, Any]) -> str:
-    """``op(arg=value, ...)`` for a message: GFP masks by name, PFNs and addresses in hex."""
-    o = op_named(op)
-    shown = []
-    for k, v in args.items():
-        kind = o.kind_of(k) if o is not None else None
-        if isinstance(v, str):
-            shown.append(f"{k}={v!r}")
-        elif kind is Kind.GFP:
-            shown.append(f"{k}={format_gfp(v)}")
-        elif kind in (Kind.PFN, Kind.ADDR, Kind.OBJECT, Kind.PHYS) and isinstance(v, int):
-            shown.append(f"{k}={v:#x}")
-        else:
-            shown.append(f"{k}={v}")
-    return f"{op}({', '.join(shown)})"

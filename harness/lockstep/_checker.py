@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...refmodel.errors import InvalidDefinition
-from ..ops import step_ops
+from ...refmodel.gfp import format_gfp
+from ..ops import Kind, step_ops
+from ..ops import op as op_named
 
 if TYPE_CHECKING:
     from . import Lockstep
@@ -72,3 +74,20 @@ def bind_steps(driver: Any, instances: list[Checker]) -> None:
     for inst in instances:
         for name in inst.steps:
             setattr(driver, name, getattr(inst, name))
+
+
+def call_text(op: str, args: dict[str, Any]) -> str:
+    """``op(arg=value, ...)`` for a message: GFP masks by name, PFNs and addresses in hex."""
+    o = op_named(op)
+    shown = []
+    for k, v in args.items():
+        kind = o.kind_of(k) if o is not None else None
+        if isinstance(v, str):
+            shown.append(f"{k}={v!r}")
+        elif kind is Kind.GFP:
+            shown.append(f"{k}={format_gfp(v)}")
+        elif kind in (Kind.PFN, Kind.ADDR, Kind.OBJECT, Kind.PHYS) and isinstance(v, int):
+            shown.append(f"{k}={v:#x}")
+        else:
+            shown.append(f"{k}={v}")
+    return f"{op}({', '.join(shown)})"

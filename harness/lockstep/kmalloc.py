@@ -15,7 +15,7 @@ from ...refmodel.errors import InvalidArgument, SleepInAtomic, UnexpectedGfp
 from ...refmodel.gfp import GFP, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
 from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_min_align, kmalloc_size_roundup
-from ._checker import Checker, register_checker
+from ._checker import Checker, call_text, register_checker
 from .slab import SlabLayer
 
 if TYPE_CHECKING:
@@ -62,8 +62,6 @@ class KmallocChecker(Checker):
         step, result, refused = self.layer.step(op, values, e, call, gfp=gfp)
         if refused:
             return None
-        from . import call_text
-
         what = call_text(op, values)
         if size == 0:
             d.coverage["KMALLOC-ZERO-SIZE"] += 1

@@ -16,7 +16,7 @@ from ...refmodel.errors import InvalidArgument
 from ...refmodel.gfp import GFP, GFP_KERNEL, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
 from ...refmodel.slab import LiveObject, calculate_alignment
-from ._checker import Checker, register_checker
+from ._checker import Checker, call_text, register_checker
 
 if TYPE_CHECKING:
     from . import Lockstep
@@ -56,9 +56,7 @@ class SlabLayer:
         """The driver's template with the slab layer's call: refuse, record, (before), call, judge, sync slabs."""
         d = self.d
         if e.fatal:
-            from . import call_text
-
-            d.refuse_unclaimed(e, call_text(op, values))
+                d.refuse_unclaimed(e, call_text(op, values))
         step = d.record(op, args if args is not None else d.refs(op, values), e)
         if before is not None:
             before()
@@ -218,8 +216,6 @@ class SlabChecker(Checker):
         e = d.slab.expect_free_slab_block(pfn, order)
         if e is None:
             return False
-        from . import call_text
-
         # The name of what the caller frees: the page block by its pfn, or the object whose address it gives.
         arg = {"pfn": d.names.pfn_ref(pfn)} if op == "free_pages" else {"addr": d.names.obj_ref(values["addr"])}
         large = d.slab.large_object_at(pfn)

@@ -2,29 +2,33 @@
 
 Exit codes: 0 conforming (or the command did what it was asked), 1 not
 conforming (or a replay reproduced its failure), 2 a usage error, printed as
-one line, 3 an internal error of kmemspec itself. The CLI is the composition root: it is the one place that imports
-``kmemspec.properties`` (for ``check`` and ``bench``) beside the harness.
+one line, 3 an internal error of kmemspec itself.
+
+The CLI is a composition root: it sits above ``kmemspec.properties`` and
+imports it openly, inside ``check`` only, so that ``replay``, ``machine`` and
+``rules`` start without Hypothesis. A machine is resolved once, into a
+``ResolvedMachine``, and that value goes down to the loader, the run and
+the replay files.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+from .. import harness
+from ..harness.expectations import compare, expectations_from_report, load_expectations, render_expectations
+from ..harness.loader import ImplSpec, load_impl
+from ..harness.lockstep import Lockstep
+from ..harness.report import _atomic_write, build_report, write_reports
+from ..harness.spelling import ResolvedMachine
+from ..harness.trace import Ref, load_trace
 from ..refmodel.errors import ConformanceFailure, KmemspecError
-from ..refmodel.machine import load_machine
 from ..refmodel.rules import RULES, render_markdown, render_table
-from .loader import ImplSpec, load_impl
-from .lockstep import Lockstep
-from .expectations import compare, expectations_from_report, load_expectations, render_expectations
-from .report import _atomic_write, build_report, write_reports
-from .trace import Ref, load_trace
 
 EXIT_OK, EXIT_NONCONFORMING, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_MACHINE = "tiny"
@@ -76,7 +80,7 @@ def _process_options(p: argparse.ArgumentParser) -> None:
                    help="stop shrinking once timeouts have cost this long, and report what was found (default 60; 0: no limit)")
 
 
-def _load(args: argparse.Namespace, spec: str, machine: str) -> ImplSpec:
+def _load(args: argparse.Namespace, spec: str, machine: ResolvedMachine) -> ImplSpec:
     return load_impl(spec, isolate=args.isolate, timeout=args.timeout, hang_budget=args.hang_budget, machine=machine)
 
 
@@ -102,16 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    properties = importlib.import_module("kmemspec.properties")
-    if args.profile not in properties.PROFILES:
-        print(f"kmemspec: error: profile {args.profile!r} does not exist; choose one of {', '.join(properties.PROFILES)}", file=sys.stderr)
+    from ..properties import PROFILES, run_check  # Hypothesis and the state machines: only a check needs them
+
+    if args.profile not in PROFILES:
+        print(f"kmemspec: error: profile {args.profile!r} does not exist; choose one of {', '.join(PROFILES)}", file=sys.stderr)
         return EXIT_USAGE
-    machine = load_machine(args.machine)
+    resolved = ResolvedMachine.from_spec(args.machine)
+    machine = resolved.machine
     expected = load_expectations(args.expectations) if args.expectations else None  # a bad file fails before the run
-    impl = _load(args, args.impl, args.machine)
+    impl = _load(args, args.impl, resolved)
     out_dir = args.report_dir or Path("conformance_reports") / impl.label
-    result = properties.run_check(
-        impl, machine, machine_spec=args.machine, profile=properties.PROFILES[args.profile],
+    result = run_check(
+        impl, machine, machine_spec=resolved.spec, profile=PROFILES[args.profile],
         seed_value=args.seed, progress=None if args.quiet else sys.stderr,
     )
     _clear_stale(out_dir)
@@ -153,13 +159,14 @@ def _replay(args: argparse.Namespace) -> int:
         raise KmemspecError(f"trace {args.trace}: {e.strerror or e}") from None
     except (ValueError, KeyError, TypeError) as e:
         raise KmemspecError(f"trace {args.trace}: {e}") from None
-    impl = _load(args, args.impl or data["impl"], str(data["machine"]))
+    resolved = _recorded_machine(args.trace, data)
+    impl = _load(args, args.impl or data["impl"], resolved)
     steps = data["steps"]
     i = 0
     try:
-        iut = Lockstep(impl.factory, str(data["machine"]), label=impl.label)
+        iut = Lockstep(impl.factory, resolved.machine, label=impl.label)
         for i, step in enumerate(steps):
-            _run_step(iut, step.op, {k: iut.value_of(v.name) + v.offset if isinstance(v, Ref) else v for k, v in step.args.items()})
+            iut.run_step(step.op, {k: iut.value_of(v.name) + v.offset if isinstance(v, Ref) else v for k, v in step.args.items()})
     except ConformanceFailure as f:
         print(f"replay reproduced a failure at step {i}: {f}")
         for s in f.steps:
@@ -171,27 +178,16 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_REPLAYABLE = ("set_context", "alloc_pages", "free_pages", "get_free_pages", "free_pages_addr", "check_free_area", "check_contents",
-               "kmalloc", "kzalloc", "kmalloc_array", "krealloc", "ksize", "kfree", "kmem_cache_create", "kmem_cache_alloc",
-               "kmem_cache_free", "kmem_cache_destroy", "kmem_cache_shrink", "kmem_cache_validate", "clobber")
-
-
-def _run_step(iut: Lockstep, op: str, args: dict[str, int | str]) -> None:
-    if op not in _REPLAYABLE:
-        raise KmemspecError(f"trace step {op!r} is not an operation kmemspec knows ({', '.join(_REPLAYABLE)})")
-    method = getattr(iut, op)
-    try:
-        inspect.signature(method).bind(**args)
-    except TypeError as e:
-        raise KmemspecError(f"trace step {op}({', '.join(args)}): {e}") from None
-    for key, value in args.items():
-        if isinstance(value, str) != (key == "name"):
-            raise KmemspecError(f"trace step {op}: argument {key} is {value!r}; only name is a string, every other argument an int")
-    method(**args)
+def _recorded_machine(trace: Path, data: dict[str, Any]) -> ResolvedMachine:
+    """The machine a trace was recorded on: its embedded description, or (older files) its spelling read again."""
+    spec = str(data["machine"])
+    if "machine_description" in data:
+        return ResolvedMachine.from_description(spec, data["machine_description"], where=f"trace {trace}")
+    return ResolvedMachine.from_spec(spec)
 
 
 def _machine(args: argparse.Namespace) -> int:
-    m = load_machine(args.spec)
+    m = ResolvedMachine.from_spec(args.spec).machine
     if args.json:
         import json
         print(json.dumps(m.to_dict(), indent=1))
@@ -206,13 +202,13 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
+    from ..harness.bench import run_bench
     print(run_bench(args.ops, args.impl or ["reference", "fast"], isolated=args.isolated))
     return EXIT_OK
 
 
 def _include_dir(args: argparse.Namespace) -> int:
-    print(Path(__file__).resolve().parent / "c")
+    print(Path(harness.__file__).resolve().parent / "c")
     return EXIT_OK
 
 
