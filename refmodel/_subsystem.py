@@ -139,14 +139,23 @@ def op(name: str, capability: str, *args: tuple[str, Kind], returns: Returns = R
 
 
 @dataclass(frozen=True)
+class Configuration:
+    """What an oracle is configured by: the implementation's declared capabilities and claims."""
+
+    capabilities: frozenset[str] = frozenset()
+    claims: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Subsystem:
     """One subsystem: its name, the capabilities it defines, its rules and operations, its oracle.
 
     ``applies_to``: the capabilities of which an implementation needs at
     least one for the subsystem's rules to apply (empty: every implementation).
-    ``model``: ``model(machine, models)`` builds the subsystem's oracle for one
-    example, given the oracles built before it (by subsystem name); None for a
-    subsystem whose rules live in another's oracle.
+    ``model``: ``model(machine, models, config)`` builds the subsystem's oracle
+    for one example, given the oracles built before it (by subsystem name) and
+    the implementation's ``Configuration``; None for a subsystem whose rules
+    another's oracle judges.
     """
 
     name: str
@@ -155,7 +164,7 @@ class Subsystem:
     rules: tuple[Rule, ...] = ()
     ops: tuple[Op, ...] = ()
     applies_to: frozenset[str] = frozenset()
-    model: Callable[[Any, dict[str, Any]], Any] | None = None
+    model: Callable[[Any, dict[str, Any], Configuration], Any] | None = None
     depends: tuple[str, ...] = field(default=())
 
 

@@ -13,7 +13,8 @@ Neighbours: the page oracle it stands beside is ``page_alloc``.
 from __future__ import annotations
 
 from . import slab, slab_debug
-from ._subsystem import Subsystem
+from ._subsystem import Configuration, Subsystem
+from .rules import binds
 from .context import Context
 from .expectation import Expectation
 from .kmalloc import KmallocModel
@@ -26,8 +27,8 @@ from .slab_debug import Corruption, FreeObject, SlabDebug
 class SlabModel(SlabLayer):
     """The slab and kmalloc oracle for one machine, beside the page oracle: ``SlabLayer`` plus kmalloc and SLUB debugging."""
 
-    def __init__(self, machine: Machine, pages: PageAllocModel) -> None:
-        super().__init__(machine, pages)
+    def __init__(self, machine: Machine, pages: PageAllocModel, *, exact: bool = False, page_liveness: frozenset[str] = frozenset()) -> None:
+        super().__init__(machine, pages, exact=exact, page_liveness=page_liveness)
         self.kmalloc = KmallocModel(self)
         self.debug = SlabDebug(self)
 
@@ -81,9 +82,17 @@ class SlabModel(SlabLayer):
         return self.debug.expect_validate(cid)
 
 
+def _configured(machine: Machine, pages: PageAllocModel, config: Configuration) -> SlabModel:
+    """The oracle for an implementation: exact where it shows its slabs; slab liveness judged where it claims it."""
+    liveness: frozenset[str] = frozenset()
+    if binds("SLAB-NO-SPURIOUS-FAIL", config.claims):  # else no slab allocation is ever required: no page query per kmalloc
+        liveness = frozenset(r for r in ("BUDDY-NO-SPURIOUS-FAIL", "NOFAIL-NEVER-NULL") if binds(r, config.claims))
+    return SlabModel(machine, pages, exact="slab_info" in config.capabilities, page_liveness=liveness)
+
+
 SUBSYSTEM = Subsystem(
     "slab", "slab caches, their pages and SLUB debugging (mm/slub.c, mm/slab_common.c)",
     capabilities=("slab", "slab_info", "slab_debug"), rules=slab.RULES + slab_debug.RULES, ops=slab.OPS + slab_debug.OPS,
-    applies_to=frozenset({"kmalloc", "slab"}), model=lambda machine, models: SlabModel(machine, models["pages"]),
+    applies_to=frozenset({"kmalloc", "slab"}), model=lambda machine, models, config: _configured(machine, models["pages"], config),
     depends=("pages", "kmalloc"),
 )

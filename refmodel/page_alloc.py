@@ -50,13 +50,20 @@ from ._subsystem import Kind, Returns, Subsystem, op
 
 @dataclass(frozen=True)
 class LiveBlock:
-    """An allocated block: first PFN, order, the flags it was asked with, its zone, the step that made it."""
+    """An allocated block: first PFN, order, the flags it was asked with, its zone, the step that made it, its owner.
+
+    ``owner`` is who holds it, as mm/page_owner.c would say: ``"caller"`` for a
+    block alloc_pages handed to the caller, or the name of the layer that took
+    it (``"slab"`` for slabs and large kmalloc blocks; vmalloc, DMA and page
+    tables later). free_pages of an owned block is that layer's to judge.
+    """
 
     pfn: int
     order: int
     gfp: int
     zone: ZoneType
     step: int
+    owner: str = "caller"
 
     @property
     def end_pfn(self) -> int:
@@ -92,6 +99,7 @@ class PageAllocModel:
         boot_area, boot_free = _boot_free_area(machine)
         self.free_area = {t: [set(s) for s in area] for t, area in boot_area.items()}
         self.nr_free = dict(boot_free)
+        self.hidden: set[str] = set()  # owners holding pages the model cannot see (``hide``)
 
     # -- queries ---------------------------------------------------------------
 
@@ -144,6 +152,9 @@ class PageAllocModel:
         """What alloc_pages(gfp, order) (or __get_free_pages with ``logical``) may do in ``ctx``."""
         gfp = alloc_mask(gfp, logical)
         base = self._expect_placement(gfp, order, logical)
+        if self.hidden and base.outcome is Outcome.MUST_SUCCEED:
+            # A layer holds pages the model cannot see: success is no longer provable.
+            base = Expectation(Outcome.MAY_FAIL, base.rule_id, base.reason)
         if order > self.max_order or order < 0:
             return base  # __alloc_pages returns NULL before gfp_zone() and might_alloc() run
         if gfp_zone_bad(gfp):
@@ -266,7 +277,7 @@ class PageAllocModel:
             raise failure_for("WMARK-RESERVES-KEPT", f"{format_gfp(gfp)} took an order-{order} block from ZONE_{zone.zone_type.name} with "
                                                      f"{self.nr_free[zone.zone_type]} pages free; it may go no lower than min {wmin} + lowmem_reserve {reserve}")
 
-    def adopt_alloc(self, gfp: int, order: int, pfn: int, step: int = 0) -> LiveBlock:
+    def adopt_alloc(self, gfp: int, order: int, pfn: int, step: int = 0, owner: str = "caller") -> LiveBlock:
         """Take the (checked) block [pfn, pfn + 2^order) out of the free area: split the holding block (expand())."""
         zone = self.machine.zone_of_pfn(pfn)
         assert zone is not None
@@ -284,9 +295,21 @@ class PageAllocModel:
             else:
                 area[k].add(start + half)
         self.nr_free[zone.zone_type] -= 1 << order
-        blk = LiveBlock(pfn, order, gfp, zone.zone_type, step)
+        blk = LiveBlock(pfn, order, gfp, zone.zone_type, step, owner)
         self.live[pfn] = blk
         return blk
+
+    # -- owners that hide their pages ----------------------------------------------
+
+    def hide(self, owner: str) -> None:
+        """``owner`` now holds pages the model cannot see (a slab layer without slabs()): liveness degrades."""
+        self.hidden.add(owner)
+
+    @property
+    def opaque(self) -> bool:
+        """Some layer holds pages the model cannot see: no allocation is provably satisfiable, and the
+        free area compares one way only (DESIGN.md "Composition: the model sees every page")."""
+        return bool(self.hidden)
 
     # -- free ------------------------------------------------------------------
 
@@ -471,5 +494,5 @@ OPS = (
 SUBSYSTEM = Subsystem(
     "pages", "the buddy page allocator: zones, orders, watermarks, alloc_pages/free_pages (mm/page_alloc.c)",
     capabilities=("pages", "get_free_pages", "memory", "free_area"), rules=RULES, ops=OPS,
-    model=lambda machine, models: PageAllocModel(machine),
+    model=lambda machine, models, config: PageAllocModel(machine),
 )

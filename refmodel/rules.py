@@ -103,6 +103,11 @@ def rule(rule_id: str) -> Rule:
         raise KeyError(f"no rule {rule_id!r}; `kmemspec rules` lists them") from None
 
 
+def binds(rule_id: str, claims: Set[str]) -> bool:
+    """A rule is checked unless it is claimable and not claimed."""
+    return rule_id not in CLAIMABLE or rule_id in claims
+
+
 def rule_ids(*ids: str, where: str) -> tuple[str, ...]:
     """``ids``, each checked against the catalog: a rule ID spelt in code (a claim, a coverage key, a mutant's
     target) that names no rule raises InvalidDefinition at import, naming ``where`` and the nearest IDs."""

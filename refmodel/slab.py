@@ -46,6 +46,9 @@ from .page_alloc import PageAllocModel, get_order
 from .rules import Level, Rule
 from ._subsystem import Kind, Returns, op
 
+OWNER: Final = "slab"
+"""The page owner the slab layer's blocks carry in the page oracle (slabs and large kmalloc blocks)."""
+
 ARCH_SLAB_MINALIGN: Final = 8
 """__alignof__(unsigned long long) (include/linux/slab.h)."""
 
@@ -192,24 +195,28 @@ class SlabLayer:
     in address order: overlap queries cost O(log live objects).
     """
 
-    def __init__(self, machine: Machine, pages: PageAllocModel) -> None:
+    def __init__(self, machine: Machine, pages: PageAllocModel, *, exact: bool = False, page_liveness: frozenset[str] = frozenset()) -> None:
+        """``exact``: the implementation shows its slabs (capability slab_info), so page liveness stays exact.
+        ``page_liveness``: the page rules that bind the implementation; a slab allocation must succeed only where one
+        of them says its pages must (SLAB-NO-SPURIOUS-FAIL). Empty, the default, when that rule is not claimed."""
         self.machine, self.pages = machine, pages
+        self.exact, self.page_liveness = exact, page_liveness
         self.caches: dict[int, Cache] = {}
         self.objects: IntervalIndex[LiveObject] = IntervalIndex(_object_end)
         self.freed: set[int] = set()  # addresses freed and not handed out again
-        self.used = False  # the slab layer has taken pages the model cannot see
-        self.exact = False  # the implementation shows its slabs (capability slab_info): page liveness stays exact
         self.slab_blocks: dict[int, tuple[int, int]] = {}  # first pfn -> (cache id or 0, order) of every reported slab block
         self.slab_usage: dict[int, tuple[int, int]] = {}  # first pfn -> (objects in use, objects in all), as last reported
-        #: The page rules that bind the implementation: a slab allocation must succeed only where one of them says its pages
-        #: must (SLAB-NO-SPURIOUS-FAIL). Empty, the default, when the implementation does not claim that rule.
-        self.page_liveness: frozenset[str] = frozenset()
         self.listeners: list[SlabListener] = []
+
+    def _taking_pages(self) -> None:
+        # Without slabs() the pages this layer now holds are invisible: the page model's liveness degrades.
+        if not self.exact:
+            self.pages.hide(OWNER)
 
     @property
     def opaque(self) -> bool:
         """Pages may be held by slabs the model cannot see."""
-        return self.used and not self.exact
+        return OWNER in self.pages.hidden
 
     # -- queries -------------------------------------------------------------------
 
@@ -432,7 +439,7 @@ class SlabLayer:
             except ConformanceFailure as f:
                 raise failure_for("SLAB-INTROSPECT", f"the slab layer reports holding the order-{order} block at pfn {pfn:#x}, "
                                                      f"which it cannot have taken from the page allocator: {f.message}") from None
-            self.pages.adopt_alloc(GFP_INT.COMP, order, pfn, step)  # slab folios and large kmalloc blocks are compound
+            self.pages.adopt_alloc(GFP_INT.COMP, order, pfn, step, owner=OWNER)  # slab folios and large kmalloc blocks are compound
         self.slab_blocks = seen
         self.slab_usage = usage
 
@@ -467,7 +474,7 @@ class SlabLayer:
         self.freed.discard(addr)
         for listener in self.listeners:
             listener.object_placed(addr, addr + max(size, 1))
-        self.used = True
+        self._taking_pages()
         if cid is not None:
             self.caches[cid].live.add(addr)
         return obj
@@ -482,7 +489,7 @@ class SlabLayer:
     def adopt_cache(self, cid: int, name: str, size: int, align: int, flags: int) -> Cache:
         cache = Cache(cid, name, size, calculate_alignment(flags, align, size), flags)
         self.caches[cid] = cache
-        self.used = True
+        self._taking_pages()
         return cache
 
     def adopt_destroy(self, cid: int) -> None:

@@ -44,7 +44,7 @@ class ReferenceAllocator:
         self.machine = machine
         self.env = env
         self.model = PageAllocModel(machine)
-        self.slab = SlabModel(machine, self.model)
+        self.slab = SlabModel(machine, self.model, exact=True)  # its page model holds every page its objects take
         self.memory = SparseMemory(machine.page_size)
         self._blocks: dict[int, tuple[int, int, int]] = {}  # object address -> (cache or 0, pfn, order)
         self._block_at: dict[int, tuple[int, int]] = {}  # first pfn -> (object address, order)

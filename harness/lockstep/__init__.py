@@ -18,12 +18,13 @@ from collections import Counter
 from typing import Any, Callable, TypeVar
 
 from ...refmodel import subsystems
+from ...refmodel._subsystem import Configuration
 from ...refmodel.errors import ConformanceFailure, InvalidArgument, Violation, failure_for
 from ...refmodel.gfp import format_gfp
 from ...refmodel.machine import Machine
 from ...refmodel.presets import load_machine
 from ...refmodel.page_alloc import Expectation, LiveBlock, Outcome, PageAllocModel
-from ...refmodel.rules import CLAIMABLE
+from ...refmodel.rules import binds
 from ...refmodel.objects import SlabModel
 from ..loader import build_iut
 from ..ops import check_args, step_ops
@@ -69,15 +70,12 @@ class Lockstep:
         bind_steps(self, self.checkers)
 
     def _build_models(self) -> dict[str, Any]:
-        """Each subsystem's oracle for this example, configured for what the implementation shows and claims."""
+        """Each subsystem's oracle for this example, configured by what the implementation shows and claims."""
+        config = Configuration(self.capabilities, self.claims)
         models: dict[str, Any] = {}
         for sub in subsystems():
             if sub.model is not None:
-                models[sub.name] = sub.model(self.machine, models)
-        slab: SlabModel = models["slab"]
-        slab.exact = "slab_info" in self.capabilities
-        if self.binds("SLAB-NO-SPURIOUS-FAIL"):  # else no slab allocation is ever required: skip the page query per kmalloc
-            slab.page_liveness = frozenset(r for r in ("BUDDY-NO-SPURIOUS-FAIL", "NOFAIL-NEVER-NULL") if self.binds(r))
+                models[sub.name] = sub.model(self.machine, models, config)
         return models
 
     @property
@@ -108,7 +106,7 @@ class Lockstep:
 
     def binds(self, rule_id: str) -> bool:
         """A rule is checked unless it is claimable and not claimed."""
-        return rule_id not in CLAIMABLE or rule_id in self.claims
+        return binds(rule_id, self.claims)
 
     def record(self, op: str, args: dict[str, Any], e: Expectation | None = None) -> Step:
         """Append the step ``op(**args)`` to the trace (arguments already turned into references)."""
@@ -243,10 +241,15 @@ class Lockstep:
         return f
 
     def free_owned_block(self, op: str, values: dict[str, Any], pfn: int, order: int, call: Callable[[], Any]) -> bool:
-        """free_pages of a block a layer above the page allocator holds: its checker judges it. False when no layer owns it."""
+        """free_pages of a block a layer above the page allocator owns: the checker of that owner judges it.
+
+        False when the caller owns the block (or nobody does): the page oracle judges it.
+        """
+        blk = self.model.live_block_at(pfn)
+        if blk is None or blk.owner == "caller":
+            return False
         for c in self.checkers:
-            hook = getattr(c, "free_owned_block", None)
-            if hook is not None and hook(op, values, pfn, order, call):
+            if blk.owner in c.owns_pages and c.free_owned_block(op, values, pfn, order, call):
                 return True
         return False
 

@@ -9,7 +9,7 @@ test reads ``iut.kmalloc(size=8, gfp=GFP_KERNEL)`` whoever checks it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from ...refmodel.errors import InvalidDefinition
 from ...refmodel.gfp import format_gfp
@@ -27,7 +27,7 @@ class Checker:
 
     subsystem: ClassVar[str]
     steps: ClassVar[tuple[str, ...]] = ()
-    #: The names of other checkers' hooks this one answers (e.g. ``free_owned_block`` for the page owner ``slab``).
+    #: The page owners (``LiveBlock.owner``) whose blocks this checker judges when they are given to free_pages.
     owns_pages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, driver: Lockstep) -> None:
@@ -37,8 +37,9 @@ class Checker:
         """Whether this checker is built for the driver's implementation (by default: always)."""
         return True
 
-    def teardown(self) -> None:
-        """End of the example (optional)."""
+    def free_owned_block(self, op: str, values: dict[str, Any], pfn: int, order: int, call: Callable[[], Any]) -> bool:
+        """free_pages (``op``, with ``values``) of a block one of ``owns_pages`` holds; False to leave it to the page oracle."""
+        return False
 
 
 def register_checker(cls: type[Checker]) -> type[Checker]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ...refmodel.errors import InvalidArgument
 from ...refmodel.gfp import GFP, GFP_KERNEL, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
-from ...refmodel.slab import LiveObject, calculate_alignment
+from ...refmodel.slab import OWNER, LiveObject, calculate_alignment
 from ._checker import Checker, call_text, register_checker
 
 if TYPE_CHECKING:
@@ -131,6 +131,7 @@ class SlabChecker(Checker):
 
     subsystem = "slab"
     steps = ("kmem_cache_create", "kmem_cache_alloc", "kmem_cache_free", "kmem_cache_destroy", "kmem_cache_shrink")
+    owns_pages = (OWNER,)
 
     def __init__(self, driver: Lockstep) -> None:
         super().__init__(driver)

@@ -105,7 +105,7 @@ class PageRules(RuleSet):
         r = data.draw(st.sampled_from(ranges), label="range")
         pfn = data.draw(st.integers(r.start, r.end - 1), label="pfn")
         # Once the slab layer holds pages the model cannot see, "free" here may be a slab page.
-        assume(self.iut.model.live_block_at(pfn) is None and not self.iut.slab.opaque)
+        assume(self.iut.model.live_block_at(pfn) is None and not self.iut.model.opaque)
         self.iut.free_pages(pfn, data.draw(st.integers(0, self.max_order), label="order"))
 
     @precondition(claims("BUDDY-FREE-WRONG-ORDER"))

@@ -65,7 +65,7 @@ class NrFreeChecker(Checker):
         n = d.int_result(result, "nr_free_pages")
         d.coverage["TEST-NR-FREE-PAGES"] += 1
         want = d.models["nr_free"].nr_free_pages()
-        if not d.slab.opaque and n != want:
+        if not d.model.opaque and n != want:
             raise d.fail("TEST-NR-FREE-PAGES", f"nr_free_pages() returned {n}; the buddy lists hold {want} free pages")
         return n
 
