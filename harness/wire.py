@@ -235,6 +235,23 @@ def protocol_schema() -> dict[str, Any]:
     }
 
 
+_RESULT_TEXT: Final[dict[Returns, str]] = {
+    Returns.NOTHING: "`null`", Returns.PFN: "first PFN, or `null`", Returns.ADDR: "logical address, or `0` / `null`",
+    Returns.OBJECT: "address (`16` for 0 bytes), or `null`", Returns.CACHE: "cache id (not 0), or `null`", Returns.SIZE: "int",
+    Returns.BYTES: "the bytes, as a hex string", Returns.FREE_AREA: "`[[pfn, order], ...]`",
+    Returns.SLAB_ROWS: "`[[cache, pfn, order, inuse, total], ...]`",
+}
+
+
+def render_ops_table() -> str:
+    """The operations table of docs/protocol.md, derived from the operation table (a test keeps the two equal)."""
+    rows = ["| op | capability | `args` | `result` |", "|---|---|---|---|"]
+    for o in wire_ops().values():
+        args = ", ".join(f"`{a.name}`" + (" (hex string)" if a.kind is Kind.BYTES else "") for a in o.args)
+        rows.append(f"| `{o.name}` | {o.capability} | {args} | {_RESULT_TEXT[o.returns]} |")
+    return "\n".join(rows) + "\n"
+
+
 def render_schema() -> str:
     return json.dumps(protocol_schema(), indent=1) + "\n"
 

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from kmemspec.harness.protocol import CAPABILITY_METHODS
-from kmemspec.harness.wire import PROTOCOLS, WIRE_OPS, WireError, decode_bytes, decode_reply, machine_message, protocol_schema, request, request_args
+from kmemspec.harness.wire import (
+    PROTOCOLS, WIRE_OPS, WireError, decode_bytes, decode_reply, machine_message, protocol_schema, render_ops_table, request, request_args,
+)
 from kmemspec.refmodel import VIOLATIONS, DoubleFree, SleepInAtomic, load_machine
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "protocol.schema.json").read_text())
@@ -73,3 +75,18 @@ def test_bytes_and_machine_messages():
     m = load_machine("tiny")
     msg = machine_message(m)
     assert msg["free_ranges"][0] == [3, 100] and json.loads(json.dumps(msg)) == msg
+
+
+def test_the_operations_table_in_the_docs_is_the_derived_one():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    assert render_ops_table() in doc, "docs/protocol.md's operations table differs from kmemspec.harness.wire.render_ops_table()"
+
+
+@pytest.mark.parametrize("version", PROTOCOLS)
+def test_the_server_answers_both_protocol_versions(version):
+    from kmemspec.harness.serve import _Server
+
+    server = _Server("reference", "tiny")
+    assert server.handle({"op": "hello", "protocol": version})["protocol"] == version
+    reply = server.handle(request(WIRE_OPS["alloc_pages"], (0xcc0, 1), 0, version=version))
+    assert isinstance(reply["result"], int) and reply["might_sleep"] == 1
