@@ -195,6 +195,17 @@ def register(sub: Subsystem) -> Subsystem:
     for c in sub.capabilities:
         if c in caps:
             raise InvalidDefinition(f"subsystem {sub.name!r}: capability {c!r} is already defined by {caps[c]!r}")
+    known = set(caps) | set(sub.capabilities)
+    for r in sub.rules:
+        if r.capability is not None and r.capability not in known:
+            raise InvalidDefinition(f"subsystem {sub.name!r}: rule {r.id} needs capability {r.capability!r}, which no subsystem defines; "
+                                    f"known: {sorted(known)}")
+    for o in sub.ops:
+        if o.capability not in known:
+            raise InvalidDefinition(f"subsystem {sub.name!r}: operation {o.name} belongs to capability {o.capability!r}, which no subsystem defines")
+    for c in sub.applies_to:
+        if c not in known:
+            raise InvalidDefinition(f"subsystem {sub.name!r}: applies_to names capability {c!r}, which no subsystem defines")
     _REGISTRY[sub.name] = sub
     _generation[0] += 1
     return sub

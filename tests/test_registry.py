@@ -140,3 +140,28 @@ def test_its_rule_catches_a_broken_implementation_and_the_failure_replays(tmp_pa
                             capture_output=True, text=True, timeout=300)
     assert replay.returncode == 1, replay.stdout + replay.stderr
     assert "TEST-NR-FREE-PAGES" in replay.stdout and "iut.nr_free_pages()" in replay.stdout
+
+
+def test_every_rule_id_spelt_in_the_code_is_a_catalog_id():
+    """Coverage keys, claims, mutant targets and failures name rules by string: a typo would count or fail the wrong rule."""
+    import ast
+
+    from kmemspec.refmodel.rules import RULES_BY_ID
+
+    looks_like_rule = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
+    unknown = {}
+    for package in ("refmodel", "harness", "properties", "cli"):
+        for f in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(f.read_text())):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and looks_like_rule.match(node.value):
+                    if node.value not in RULES_BY_ID:
+                        unknown.setdefault(node.value, f"{f.relative_to(ROOT)}:{node.lineno}")
+    assert not unknown, f"strings that look like rule IDs but name no rule: {unknown}"
+
+
+def test_a_subsystem_that_names_an_unknown_capability_is_refused():
+    from kmemspec.refmodel import Kind, Subsystem, op, register
+
+    with pytest.raises(InvalidDefinition, match="belongs to capability 'nowhere', which no subsystem defines"):
+        register(Subsystem("broken", "", ops=(op("frobnicate", "nowhere", ("pfn", Kind.PFN)),)))
+    assert "broken" not in {s.name for s in subsystems()}

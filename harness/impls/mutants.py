@@ -21,6 +21,7 @@ from ...refmodel.machine import Machine, PfnRange, Zone
 from ...refmodel.kmalloc import ZERO_SIZE_PTR
 from ...refmodel.slab import SlabFlag
 from ..protocol import Env
+from ...refmodel.rules import rule_ids
 from .fast import FastBuddy, ZoneState, reserve_min
 from .slub import Slab, SlabCache, SlubLayer
 
@@ -46,6 +47,9 @@ class Mutant:
     machine: str
     description: str
     also: tuple[str, ...] = ()  # other rules the same slip breaks as directly (its kernel symptom in another context)
+
+    def __post_init__(self) -> None:
+        rule_ids(self.rule_id, *self.also, where=f"mutant {self.name!r} (harness/impls/mutants.py)")
 
 
 # -- placement: where a block comes from --------------------------------------------
