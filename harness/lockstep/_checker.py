@@ -92,3 +92,18 @@ def call_text(op: str, args: dict[str, Any]) -> str:
         else:
             shown.append(f"{k}={v}")
     return f"{op}({', '.join(shown)})"
+
+
+class Lazy:
+    """A message fragment built only if a message is: ``f"{what} returned ..."`` formats it; the hot path never does."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
+
+    def __str__(self) -> str:
+        return self._make()
+
+    def __format__(self, spec: str) -> str:
+        return format(self._make(), spec)

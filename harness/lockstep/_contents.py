@@ -125,7 +125,7 @@ class Contents:
     def forget_object(self, addr: int) -> None:
         self._obj_patterns.pop(addr, None)
 
-    def verify_object_zero(self, obj: LiveObject, what: str) -> None:
+    def verify_object_zero(self, obj: LiveObject, what: object) -> None:
         self._d.coverage["KZALLOC-ZERO"] += 1
         n = min(obj.size, ZERO_CHECK_LIMIT)
         data = self.read(obj.addr, n)

@@ -15,7 +15,7 @@ from ...refmodel.errors import InvalidArgument, SleepInAtomic, UnexpectedGfp
 from ...refmodel.gfp import GFP, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
 from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_min_align, kmalloc_size_roundup
-from ._checker import Checker, call_text, register_checker
+from ._checker import Checker, Lazy, call_text, register_checker
 from .slab import SlabLayer
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class KmallocChecker(Checker):
         step, result, refused = self.layer.step(op, values, e, call, gfp=gfp)
         if refused:
             return None
-        what = call_text(op, values)
+        what = Lazy(lambda: call_text(op, values))
         if size == 0:
             d.coverage["KMALLOC-ZERO-SIZE"] += 1
             if result != ZERO_SIZE_PTR:
@@ -92,7 +92,7 @@ class KmallocChecker(Checker):
         old = d.slab.objects.get(addr)
         if old is None or old.cache is not None:
             raise InvalidArgument(f"krealloc({addr:#x}) of something that is not a live kmalloc object is undefined; the suite does not judge it")
-        what = f"krealloc({addr:#x}, {size}, {format_gfp(gfp)})"
+        what = Lazy(lambda: f"krealloc({addr:#x}, {size}, {format_gfp(gfp)})")
         d.contents.verify_object(old)
         if size == 0:
             e = Expectation(Outcome.MUST_SUCCEED, "KREALLOC", "krealloc(p, 0) frees p")

@@ -16,7 +16,7 @@ from ...refmodel.errors import InvalidArgument
 from ...refmodel.gfp import GFP, GFP_KERNEL, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
 from ...refmodel.slab import OWNER, LiveObject, calculate_alignment
-from ._checker import Checker, call_text, register_checker
+from ._checker import Checker, Lazy, call_text, register_checker
 
 if TYPE_CHECKING:
     from . import Lockstep
@@ -31,7 +31,7 @@ class SlabLayer:
     def __init__(self, driver: Lockstep) -> None:
         self.d = driver
         #: Checks run on a new object and after a free (SLUB debugging adds its poison check here).
-        self.on_place: list[Callable[[LiveObject, int | None, int, str], None]] = []
+        self.on_place: list[Callable[[LiveObject, int | None, int, str | Lazy], None]] = []
         self.on_free: list[Callable[[LiveObject, str], None]] = []
 
     @classmethod
@@ -74,7 +74,7 @@ class SlabLayer:
         d.coverage["SLAB-INTROSPECT"] += 1
         d.checked(lambda: d.slab.sync_slabs(rows, len(d.trace) - 1))
 
-    def place(self, what: str, addr: int, size: int, gfp: int, *, align: int, align_rule: str, cid: int | None, write: bool = True) -> LiveObject:
+    def place(self, what: str | Lazy, addr: int, size: int, gfp: int, *, align: int, align_rule: str, cid: int | None, write: bool = True) -> LiveObject:
         """Check a returned object, adopt it, zero-check it and give it a pattern."""
         d = self.d
         for rule in ("SLAB-LOWMEM", "SLAB-ZONE-ELIGIBLE", align_rule, "SLAB-NO-OVERLAP"):
@@ -114,7 +114,7 @@ class SlabLayer:
         elif d.check_memory:
             d.contents.verify_all()
 
-    def check_no_page_block(self, addr: int, size: int, what: str) -> None:
+    def check_no_page_block(self, addr: int, size: int, what: str | Lazy) -> None:
         """SLAB-NO-OVERLAP: an object grown in place reaches no live page block."""
         d = self.d
         first, last = d.machine.virt_to_pfn(addr), d.machine.virt_to_pfn(addr + size - 1)
@@ -163,7 +163,7 @@ class SlabChecker(Checker):
         policy = d.slab.exact and "SLAB-PARTIAL-FIRST" in d.claims
         before = {pfn: (c_, o, *d.slab.slab_usage[pfn]) for pfn, (c_, o) in d.slab.slab_blocks.items()} if policy else {}
         step, result, refused = self.layer.step("kmem_cache_alloc", {"cache": cache, "gfp": gfp}, e, lambda: d.iut.kmem_cache_alloc(cache, gfp), gfp=gfp)
-        what = f"kmem_cache_alloc({c.name}, {format_gfp(gfp)})"
+        what = Lazy(lambda: f"kmem_cache_alloc({c.name}, {format_gfp(gfp)})")
         if refused or result is None or result == 0:
             if not refused:
                 d.expect_null(e, what)

@@ -16,7 +16,7 @@ from ...refmodel.errors import InvalidArgument
 from ...refmodel.slab import LiveObject
 from ...refmodel.slab_debug import object_poison
 from ..trace import Ref, Step
-from ._checker import Checker, register_checker
+from ._checker import Checker, Lazy, register_checker
 from ._contents import ZERO_CHECK_LIMIT
 from .slab import SlabLayer
 
@@ -88,7 +88,7 @@ class SlabDebugChecker(Checker):
     def _claimed(self) -> bool:
         return self.d.check_memory and "SLAB-POISON" in self.d.claims
 
-    def _new_object(self, obj: LiveObject, cid: int | None, gfp: int, what: str) -> None:
+    def _new_object(self, obj: LiveObject, cid: int | None, gfp: int, what: str | Lazy) -> None:
         if self._claimed() and self.d.slab.expected_poison(cid, gfp) is not None:
             self._check_poison(obj, what)
 
@@ -98,7 +98,7 @@ class SlabDebugChecker(Checker):
         if slab.note_free(obj) is not None and self._claimed() and slab.caches[obj.cache].poisoned:  # type: ignore[index]
             self._check_poison(replace(obj, size=slab.caches[obj.cache].object_size), f"after {op}({obj.addr:#x})")  # type: ignore[index]
 
-    def _check_poison(self, obj: LiveObject, what: str) -> None:
+    def _check_poison(self, obj: LiveObject, what: str | Lazy) -> None:
         """SLAB-POISON: the object reads POISON_FREE ... POISON_END (where claimed and memory is exposed)."""
         d = self.d
         want = object_poison(obj.size)[-ZERO_CHECK_LIMIT:]
