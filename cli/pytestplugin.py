@@ -5,9 +5,9 @@
 Registered through the ``pytest11`` entry point, so it is loaded into every
 pytest session of every project that has kmemspec installed; it is thin for
 that reason, as Hypothesis's ``_hypothesis_pytestplugin`` is. It adds its
-options (one group, names below) and the rule markers, and returns: nothing
-of the suite (Hypothesis, the state machines, the harness) is imported
-unless ``--kmemspec-impl`` is given. Then ``kmemspec.cli._pytest_items``
+options (one group, names below) and returns: nothing of kmemspec (the rule
+catalog, Hypothesis, the state machines, the harness) is imported unless
+``--kmemspec-impl`` is given; then it registers the rule markers. Then ``kmemspec.cli._pytest_items``
 checks the options and registers the plugin that collects the suite: each
 (implementation, machine) pair becomes a collector ``kmemspec/IMPL/MACHINE``
 whose items are the rules, marked with their level and subsystem
@@ -44,14 +44,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # The rule catalog is refmodel's, standard library only: cheap enough for every session.
+    if not config.getoption(IMPL_OPTION):
+        return  # a session that does not run the suite imports nothing of kmemspec, not even the rule catalog
     from ..refmodel.rules import RULES
 
     config.addinivalue_line("markers", "kmemspec: an item of the kmemspec conformance suite")
     for name in sorted({r.level.value for r in RULES} | {r.subsystem for r in RULES}):
         config.addinivalue_line("markers", f"{name}: kmemspec rules of this level or subsystem")
-    if not config.getoption(IMPL_OPTION):
-        return
     from . import _pytest_items
 
     profile = config.getoption(PROFILE_OPTION)
