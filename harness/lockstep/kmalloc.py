@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...refmodel.errors import InvalidArgument, SleepInAtomic, UnexpectedGfp
-from ...refmodel.gfp import GFP, format_gfp
+from ...refmodel.gfp import GFP_INT, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
 from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_min_align, kmalloc_size_roundup
 from ._checker import Checker, Lazy, call_text, register_checker
@@ -21,7 +21,7 @@ from .slab import SlabLayer
 if TYPE_CHECKING:
     from . import Lockstep
 
-_ZERO = int(GFP.ZERO)
+_ZERO = GFP_INT.ZERO
 
 
 class KmallocChecker(Checker):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ...refmodel.context import Context
-from ...refmodel.gfp import GFP, format_gfp
+from ...refmodel.gfp import GFP_INT, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
 from ...refmodel.rules import rule_ids
 from ..trace import Step
@@ -19,7 +19,7 @@ from ._checker import Checker, register_checker
 
 _PLACEMENT_RULES = rule_ids("BUDDY-ORDER-LIMIT", "BUDDY-ALIGN", "PAGE-RAM-ONLY", "BUDDY-NO-CROSS-ZONE", "GFP-ZONE-ELIGIBLE", "BUDDY-NO-OVERLAP",
                             where="harness/lockstep/pages.py")
-_ZERO, _HIGHMEM = int(GFP.ZERO), int(GFP.HIGHMEM)
+_ZERO = GFP_INT.ZERO
 
 
 class PageChecker(Checker):
@@ -133,8 +133,7 @@ class PageChecker(Checker):
             d.checked(lambda: d.slab.check_page_block(pfn, order))
         if "WMARK-RESERVES-KEPT" in d.claims:
             d.coverage["WMARK-RESERVES-KEPT"] += 1
-            mask = gfp & ~_HIGHMEM if logical else gfp  # __get_free_pages strips __GFP_HIGHMEM
-            d.checked(lambda: d.model.check_reserves(mask, order, pfn))
+            d.checked(lambda: d.model.check_reserves(gfp, order, pfn, logical=logical))
         blk = d.model.adopt_alloc(gfp, order, pfn, step=len(d.trace) - 1)
         if d.check_memory:
             if gfp & _ZERO:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from ...refmodel.errors import InvalidArgument
-from ...refmodel.gfp import GFP, GFP_KERNEL, format_gfp
+from ...refmodel.gfp import GFP_INT, GFP_KERNEL, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
 from ...refmodel.slab import OWNER, LiveObject, calculate_alignment
 from ._checker import Checker, Lazy, call_text, register_checker
@@ -21,8 +21,8 @@ from ._checker import Checker, Lazy, call_text, register_checker
 if TYPE_CHECKING:
     from . import Lockstep
 
-_ZERO = int(GFP.ZERO)
-_ZONE_BITS = int(GFP.DMA | GFP.DMA32 | GFP.HIGHMEM)
+_ZERO = GFP_INT.ZERO
+_ZONE_BITS = GFP_INT.DMA | GFP_INT.DMA32 | GFP_INT.HIGHMEM
 
 
 class SlabLayer:
