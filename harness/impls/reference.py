@@ -139,7 +139,7 @@ class ReferenceAllocator:
         if new is None:
             return None
         keep = min(old.size, size)
-        self.memory.write(new - self.machine.page_offset, self.memory.read(addr - self.machine.page_offset, keep))
+        self.memory.write(self.machine.virt_to_phys(new), self.memory.read(self.machine.virt_to_phys(addr), keep))
         self.kfree(addr)
         return new
 
@@ -168,7 +168,7 @@ class ReferenceAllocator:
         addr = self._object(size, c.object_size, (gfp & ~(GFP_INT.DMA | GFP_INT.DMA32 | GFP_INT.HIGHMEM)) | c.zone_gfp, cid=cache, pad=pad)
         if addr is not None:
             for start, data in self._debug_areas(cache, addr, gfp):
-                self.memory.write(start - self.machine.page_offset, data)
+                self.memory.write(self.machine.virt_to_phys(start), data)
         return addr
 
     def _red_pad(self, cache: int) -> int:
@@ -187,10 +187,10 @@ class ReferenceAllocator:
         """Every live object's red zones (free objects give their pages back at once); report and restore."""
         for addr in sorted(self.slab.caches[cache].live):
             for start, want in self._debug_areas(cache, addr, GFP_INT.ZERO):
-                got = self.memory.read(start - self.machine.page_offset, len(want))
+                got = self.memory.read(self.machine.virt_to_phys(start), len(want))
                 if got != want:
                     self.env.report(SlabCorruption(f"red zone at {start:#x} of the object at {addr:#x} overwritten"))
-                    self.memory.write(start - self.machine.page_offset, want)
+                    self.memory.write(self.machine.virt_to_phys(start), want)
 
     def kmem_cache_free(self, cache: int, addr: int) -> None:
         self._free_object(addr, cache)
