@@ -66,6 +66,9 @@ class Lockstep:
         self.check_memory = check_memory and "memory" in self.capabilities
         self.names = Namer(self)
         self.contents = Contents(self)
+        #: Checks another subsystem adds: before a step is recorded (``op``), and on every page block handed out.
+        self.before_step: list[Callable[[str], None]] = []
+        self.on_page_block: list[Callable[[int, int], None]] = []
         self.checkers: list[Checker] = [c for c in (cls(self) for cls in checkers()) if c.applies()]
         bind_steps(self, self.checkers)
 
@@ -110,9 +113,8 @@ class Lockstep:
 
     def record(self, op: str, args: dict[str, Any], e: Expectation | None = None) -> Step:
         """Append the step ``op(**args)`` to the trace (arguments already turned into references)."""
-        if self.slab.corrupt and op != "kmem_cache_validate":
-            raise InvalidArgument(f"{op} right after clobber: a corruption is judged by kmem_cache_validate of its cache alone, "
-                                  f"before anything else rewrites the byte (as slub_kunit validates at once)")
+        for guard in self.before_step:
+            guard(op)
         comment = f"misuse: {e.misuse}; expects {e.report.__name__}" if e is not None and e.report is not None else ""
         step = Step(op, args, comment=comment)
         self.trace.append(step)

@@ -129,8 +129,8 @@ class PageChecker(Checker):
         for rule in _PLACEMENT_RULES:
             d.coverage[rule] += 1
         d.checked(lambda: d.model.check_alloc(gfp, order, pfn, logical=logical))
-        if d.slab.objects:
-            d.checked(lambda: d.slab.check_page_block(pfn, order))
+        for check in d.on_page_block:  # the layers above: a page block holds none of their objects
+            check(pfn, order)
         if "WMARK-RESERVES-KEPT" in d.claims:
             d.coverage["WMARK-RESERVES-KEPT"] += 1
             d.checked(lambda: d.model.check_reserves(gfp, order, pfn, logical=logical))

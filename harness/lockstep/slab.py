@@ -30,6 +30,7 @@ class SlabLayer:
 
     def __init__(self, driver: Lockstep) -> None:
         self.d = driver
+        driver.on_page_block.append(self._page_block)
         #: Checks run on a new object and after a free (SLUB debugging adds its poison check here).
         self.on_place: list[Callable[[LiveObject, int | None, int, str | Lazy], None]] = []
         self.on_free: list[Callable[[LiveObject, str], None]] = []
@@ -40,6 +41,11 @@ class SlabLayer:
         if layer is None:
             layer = driver.__dict__["_slab_layer"] = cls(driver)
         return layer  # type: ignore[no-any-return]
+
+    def _page_block(self, pfn: int, order: int) -> None:
+        """SLAB-NO-OVERLAP: a block alloc_pages returned holds no live object."""
+        if self.d.slab.objects:
+            self.d.checked(lambda: self.d.slab.check_page_block(pfn, order))
 
     def call(self, e: Expectation | None, gfp: int | None, fn: Callable[[], Any]) -> tuple[Any, bool]:
         """One implementation call, then, where it shows its slabs, their pages into the page model."""

@@ -35,7 +35,13 @@ class SlabDebugChecker(Checker):
         layer = SlabLayer.of(driver)
         layer.on_place.append(self._new_object)
         layer.on_free.append(self._freed_object)
+        driver.before_step.append(self._only_validate_after_clobber)
         self.layer = layer
+
+    def _only_validate_after_clobber(self, op: str) -> None:
+        if self.d.slab.corrupt and op != "kmem_cache_validate":
+            raise InvalidArgument(f"{op} right after clobber: a corruption is judged by kmem_cache_validate of its cache alone, "
+                                  f"before anything else rewrites the byte (as slub_kunit validates at once)")
 
     def kmem_cache_validate(self, cache: int) -> None:
         """kmem_cache_validate(cache): every overwritten poison or red zone byte is reported, then restored."""
