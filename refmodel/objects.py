@@ -24,8 +24,8 @@ from .slab_debug import Corruption, FreeObject, SlabDebug
 class SlabModel(SlabLayer):
     """The slab and kmalloc oracle for one machine, beside the page oracle: ``SlabLayer`` plus kmalloc and SLUB debugging."""
 
-    def __init__(self, machine: Machine, pages: PageAllocModel) -> None:
-        super().__init__(machine, pages)
+    def __init__(self, machine: Machine, pages: PageAllocModel, *, exact: bool = False, page_liveness: frozenset[str] = frozenset()) -> None:
+        super().__init__(machine, pages, exact=exact, page_liveness=page_liveness)
         self.kmalloc = KmallocModel(self)
         self.debug = SlabDebug(self)
 

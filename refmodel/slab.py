@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 import importlib
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any, Final, Protocol
 
 from ._internal import IntervalIndex, misuse
@@ -191,18 +192,18 @@ class SlabLayer:
     in address order: overlap queries cost O(log live objects).
     """
 
-    def __init__(self, machine: Machine, pages: PageAllocModel) -> None:
+    def __init__(self, machine: Machine, pages: PageAllocModel, *, exact: bool = False, page_liveness: frozenset[str] = frozenset()) -> None:
         self.machine, self.pages = machine, pages
         self.caches: dict[int, Cache] = {}
-        self.objects: IntervalIndex[LiveObject] = IntervalIndex(_object_end)
+        self.objects: IntervalIndex[LiveObject] = IntervalIndex(attrgetter("end"))
         self.freed: set[int] = set()  # addresses freed and not handed out again
         self.used = False  # the slab layer has taken pages the model cannot see
-        self.exact = False  # the implementation shows its slabs (capability slab_info): page liveness stays exact
+        self.exact = exact  # the implementation shows its slabs (capability slab_info): page liveness stays exact
         self.slab_blocks: dict[int, tuple[int, int]] = {}  # first pfn -> (cache id or 0, order) of every reported slab block
         self.slab_usage: dict[int, tuple[int, int]] = {}  # first pfn -> (objects in use, objects in all), as last reported
         #: The page rules that bind the implementation: a slab allocation must succeed only where one of them says its pages
         #: must (SLAB-NO-SPURIOUS-FAIL). Empty, the default, when the implementation does not claim that rule.
-        self.page_liveness: frozenset[str] = frozenset()
+        self.page_liveness: frozenset[str] = page_liveness
         self.listeners: list[SlabListener] = []
 
     @property
@@ -488,10 +489,6 @@ class SlabLayer:
         del self.caches[cid]
         for listener in self.listeners:
             listener.cache_destroyed(cid)
-
-
-def _object_end(obj: LiveObject) -> int:
-    return obj.end
 
 
 #: Names issue 10 moved out of this module, importable from here until harness/lockstep.py and
