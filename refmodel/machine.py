@@ -193,6 +193,14 @@ class Machine:
         """__va(PFN_PHYS(pfn)) for a lowmem PFN (include/linux/mm.h lowmem_page_address)."""
         return self.page_offset + (pfn << self.page_shift)
 
+    def pfn_to_phys(self, pfn: int) -> int:
+        """PFN_PHYS(pfn): the physical address of the page's first byte (include/linux/pfn.h)."""
+        return pfn << self.page_shift
+
+    def phys_to_pfn(self, phys: int) -> int:
+        """PHYS_PFN(phys): the page holding physical address ``phys`` (include/linux/pfn.h)."""
+        return phys >> self.page_shift
+
     def virt_to_phys(self, addr: int) -> int:
         """__pa(addr) for a logical (direct map) address: addr - PAGE_OFFSET (arch/x86/include/asm/page.h).
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Iterable
 
 from ._internal import IntervalIndex, misuse
@@ -81,10 +82,6 @@ def get_order(size: int, page_shift: int) -> int:
     return pages.bit_length()
 
 
-def _block_end(blk: LiveBlock) -> int:
-    return blk.end_pfn
-
-
 _OK_FREE = Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-OVERLAP", "a live block freed with its own order")
 
 
@@ -95,7 +92,7 @@ class PageAllocModel:
         self.machine = machine
         self.max_order = machine.max_page_order
         self._zones: dict[ZoneType, Zone] = {z.zone_type: z for z in machine.populated_zones}
-        self.live: IntervalIndex[LiveBlock] = IntervalIndex(_block_end)
+        self.live: IntervalIndex[LiveBlock] = IntervalIndex(attrgetter("end_pfn"))
         boot_area, boot_free = _boot_free_area(machine)
         self.free_area = {t: [set(s) for s in area] for t, area in boot_area.items()}
         self.nr_free = dict(boot_free)

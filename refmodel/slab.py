@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Final, Protocol
 
 from ._internal import IntervalIndex, misuse
@@ -202,7 +203,7 @@ class SlabLayer:
         self.machine, self.pages = machine, pages
         self.exact, self.page_liveness = exact, page_liveness
         self.caches: dict[int, Cache] = {}
-        self.objects: IntervalIndex[LiveObject] = IntervalIndex(_object_end)
+        self.objects: IntervalIndex[LiveObject] = IntervalIndex(attrgetter("end"))
         self.freed: set[int] = set()  # addresses freed and not handed out again
         self.slab_blocks: dict[int, tuple[int, int]] = {}  # first pfn -> (cache id or 0, order) of every reported slab block
         self.slab_usage: dict[int, tuple[int, int]] = {}  # first pfn -> (objects in use, objects in all), as last reported
@@ -496,10 +497,6 @@ class SlabLayer:
         del self.caches[cid]
         for listener in self.listeners:
             listener.cache_destroyed(cid)
-
-
-def _object_end(obj: LiveObject) -> int:
-    return obj.end
 
 
 # -- the subsystem (with SLUB debugging's rules and steps, objects.SUBSYSTEM) ----------

@@ -21,6 +21,7 @@ with ``kmalloc``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Final
 
 from ._internal import IntervalIndex
@@ -81,7 +82,7 @@ class SlabDebug:
 
     def __init__(self, slab: SlabLayer) -> None:
         self.slab = slab
-        self.free: IntervalIndex[FreeObject] = IntervalIndex(_free_end)  # free objects of poisoned or red-zoned caches, in slabs still shown
+        self.free: IntervalIndex[FreeObject] = IntervalIndex(attrgetter("end"))  # free objects of poisoned or red-zoned caches, in slabs still shown
         self._by_slab: dict[int, set[int]] = {}
         self._by_cache: dict[int, set[int]] = {}
         self.corrupt: dict[int, list[Corruption]] = {}  # cache id -> bytes overwritten since its last validate
@@ -214,10 +215,6 @@ class SlabDebug:
             return Expectation(Outcome.MUST_SUCCEED, "IUT-NO-FALSE-REPORT", f"{cache.name} is intact: it validates without a report")
         c = pending[0]
         return Expectation(Outcome.MUST_SUCCEED, c.rule_id, "", SlabCorruption, c.rule_id, fatal=False, misuse=f"{c.describe()} was overwritten")
-
-
-def _free_end(f: FreeObject) -> int:
-    return f.end
 
 
 # -- SLUB debugging's rules and steps (part of the slab subsystem: objects.SUBSYSTEM) ------

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kmemspec.refmodel.gfp import (
-    GFP, GFP_ATOMIC, GFP_HIGHUSER, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, GFP_USER, GFP_ZONE_BAD,
+    GFP, GFP_INT, GFP_ZONEMASK, __GFP_RECLAIM, GFP_ATOMIC, GFP_HIGHUSER, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_NOWAIT, GFP_USER, GFP_ZONE_BAD,
     ZoneType, format_gfp, gfp_zone, gfp_zone_bad, gfpflags_allow_blocking, parse_gfp, zonelist_eligible,
 )
 
@@ -71,3 +71,9 @@ def test_format_parse_round_trip(mask):
 def test_parse_names_the_bad_token():
     with pytest.raises(ValueError, match="__GFP_BOGUS"):
         parse_gfp("GFP_KERNEL|__GFP_BOGUS")
+
+
+def test_plain_int_bits_are_the_flags():
+    for bit in GFP:
+        assert getattr(GFP_INT, bit.name) == int(bit) and type(getattr(GFP_INT, bit.name)) is int
+    assert GFP_INT.ZONEMASK == int(GFP_ZONEMASK) and GFP_INT.RECLAIM == int(__GFP_RECLAIM)

@@ -47,6 +47,14 @@ def test_x86_32_highmem_boundary():
     assert not m.is_lowmem(m.max_low_pfn)
 
 
+def test_address_conversions_are_pa_and_va():
+    m = load_machine("x86_32")
+    # arch/x86/include/asm/page.h __pa/__va on the direct map; include/linux/pfn.h PFN_PHYS/PHYS_PFN
+    assert m.virt_to_phys(m.pfn_to_virt(5) + 7) == m.pfn_to_phys(5) + 7 == 5 * 4096 + 7
+    assert m.phys_to_virt(m.virt_to_phys(0xC0123456)) == 0xC0123456
+    assert m.phys_to_pfn(m.pfn_to_phys(0x1234) + 4095) == 0x1234
+
+
 def test_pfn_valid_is_per_memory_section():
     m = load_machine("x86_64:16G")
     assert m.pfn_valid(0xA0)  # the legacy hole below 1 MiB has struct pages

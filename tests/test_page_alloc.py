@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from kmemspec.refmodel import ConformanceFailure, Context, load_machine
 from kmemspec.refmodel.errors import BadFree, DoubleFree, FreeInterior, FreeWrongOrder, InvalidGfp, SleepInAtomic
 from kmemspec.refmodel.gfp import GFP, GFP_ATOMIC, GFP_HIGHUSER, GFP_KERNEL, ZoneType
+from kmemspec.refmodel._internal import IntervalIndex
 from kmemspec.refmodel.page_alloc import Outcome, PageAllocModel, split_aligned
 from kmemspec.refmodel.machine import PfnRange
 
@@ -150,3 +151,34 @@ def test_free_area_introspection():
         model.check_free_area(blocks[1:])
     with pytest.raises(ConformanceFailure, match="overlaps"):
         model.check_free_area(blocks + [blocks[0]])
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 60), st.integers(1, 6)), max_size=40),
+       st.integers(0, 70), st.integers(0, 70), st.integers(1, 8))
+def test_interval_index_answers_as_a_scan_does(ops, point, start, length):
+    # The index page_alloc, slab and slab_debug share: disjoint [start, start + n) kept by start.
+    index: IntervalIndex[tuple[int, int]] = IntervalIndex(lambda iv: iv[0] + iv[1])
+    for add, s, n in ops:
+        if add and not any(a < s + n and s < a + m for a, m in index.values()):
+            index[s] = (s, n)
+        elif not add and index:
+            del index[sorted(index)[s % len(index)]]
+    assert index._starts == sorted(index)
+    live = sorted(index.values())
+    end = start + length
+    overlapping = [iv for iv in live if iv[0] < end and start < iv[0] + iv[1]]
+    assert index.containing(point) == next((iv for iv in live if iv[0] <= point < iv[0] + iv[1]), None)
+    assert index.first_overlapping(start, end) == (overlapping[0] if overlapping else None)
+    assert index.last_overlapping(start, end) == (overlapping[-1] if overlapping else None)
+    assert index.all_overlapping(start, end) == overlapping
+    rest = [iv for iv in overlapping if iv[0] != start]
+    assert index.last_overlapping(start, end, ignore=start) == (rest[-1] if rest else None)
+
+
+def test_get_free_pages_drops_highmem_where_it_enters_the_oracle():
+    model = PageAllocModel(load_machine("tiny-highmem"))
+    user = int(GFP_HIGHUSER) & ~int(GFP.HIGHMEM)
+    assert model.expect_alloc(GFP_HIGHUSER, 0, logical=True) == model.expect_alloc(user, 0, logical=True)
+    pfn = 0x90  # ZONE_NORMAL, lowmem RAM
+    model.check_alloc(GFP_HIGHUSER, 0, pfn, logical=True)
+    model.check_reserves(GFP_HIGHUSER, 0, pfn, logical=True)
