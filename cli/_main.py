@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any, Sequence
@@ -87,7 +88,9 @@ def _load(args: argparse.Namespace, spec: str, machine: ResolvedMachine) -> Impl
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # A cancelled CI job sends SIGTERM: leave through SystemExit so that child processes are stopped.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # (Only the main thread may set it; main() called in-process from another thread keeps the caller's.)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         return _COMMANDS[args.command](args)
     except KmemspecError as e:

@@ -8,13 +8,15 @@ names. Installed plugins are found through the ``kmemspec`` entry-point group::
     wasm = "kmemspec_wasm.plugin"
 
     # kmemspec_wasm/plugin.py
+    from pathlib import Path
     from kmemspec.harness import ImplSpec, hookimpl
 
     @hookimpl
     def kmemspec_load_impl(spec):
-        if spec.startswith("wasm:"):
-            return ImplSpec(spec, "wasm-" + ..., make_factory(spec[5:]))
-        return None                      # not mine: the next plugin, then the built-in loader
+        if not spec.startswith("wasm:"):
+            return None                  # not mine: the next plugin, then the built-in loader
+        path = spec.removeprefix("wasm:")
+        return ImplSpec(spec, "wasm-" + Path(path).stem, WasmFactory(path))   # WasmFactory(machine, env) -> an IUT
 
 Every hook here is called with keyword arguments; an implementation may take
 any subset of them (pluggy's rule), so adding an argument later breaks no plugin.

@@ -1,6 +1,8 @@
 """The command line as a user meets it: exit codes, one-line errors, reports, replay, pasteable tests."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -10,6 +12,11 @@ import pytest
 
 from conftest import IMPLS
 
+from kmemspec.cli import main
+from kmemspec.harness import ImplSpec, Ref, Step, dump_trace, hookimpl, load_impl, plugin_manager
+from kmemspec.refmodel.errors import InvalidDefinition
+from kmemspec.refmodel.gfp import GFP_KERNEL
+from kmemspec.refmodel.machine import machine_preset
 from kmemspec.refmodel.rules import RULES, render_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,3 +100,144 @@ def test_machine_and_rules_commands():
 
 def test_docs_rules_md_is_generated_from_the_catalog():
     assert (ROOT / "docs" / "rules.md").read_text() == render_markdown(RULES), "run: kmemspec rules --markdown > docs/rules.md"
+
+
+# --- composition: a loader plugin, the machine a replay file carries -------------------------------------------
+
+
+class ToyScheme:
+    """A third party's scheme: ``toy:SPEC`` is any spelling kmemspec knows, under another label."""
+
+    @hookimpl
+    def kmemspec_load_impl(self, spec):
+        if not spec.startswith("toy:"):
+            return None
+        inner = spec.removeprefix("toy:")
+        if not inner:
+            raise InvalidDefinition(f"implementation {spec!r}: write toy:SPEC, e.g. toy:fast")
+        impl = load_impl(inner)
+        return ImplSpec(spec, "toy-" + impl.label, impl.factory)
+
+
+@pytest.fixture(scope="module")
+def toy_scheme():
+    plugin = ToyScheme()
+    plugin_manager().register(plugin)
+    yield plugin
+    plugin_manager().unregister(plugin)
+
+
+def run_main(*args):
+    """The kmemspec command in this process; returns the exit code (main sets a SIGTERM handler: restore it)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        return main(list(args))
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+
+
+def test_a_plugin_scheme_loads_and_the_builtin_loader_is_the_fallback(toy_scheme):
+    impl = load_impl("toy:reference")
+    assert (impl.label, impl.spec) == ("toy-reference", "toy:reference")
+    assert load_impl("reference").label == "reference"  # not the plugin's: it returned None
+    with pytest.raises(InvalidDefinition, match="write toy:SPEC"):
+        load_impl("toy:")
+
+
+TOY_PLUGIN = """\
+from kmemspec.harness import ImplSpec, hookimpl, load_impl
+
+
+@hookimpl
+def kmemspec_load_impl(spec):
+    if spec.startswith("toy:"):
+        impl = load_impl(spec.removeprefix("toy:"))
+        return ImplSpec(spec, "toy-" + impl.label, impl.factory)
+    return None
+"""
+
+
+def test_an_installed_plugin_is_found_through_its_entry_point_also_under_isolate(tmp_path):
+    (tmp_path / "toyplug.py").write_text(TOY_PLUGIN)
+    dist = tmp_path / "toyplug-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toyplug\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[kmemspec]\ntoy = toyplug\n")
+    trace = tmp_path / "trace.json"
+    trace.write_text(dump_trace([Step("alloc_pages", {"gfp": GFP_KERNEL, "order": 1}, "pfn_0"), Step("free_pages", {"pfn": Ref("pfn_0"), "order": 1})],
+                                impl="toy:reference", machine="tiny"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    for extra in ([], ["--isolate"]):
+        p = subprocess.run([sys.executable, "-m", "kmemspec.cli", "replay", str(trace), *extra], capture_output=True, text=True, env=env, timeout=600)
+        assert p.returncode == 0 and "replay of 2 steps on toy-reference: no rule broken" in p.stdout, (extra, p.stdout + p.stderr)
+
+
+def test_an_unknown_scheme_is_one_line_exit_2(capsys):
+    assert run_main("check", "wasm:alloc.wasm") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no module named 'wasm'" in err, err
+
+
+class BrokenScheme:
+    """``broken:type`` returns what is not an ImplSpec, ``broken:raise`` raises: bugs of a plugin, not of kmemspec."""
+
+    @hookimpl
+    def kmemspec_load_impl(self, spec):
+        if spec == "broken:type":
+            return "not an ImplSpec"
+        if spec == "broken:raise":
+            raise ZeroDivisionError("division by zero")
+        return None
+
+
+def test_a_broken_plugin_is_a_one_line_usage_error(capsys):
+    plugin_manager().register(BrokenScheme(), name="broken")
+    try:
+        assert run_main("check", "broken:type") == 2
+        assert "returned a str; return an ImplSpec" in capsys.readouterr().err
+        assert run_main("check", "broken:raise") == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "kmemspec_load_impl raised ZeroDivisionError" in err, err
+    finally:
+        plugin_manager().unregister(name="broken")
+
+
+@pytest.fixture(scope="module")
+def toy_failure(tmp_path_factory, toy_scheme):
+    """One failing check through the plugin's scheme, on a machine file: (exit code, report.json, the machine file)."""
+    root = tmp_path_factory.mktemp("toy")
+    box = root / "box.json"
+    box.write_text(json.dumps(machine_preset("tiny").to_dict()))
+    code = run_main("check", "toy:mutant:double-free-unchecked", "--machine", str(box), "--seed", "1", "--report-dir", str(root / "r"), "-q")
+    return code, json.loads((root / "r" / "report.json").read_text()), box
+
+
+def test_check_runs_an_implementation_of_a_plugin_scheme(toy_failure, capsys):
+    code, doc, _ = toy_failure
+    assert code == 1 and doc["impl"]["label"] == "toy-mutant-double-free-unchecked"
+    failure = next(f for f in doc["failures"] if f["rule_id"] == "BUDDY-DOUBLE-FREE")
+    assert "make = load_impl('toy:mutant:double-free-unchecked').factory" in Path(failure["test_file"]).read_text()
+    assert run_main("replay", failure["trace_file"], "--impl", "toy:fast") == 0
+
+
+def test_a_replay_file_carries_its_machine(toy_failure, capsys, tmp_path):
+    """Found with --machine ./box.json: the replay gives the same verdict after box.json changes, and after it is gone."""
+    _, doc, box = toy_failure
+    failure = next(f for f in doc["failures"] if f["rule_id"] == "BUDDY-DOUBLE-FREE")
+    trace = json.loads(Path(failure["trace_file"]).read_text())
+    assert trace["machine"] == str(box) and trace["machine_description"] == doc["machine"]["description"]
+    capsys.readouterr()
+    for change, extra in (("rewritten", []), ("deleted", []), ("deleted", ["--impl", "mutant:double-free-unchecked", "--isolate"])):
+        if change == "rewritten":
+            box.write_text('{"zones": "not a machine any more"}')
+        elif box.exists():
+            box.unlink()
+        assert run_main("replay", failure["trace_file"], *extra) == 1, (change, extra)
+        out = capsys.readouterr().out
+        assert "replay reproduced a failure" in out and "BUDDY-DOUBLE-FREE" in out, (change, extra, out)
+    legacy = tmp_path / "legacy.json"  # a file of an older kmemspec, without the description: replayed through the spelling
+    legacy.write_text(json.dumps({k: v for k, v in trace.items() if k != "machine_description"}))
+    assert run_main("replay", str(legacy)) == 2
+    assert f"machine file {box}" in capsys.readouterr().err
+    legacy.write_text(json.dumps({k: v for k, v in trace.items() if k != "machine_description"} | {"machine": "tiny"}))
+    assert run_main("replay", str(legacy)) == 1 and "BUDDY-DOUBLE-FREE" in capsys.readouterr().out
