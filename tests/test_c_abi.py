@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import matrix, matrix_id, why
+
 from kmemspec.harness import load_impl
 from kmemspec.harness.adapters import clib
 from kmemspec.properties import PROFILES, Profile, run_check
@@ -93,19 +95,23 @@ def test_struct_layout_is_the_ctypes_layout(built):
         assert (desc.offset, desc.size) == (offset, size), key
 
 
-def _check(spec: str, machine: str, profile=PROFILES["ci"], seed=1, **kw):
-    return run_check(load_impl(spec, **kw), load_machine(machine), machine_spec=machine, profile=profile, seed_value=seed, progress=None)
+def _check(spec: str, machine: str, profile=PROFILES["ci"], seed=1, shrink=True, **kw):
+    return run_check(load_impl(spec, **kw), load_machine(machine), machine_spec=machine, profile=profile, seed_value=seed,
+                     progress=None, shrink=shrink)
 
 
-def _why(result) -> str:
-    return "\n".join(f"{f.rule_id}: {f.message}\n  " + "\n  ".join(s.render() for s in f.steps) for f in result.failures)
+#: The C examples' matrices. The buddy allocator in process, first on tiny-highmem: on tiny the default tier
+#: checks it through the command line (test_cli_checks_a_c_library_and_names_usage_errors).
+BUDDY_MACHINES = ("tiny-highmem", "tiny", "tiny-wmark", "x86_64", "x86_32")
+#: The bitmap allocator over JSON lines.
+BITMAP_MACHINES = ("tiny", "tiny-wmark", "tiny-highmem", "x86_64", "x86_32")
 
 
 @needs_cc
-@pytest.mark.parametrize("machine", ["tiny", "tiny-wmark", "tiny-highmem", "x86_64", "x86_32"])
-def test_c_buddy_example_conforms_in_process(built, machine):
-    result = _check(f"c:{built['buddy']}", machine)
-    assert result.conforming, _why(result)
+@pytest.mark.parametrize("lib,machine,seed", matrix(["buddy"], BUDDY_MACHINES), ids=matrix_id)
+def test_c_buddy_example_conforms_in_process(built, checked, lib, machine, seed):
+    result = checked(f"c:{built[lib]}", machine, seed=seed)
+    assert result.conforming, why(result)
     assert result.transport == "c" and {"BUDDY-DOUBLE-FREE", "CTX-MIGHT-SLEEP"} <= result.claims
 
 
@@ -128,22 +134,22 @@ def test_c_red_zones_are_validated_through_the_abi(built):
 
 @needs_cc
 def test_c_buddy_seeded_bug_is_killed_by_its_rule(built):
-    result = _check(f"c:{built['buddy-bug']}", "tiny", seed=20261125)
-    assert "GFP-ZONE-ELIGIBLE" in {f.rule_id for f in result.failures}, _why(result)
+    result = _check(f"c:{built['buddy-bug']}", "tiny", seed=20261125, shrink=False)  # the kill only
+    assert "GFP-ZONE-ELIGIBLE" in {f.rule_id for f in result.failures}, why(result)
 
 
 @needs_cc
-@pytest.mark.parametrize("machine", ["tiny", "tiny-wmark", "tiny-highmem"])
-def test_json_lines_example_in_c_conforms(built, machine):
-    result = _check(f"exec:{built['bitmap']}", machine, profile=WIRE)
-    assert result.conforming, _why(result)
+@pytest.mark.parametrize("lib,machine,seed", matrix(["bitmap"], BITMAP_MACHINES), ids=matrix_id)
+def test_json_lines_example_in_c_conforms(built, checked, lib, machine, seed):
+    result = checked(f"exec:{built[lib]}", machine, seed=seed, profile=WIRE)
+    assert result.conforming, why(result)
     assert result.transport == "process" and result.coverage["IUT-WIRE-FORMAT"] > 0
 
 
 @needs_cc
 def test_json_lines_example_seeded_bug_is_killed_by_its_rule(built):
-    result = _check(f"exec:{built['bitmap-bug']}", "tiny", profile=WIRE, seed=20261125)
-    assert {"INTROSPECT-FREE-AREA", "BUDDY-NO-SPURIOUS-FAIL"} & {f.rule_id for f in result.failures}, _why(result)
+    result = _check(f"exec:{built['bitmap-bug']}", "tiny", profile=WIRE, seed=20261125, shrink=False)  # the kill only
+    assert {"INTROSPECT-FREE-AREA", "BUDDY-NO-SPURIOUS-FAIL"} & {f.rule_id for f in result.failures}, why(result)
 
 
 @needs_cc
