@@ -135,7 +135,9 @@ def test_c_red_zones_are_validated_through_the_abi(built):
 @needs_cc
 def test_c_buddy_seeded_bug_is_killed_by_its_rule(built):
     result = _check(f"c:{built['buddy-bug']}", "tiny", seed=20261125, shrink=False)  # the kill only
-    assert "GFP-ZONE-ELIGIBLE" in {f.rule_id for f in result.failures}, why(result)
+    # The zonelist walk that starts one zone too high hands out pages (GFP-ZONE-ELIGIBLE) and slab pages (SLAB-ZONE-ELIGIBLE)
+    # from the wrong zone: whichever the sequence reaches first is the same bug's kill.
+    assert {"GFP-ZONE-ELIGIBLE", "SLAB-ZONE-ELIGIBLE"} & {f.rule_id for f in result.failures}, why(result)
 
 
 @needs_cc

@@ -16,7 +16,7 @@ from kmemspec.cli import main
 from kmemspec.harness import ImplSpec, Ref, Step, dump_trace, hookimpl, load_impl, plugin_manager
 from kmemspec.refmodel.errors import InvalidDefinition
 from kmemspec.refmodel.gfp import GFP_KERNEL
-from kmemspec.refmodel.machine import machine_preset
+from kmemspec.refmodel.presets import machine_preset
 from kmemspec.refmodel.rules import RULES, render_markdown
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,7 +34,7 @@ class _NoFreeArea(FastBuddy):
     its steps on the page rules the bug breaks.
     """
 
-    capabilities = FastBuddy.capabilities - {"free_area", "kmalloc", "slab", "slab_info"}
+    capabilities = FastBuddy.capabilities - {"free_area", "kmalloc", "slab", "slab_info", "slab_debug"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class MergeHeadFromBuddy(FastBuddy):
     BUDDY-ALIGN or BUDDY-NO-OVERLAP when a piece is handed out.
     """
 
-    capabilities = FastBuddy.capabilities - {"kmalloc", "slab", "slab_info"}
+    capabilities = FastBuddy.capabilities - {"kmalloc", "slab", "slab_info", "slab_debug"}
 
     def _combined_pfn(self, pfn: int, buddy: int) -> int:
         return buddy
@@ -248,7 +248,7 @@ class ZoneBadPartial(_NoFreeArea):
 class FreeAreaSkipsMax(FastBuddy):
     """free_area() walks orders 0..MAX_PAGE_ORDER - 1 and omits the top-order blocks."""
 
-    capabilities = FastBuddy.capabilities - {"kmalloc", "slab", "slab_info"}
+    capabilities = FastBuddy.capabilities - {"kmalloc", "slab", "slab_info", "slab_debug"}
 
     def free_area(self) -> list[tuple[int, int]]:
         return [(pfn, k) for zs in self._zones for k, area in enumerate(zs.free_area[:self._max_order]) for pfn in area]

@@ -52,5 +52,5 @@ class ClobberRules(CacheDraws):
 
 # slab_debug alone, not with slab: today's suite draws kmem_cache_validate (which makes its own caches)
 # for every implementation that declares slab_debug, the page mutants among them.
-register_rule_set("slab_debug", SlabDebugRules)
-register_rule_set({"slab_debug", "slab_info", "memory"}, ClobberRules)
+register_rule_set({"slab", "slab_debug"}, SlabDebugRules)  # validation needs caches
+register_rule_set({"slab", "slab_debug", "slab_info", "memory"}, ClobberRules)

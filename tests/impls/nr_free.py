@@ -44,7 +44,7 @@ OPS = (op("nr_free_pages", "nr_free", returns=Returns.SIZE, doc="the number of f
 
 if _FIRST:
     register(Subsystem("nr_free", "a test subsystem: nr_free_pages()", capabilities=("nr_free",), rules=RULES, ops=OPS,
-                       applies_to=frozenset({"nr_free"}), model=lambda machine, models: NrFreeModel(models["pages"]), depends=("pages",)))
+                       applies_to=frozenset({"nr_free"}), model=lambda machine, models, config: NrFreeModel(models["pages"]), depends=("pages",)))
 
 
 # -- harness: the checker ------------------------------------------------------------------
