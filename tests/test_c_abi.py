@@ -150,7 +150,7 @@ def test_json_lines_example_in_c_conforms(built, checked, lib, machine, seed):
 
 @needs_cc
 def test_json_lines_example_seeded_bug_is_killed_by_its_rule(built):
-    result = _check(f"exec:{built['bitmap-bug']}", "tiny", profile=WIRE, seed=20261125, shrink=False)  # the kill only
+    result = _check(f"exec:{built['bitmap-bug']}", "tiny", profile=WIRE, seed=6, shrink=False)  # the kill, soonest (measured)
     assert {"INTROSPECT-FREE-AREA", "BUDDY-NO-SPURIOUS-FAIL"} & {f.rule_id for f in result.failures}, why(result)
 
 
