@@ -38,8 +38,9 @@ def test_there_are_enough_mutants_and_their_rules_exist():
         assert m.rule_id in RULES_BY_ID, m
 
 
-#: The seed whose `ci` run kills each mutant by its rule in the fewest steps, of the candidates
-#: MEASURED_SEEDS (measured by ``python tests/test_mutants.py``, unshrunk).
+#: A seed whose `ci` run kills each mutant by its rule, unshrunk: ``python tests/test_mutants.py`` measures the one
+#: of MEASURED_SEEDS that kills in the fewest steps. Re-measured after issue 10 recomposed the suite (which changes
+#: what each seed draws): there the first killing seed was taken, the recorded one tried first.
 KILL_SEEDS: Final[dict[str, int]] = {
     "array-overflow-wraps": 1,
     "bad-free-ignored": 8,
@@ -74,7 +75,7 @@ KILL_SEEDS: Final[dict[str, int]] = {
     "merge-head-from-buddy": 5,
     "might-sleep-missing": 20261125,
     "no-left-red-zone": 8,
-    "no-order-fallback": 1,
+    "no-order-fallback": 2,
     "no-poison-on-free": 1,
     "nofail-gives-up": 7,
     "on-slab-header": 8,
