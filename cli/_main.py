@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("impl", nargs="?", default="fast",
                    help="fast, reference, MODULE:FACTORY, path/to/file.py:FACTORY, c:path/to/lib.so, exec:COMMAND or mutant:NAME (default: fast)")
     c.add_argument("--machine", default=DEFAULT_MACHINE, help="preset (tiny, tiny-highmem, x86_64[:SIZE], x86_32[:SIZE]) or a .toml/.json file (default: tiny)")
-    c.add_argument("--profile", default="ci", help="ci (default), dev or campaign")
+    c.add_argument("--profile", default="ci", help="smoke, ci (default), dev or campaign")
     c.add_argument("--seed", type=int, default=None, help="Hypothesis seed, to reproduce a run (default: random, printed)")
     c.add_argument("--report-dir", type=Path, default=None, help="where reports go (default: conformance_reports/<impl>)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress line")

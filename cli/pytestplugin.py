@@ -35,7 +35,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(IMPL_OPTION, action="append", default=[], metavar="IMPL",
                     help="run the kmemspec suite on IMPL (MODULE:FACTORY, file.py:FACTORY, c:lib.so, exec:CMD, fast, ...); repeatable")
     group.addoption(MACHINE_OPTION, action="append", default=[], metavar="M", help="machine preset or file (default tiny); repeatable")
-    group.addoption(PROFILE_OPTION, default="ci", metavar="P", help="ci (default), dev or campaign")
+    group.addoption(PROFILE_OPTION, default="ci", metavar="P", help="smoke, ci (default), dev or campaign")
     group.addoption(SEED_OPTION, type=int, default=None, metavar="N", help="Hypothesis seed (default: random, shown in failures)")
     group.addoption(ISOLATE_OPTION, action="store_true", help="run each implementation in a child process")
     group.addoption(TIMEOUT_OPTION, type=float, default=None, metavar="S", help="per-request timeout for child processes (default 10)")

@@ -1,7 +1,7 @@
 """kmemspec.properties: the Hypothesis state machines that drive implementation and oracle in lockstep.
 
 ``run_check`` runs the suite for one implementation and machine under a
-``Profile`` (``PROFILES``: ci, dev, campaign) and returns a ``CheckResult``.
+``Profile`` (``PROFILES``: smoke, ci, dev, campaign) and returns a ``CheckResult``.
 The suite is composed per implementation by ``state_machine_for``: one
 ``RuleSet`` per subsystem (``machines/``), each registered with
 ``register_rule_set`` for the capabilities it needs, so rules an

@@ -46,6 +46,7 @@ class Profile:
 PROFILES: Final[dict[str, Profile]] = {
     p.name: p
     for p in (
+        Profile("smoke", 20, 20, "seconds: shows that an implementation is wired up, not that it conforms"),
         Profile("ci", 120, 40, "the default: the page suite in well under 2 minutes on 2 cores"),
         Profile("dev", 500, 60, "a deeper local run, a few minutes"),
         Profile("campaign", 5000, 120, "long exploration for research and release gating; shows progress"),

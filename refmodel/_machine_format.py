@@ -157,6 +157,9 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("max_low_pfn", _optional_int("max_low_pfn"), _same, "the lowmem/highmem boundary; the end of the lowmem zones when absent"),
     Field("nr_cpus", _int("nr_cpus", 1), _same, "CPUs; 1 when absent"),
     Field("section_size_bits", _optional_int("section_size_bits"), _same, "SECTION_SIZE_BITS; 27 (64-bit) or 26 (32-bit) when absent"),
+    Field("vmalloc_start", _optional_int("vmalloc_start"), _same, "VMALLOC_START; the architecture's when absent (32-bit: high_memory + 8 MiB)"),
+    Field("vmalloc_end", _optional_int("vmalloc_end"), _same, "one past the vmalloc area's last address; the architecture's when absent (32-bit: 0xff7fe000)"),
+    Field("fixaddr_start", _optional_int("fixaddr_start"), _same, "FIXADDR_START, where 32-bit's virt_addr_valid() stops; 0xffe00000 on 32-bit when absent"),
     Field("ram", _ranges("ram", True), _write_ranges, "System RAM [start_pfn, end_pfn) ranges (required)"),
     Field("reserved", _ranges("reserved", False), _write_ranges, "memblock-reserved ranges inside RAM"),
     Field("zones", _zones, _write_zones, "tables of type, start_pfn, end_pfn, and optionally watermarks and lowmem_reserve (required)"),
@@ -166,7 +169,7 @@ FIELDS: Final[tuple[Field, ...]] = (
 #: The order ``read`` takes the keys in, which decides which of two mistakes a file reports first
 #: (unchanged since the format began; a default read later may depend on a value read before).
 _READ_ORDER: Final = ("page_shift", "zones", "ram", "reserved", "watermarks", "phys_addr_bits", "max_page_order", "page_offset",
-                      "max_low_pfn", "word_bits", "nr_cpus", "section_size_bits", "name")
+                      "max_low_pfn", "word_bits", "nr_cpus", "section_size_bits", "name", "vmalloc_start", "vmalloc_end", "fixaddr_start")
 _BY_KEY: Final = {f.key: f for f in FIELDS}
 
 

@@ -20,9 +20,15 @@ from typing import Any, ClassVar
 
 
 class Violation(Exception):
-    """A misuse detected by the implementation under test. Subclasses name the kind."""
+    """A misuse detected by the implementation under test. Subclasses name the kind.
+
+    ``fatal`` kinds are the kernel's BUG or bad_page class: the call stops, so
+    raising one refuses the call and nothing changes. The others are a WARN,
+    after which the kernel goes on.
+    """
 
     code: ClassVar[int] = 0
+    fatal: ClassVar[bool] = True
 
     @classmethod
     def kind(cls) -> str:
@@ -37,6 +43,7 @@ class SleepInAtomic(Violation):
     """
 
     code = 1
+    fatal = False
 
 
 class InvalidGfp(Violation):
@@ -121,6 +128,7 @@ class CacheBusy(Violation):
     """
 
     code = 10
+    fatal = False
 
 
 class UnexpectedGfp(Violation):
@@ -131,6 +139,7 @@ class UnexpectedGfp(Violation):
     """
 
     code = 11
+    fatal = False
 
 
 class SlabCorruption(Violation):
@@ -141,6 +150,7 @@ class SlabCorruption(Violation):
     """
 
     code = 12
+    fatal = False
 
 
 VIOLATIONS: tuple[type[Violation], ...] = (

@@ -22,7 +22,7 @@ that starts from a machine is ``page_alloc``.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Iterable, Iterator
 
@@ -34,6 +34,17 @@ from .watermarks import Watermarks, kernel_watermarks
 
 X86_64_PAGE_OFFSET: Final = 0xFFFF888000000000
 """x86_64's PAGE_OFFSET (4-level paging, no KASLR): the direct map's base, and a machine file's default."""
+X86_64_VMALLOC: Final = (0xFFFFC90000000000, 0xFFFFE90000000000)
+"""x86_64's vmalloc area with 4-level paging, no KASLR: VMALLOC_START and VMALLOC_END + 1 (VMALLOC_SIZE_TB_L4 32 TiB,
+arch/x86/include/asm/pgtable_64_types.h)."""
+VMALLOC_OFFSET: Final = 8 << 20
+"""x86_32: the vmalloc area starts this far above high_memory (arch/x86/include/asm/pgtable_32_areas.h)."""
+X86_32_VMALLOC_END: Final = 0xFF7FE000
+"""x86_32 with HIGHMEM: VMALLOC_END = PKMAP_BASE - 2 pages, PKMAP_BASE 0xff800000 below the LDT, CPU entry area
+and fixmap (arch/x86/include/asm/pgtable_32_areas.h); MAXMEM = VMALLOC_END - PAGE_OFFSET - 128 MiB gives lowmem's end."""
+X86_32_FIXADDR_START: Final = 0xFFE00000
+"""x86_32's FIXADDR_START depends on the build (kmap_local slots are KM_MAX_IDX * NR_CPUS pages of the fixmap):
+the 2 MiB below the top, where i386 builds' fixmaps lie (arch/x86/include/asm/fixmap.h). A machine file may give its own."""
 
 
 @dataclass(frozen=True, order=True)
@@ -99,11 +110,17 @@ class Machine:
     word_bits: int = 64
     nr_cpus: int = 1
     section_size_bits: int = 27
+    vmalloc_start: int | None = None  # None: the architecture's (32-bit: high_memory + VMALLOC_OFFSET)
+    vmalloc_end: int | None = None  # one past the last vmalloc address; None: the architecture's
+    fixaddr_start: int | None = None  # FIXADDR_START; None: the architecture's
     _usable: tuple[PfnRange, ...] = field(init=False, repr=False, compare=False)
     _zone_starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _populated: tuple[Zone, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for key, value in zip(("vmalloc_start", "vmalloc_end", "fixaddr_start"), self._default_layout()):
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
         _check(self)
         usable = tuple(_coalesce(_subtract(self.ram, self.reserved)))
         populated = tuple(z for z in self.zones if z.spanned_pages)
@@ -213,14 +230,33 @@ class Machine:
         """__va(phys): the logical address of physical address ``phys`` in lowmem (arch/x86/include/asm/page.h)."""
         return phys + self.page_offset
 
+    @property
+    def high_memory(self) -> int:
+        """high_memory: one past lowmem's last logical address, __va(max_low_pfn << PAGE_SHIFT) (arch/x86/mm/init_32.c)."""
+        return self.page_offset + (self.max_low_pfn << self.page_shift)
+
+    def _default_layout(self) -> tuple[int, int, int]:
+        """(VMALLOC_START, VMALLOC_END + 1, FIXADDR_START) of the architecture, for fields a machine leaves out."""
+        if self.word_bits == 32:
+            return self.high_memory + VMALLOC_OFFSET, X86_32_VMALLOC_END, X86_32_FIXADDR_START
+        return X86_64_VMALLOC[0], X86_64_VMALLOC[1], (1 << self.word_bits) - (4 << 20)
+
+    def is_vmalloc_addr(self, addr: int) -> bool:
+        """VMALLOC_START <= addr < VMALLOC_END (include/linux/mm.h is_vmalloc_addr)."""
+        return self.vmalloc_start <= addr < self.vmalloc_end  # type: ignore[operator]
+
     def virt_to_pfn(self, addr: int) -> int | None:
         """__pa(addr) >> PAGE_SHIFT when ``virt_addr_valid(addr)``, else None.
 
         arch/x86/mm/physaddr.c __virt_addr_valid: at or above PAGE_OFFSET,
-        inside the address space, and pfn_valid(); it does not compare with
-        max_low_pfn, so on 32-bit an address past high_memory maps to a highmem PFN.
+        inside the address space, and pfn_valid(); on 32-bit not a vmalloc
+        address and below FIXADDR_START. It does not compare with max_low_pfn,
+        so on 32-bit an address past high_memory (in the gap below the vmalloc
+        area, or in the pkmap and CPU entry areas above it) maps to a highmem PFN.
         """
         if addr < self.page_offset or addr >= 1 << self.word_bits:
+            return None
+        if self.word_bits == 32 and (self.is_vmalloc_addr(addr) or addr >= self.fixaddr_start):  # type: ignore[operator]
             return None
         pfn = (addr - self.page_offset) >> self.page_shift
         return pfn if self.pfn_valid(pfn) else None
@@ -401,6 +437,13 @@ def _check_direct_map(m: Machine) -> None:
         raise InvalidMachine(f"page_offset: {m.page_offset:#x} is not page aligned")
     if m.page_offset + (m.max_low_pfn << m.page_shift) > 1 << m.word_bits:
         raise InvalidMachine(f"page_offset: lowmem [{m.page_offset:#x} + {_size(m.max_low_pfn << m.page_shift)}) does not fit a {m.word_bits}-bit address space")
+    top = 1 << m.word_bits
+    vs, ve, fs = m.vmalloc_start, m.vmalloc_end, m.fixaddr_start
+    assert vs is not None and ve is not None and fs is not None
+    if not m.high_memory <= vs < ve <= top:
+        raise InvalidMachine(f"vmalloc_start, vmalloc_end: [{vs:#x}, {ve:#x}) must be a non-empty range between high_memory {m.high_memory:#x} and {top:#x}")
+    if not ve <= fs < top or fs % m.page_size:
+        raise InvalidMachine(f"fixaddr_start: {fs:#x} must be a page-aligned address at or above vmalloc_end {ve:#x} and below {top:#x}")
 
 
 # -- making machines ---------------------------------------------------------
@@ -421,6 +464,9 @@ def build_machine(
     nr_cpus: int,
     watermarks: bool,
     section_size_bits: int | None = None,
+    vmalloc_start: int | None = None,
+    vmalloc_end: int | None = None,
+    fixaddr_start: int | None = None,
 ) -> Machine:
     """A Machine from plain ranges, with the kernel's watermarks for its managed pages (``watermarks``) or none.
 
@@ -430,12 +476,13 @@ def build_machine(
     res_r = tuple(PfnRange(a, b) for a, b in reserved)
     plain = tuple(Zone(t, a, b) for t, a, b in zones)
     ssb = section_size_bits if section_size_bits is not None else (27 if word_bits == 64 else 26)
-    draft = Machine(name, page_shift, phys_addr_bits, max_page_order, ram_r, res_r, plain, page_offset, max_low_pfn, word_bits, nr_cpus, ssb)
+    draft = Machine(name, page_shift, phys_addr_bits, max_page_order, ram_r, res_r, plain, page_offset, max_low_pfn, word_bits, nr_cpus, ssb,
+                    vmalloc_start, vmalloc_end, fixaddr_start)
     if not watermarks:
         return draft
     managed = {z.zone_type: draft.managed_pages(z) for z in plain}
     marked = tuple(Zone(t, a, b, *marks) for (t, a, b), marks in zip(zones, kernel_watermarks(zones, managed, page_shift)))
-    return Machine(name, page_shift, phys_addr_bits, max_page_order, ram_r, res_r, marked, page_offset, max_low_pfn, word_bits, nr_cpus, ssb)
+    return replace(draft, zones=marked)
 
 
 def machine_from_dict(data: Any, default_name: str = "custom") -> Machine:
@@ -452,13 +499,13 @@ def machine_from_dict(data: Any, default_name: str = "custom") -> Machine:
         max_low_pfn=v["max_low_pfn"] if v["max_low_pfn"] is not None else lowmem_end,
         word_bits=v["word_bits"], nr_cpus=v["nr_cpus"], watermarks=v["watermarks"] == "kernel",
         section_size_bits=v["section_size_bits"],
+        vmalloc_start=v["vmalloc_start"], vmalloc_end=v["vmalloc_end"], fixaddr_start=v["fixaddr_start"],
     )
     explicit = [e for *_, e in v["zones"]]
     if any(e is not None for e in explicit):
         fixed = tuple(Zone(z.zone_type, z.start_pfn, z.end_pfn, Watermarks(*e[0]), e[1]) if e is not None else z
                       for z, e in zip(m.zones, explicit))
-        m = Machine(m.name, m.page_shift, m.phys_addr_bits, m.max_page_order, m.ram, m.reserved, fixed,
-                    m.page_offset, m.max_low_pfn, m.word_bits, m.nr_cpus, m.section_size_bits)
+        m = replace(m, zones=fixed)
     return m
 
 

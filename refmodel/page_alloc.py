@@ -143,6 +143,18 @@ class PageAllocModel:
             return False
         return self.has_free_block(zone, order)
 
+    def min_watermark_ok(self, zone: ZoneType, order: int, highest: ZoneType, gfp: int) -> bool:
+        """Fact WMARK-OK with the slow path's first retry (mm/page_alloc.c __alloc_pages_slowpath, rule BUDDY-NO-SPURIOUS-FAIL).
+
+        After the fast path fails at the low mark, the slow path retries
+        get_page_from_freelist at ALLOC_WMARK_MIN with gfp_to_alloc_flags'
+        ALLOC_MIN_RESERVE / ALLOC_NON_BLOCK before any reclaim, for every mask.
+        """
+        z = self._zones[zone]
+        if not watermark_free_ok(self.nr_free[zone], order, min_watermark(z.watermark.min, gfp), z.lowmem_reserve[highest]):
+            return False
+        return self.has_free_block(zone, order)
+
     # -- alloc -----------------------------------------------------------------
 
     def expect_alloc(self, gfp: int, order: int, ctx: Context = Context.PROCESS, *, logical: bool = False) -> Expectation:
@@ -181,6 +193,11 @@ class PageAllocModel:
         if ok:
             return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
                                f"ZONE_{ok[0].name} has a free order-{order} block above its low watermark")
+        floor = [t for t in candidates if self.min_watermark_ok(t, order, high, gfp)]
+        if floor:
+            return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
+                               f"ZONE_{floor[0].name} has a free order-{order} block above its min watermark as {format_gfp(gfp)} "
+                               "lowers it, and the slow path retries there before anything else")
         if gfp & GFP_INT.MEMALLOC and not gfp & GFP_INT.NOMEMALLOC:
             return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
                                f"__GFP_MEMALLOC ignores watermarks and ZONE_{candidates[0].name} has a free order-{order} block")
@@ -449,8 +466,8 @@ RULES: tuple[Rule, ...] = (
        "mm/page_alloc.c (only free pages are written: init_on_free, poisoning, free-list links)", capability="memory"),
     Rule("INTROSPECT-FREE-AREA", "pages", Level.SAFETY, "the free blocks an implementation reports are aligned, disjoint, and cover exactly the free pages",
        "mm/page_alloc.c free_area[] / __free_one_page (every free page is in exactly one PageBuddy block)", capability="free_area"),
-    Rule("BUDDY-NO-SPURIOUS-FAIL", "pages", Level.LIVENESS, "with every free page in the buddy lists (no per-CPU lists, high-atomic reserve or watermark boost held back), alloc_pages does not return NULL when an eligible zone has a free block of the order above its low watermark plus lowmem_reserve, or when __GFP_MEMALLOC lifts the watermarks",
-       "mm/page_alloc.c get_page_from_freelist / __zone_watermark_ok (ALLOC_WMARK_LOW fast path), __gfp_pfmemalloc_flags", claimable=True),
+    Rule("BUDDY-NO-SPURIOUS-FAIL", "pages", Level.LIVENESS, "with every free page in the buddy lists (no per-CPU lists, high-atomic reserve or watermark boost held back), alloc_pages does not return NULL when an eligible zone has a free block of the order above its min watermark plus lowmem_reserve (min halved for __GFP_HIGH, a further quarter off when the flags cannot block), or when __GFP_MEMALLOC lifts the watermarks",
+       "mm/page_alloc.c get_page_from_freelist / __zone_watermark_ok (ALLOC_WMARK_LOW fast path), __alloc_pages_slowpath (its first retry at ALLOC_WMARK_MIN with gfp_to_alloc_flags), __gfp_pfmemalloc_flags", claimable=True),
     Rule("NOFAIL-NEVER-NULL", "pages", Level.LIVENESS, "a blocking __GFP_NOFAIL allocation of order <= MAX_PAGE_ORDER does not return NULL while an eligible block is free (the kernel retries for ever; a model allocator must reach into its reserves)",
        "mm/page_alloc.c __alloc_pages_slowpath (nopage: retry for ever), __alloc_pages_may_oom (ALLOC_NO_WATERMARKS fallback)"),
     Rule("WMARK-RESERVES-KEPT", "pages", Level.POLICY, "an allocation without __GFP_MEMALLOC or __GFP_NOFAIL takes a block from zone z only while free - (2^order - 1) > min + lowmem_reserve[gfp_zone], min halved for __GFP_HIGH and cut by a further quarter when the flags cannot block",

@@ -13,6 +13,7 @@ are ``machine``'s; the watermarks ``watermarks``'.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Final
 
@@ -51,8 +52,7 @@ def tiny_wmark() -> Machine:
              ZoneType.DMA32: (Watermarks(3, 6, 9), (0, 0, 8, 8, 8)),
              ZoneType.NORMAL: (Watermarks(3, 6, 9), (0, 0, 0, 0, 0))}
     zones = tuple(Zone(z.zone_type, z.start_pfn, z.end_pfn, *marks[z.zone_type]) if z.zone_type in marks else z for z in base.zones)
-    return Machine("tiny-wmark", base.page_shift, base.phys_addr_bits, base.max_page_order, base.ram, base.reserved,
-                   zones, base.page_offset, base.max_low_pfn, base.word_bits, base.nr_cpus, base.section_size_bits)
+    return replace(base, name="tiny-wmark", zones=zones)
 
 
 def tiny_highmem() -> Machine:

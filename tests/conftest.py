@@ -47,6 +47,12 @@ def matrix(designs: list[str], machines: tuple[str, ...] = MACHINES, *, group: s
             for d in designs for m in machines for s in MATRIX_SEEDS]
 
 
+def tiered(request: pytest.FixtureRequest, profile: Profile) -> Profile:
+    """``profile`` in the conformance tier; ``smoke`` in the default tier, whose runs show the wiring (an adapter, a
+    transport) and leave the full exploration to ``pytest -m conformance``."""
+    return profile if request.node.get_closest_marker("conformance") else PROFILES["smoke"]
+
+
 def matrix_id(value: object) -> str:
     """Test ids of a matrix: the design's factory or file stem, the machine, ``seed<N>``."""
     if isinstance(value, int):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import matrix, matrix_id, why
+from conftest import matrix, matrix_id, tiered, why
 
 from kmemspec.harness import load_impl
 from kmemspec.harness.adapters import clib
@@ -142,8 +142,8 @@ def test_c_buddy_seeded_bug_is_killed_by_its_rule(built):
 
 @needs_cc
 @pytest.mark.parametrize("lib,machine,seed", matrix(["bitmap"], BITMAP_MACHINES), ids=matrix_id)
-def test_json_lines_example_in_c_conforms(built, checked, lib, machine, seed):
-    result = checked(f"exec:{built[lib]}", machine, seed=seed, profile=WIRE)
+def test_json_lines_example_in_c_conforms(request, built, checked, lib, machine, seed):
+    result = checked(f"exec:{built[lib]}", machine, seed=seed, profile=tiered(request, WIRE))
     assert result.conforming, why(result)
     assert result.transport == "process" and result.coverage["IUT-WIRE-FORMAT"] > 0
 
@@ -157,7 +157,8 @@ def test_json_lines_example_seeded_bug_is_killed_by_its_rule(built):
 @needs_cc
 def test_isolated_c_library_that_segfaults_is_a_report_not_a_dead_suite(built):
     impl = load_impl(f"c:{built['crashy']}", isolate=True, timeout=5)
-    result = run_check(impl, load_machine("tiny"), machine_spec="tiny", profile=QUICK, seed_value=2, progress=None)
+    # Unshrunk: the crash's kill; shrinking through restarted children is test_process.py's.
+    result = run_check(impl, load_machine("tiny"), machine_spec="tiny", profile=QUICK, seed_value=2, progress=None, shrink=False)
     [f] = result.failures
     assert f.rule_id == "IUT-PROCESS-ALIVE" and "SIGSEGV" in f.message and "order=1" in f.steps[-1].render()
 
@@ -179,7 +180,7 @@ def test_cli_checks_a_c_library_and_names_usage_errors(built, tmp_path):
     def kmemspec(*args):
         return subprocess.run([sys.executable, "-m", "kmemspec.cli", *args], capture_output=True, text=True, timeout=600)
 
-    p = kmemspec("check", f"c:{built['buddy']}", "--seed", "1", "-q", "--report-dir", str(tmp_path))
+    p = kmemspec("check", f"c:{built['buddy']}", "--seed", "1", "--profile", "smoke", "-q", "--report-dir", str(tmp_path))
     assert p.returncode == 0, p.stdout + p.stderr
     assert json.loads((tmp_path / "report.json").read_text())["impl"]["transport"] == "c"
     for spec, text in [(f"c:{tmp_path}/nope.so", "does not exist"), (f"c:{built['null']}", "kmemspec_create() returned NULL"),

@@ -27,7 +27,7 @@ def kmemspec(*args, cwd=None):
 
 
 def test_check_reference_conforms_and_writes_three_reports(tmp_path):
-    p = kmemspec("check", "reference", "--seed", "7", "--report-dir", str(tmp_path), "-q")
+    p = kmemspec("check", "reference", "--seed", "7", "--profile", "smoke", "--report-dir", str(tmp_path), "-q")
     assert p.returncode == 0, p.stdout + p.stderr
     doc = json.loads((tmp_path / "report.json").read_text())
     assert doc["schema"] == "kmemspec-report/1" and doc["conforming"] and doc["seed"] == 7

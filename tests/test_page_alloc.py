@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from kmemspec.refmodel import ConformanceFailure, Context, load_machine
 from kmemspec.refmodel.errors import BadFree, DoubleFree, FreeInterior, FreeWrongOrder, InvalidGfp, SleepInAtomic
-from kmemspec.refmodel.gfp import GFP, GFP_ATOMIC, GFP_HIGHUSER, GFP_KERNEL, ZoneType
+from kmemspec.refmodel.gfp import GFP, GFP_ATOMIC, GFP_HIGHUSER, GFP_KERNEL, GFP_NOWAIT, ZoneType
 from kmemspec.refmodel._internal import IntervalIndex
 from kmemspec.refmodel.page_alloc import Outcome, PageAllocModel, split_aligned
 from kmemspec.refmodel.machine import PfnRange
@@ -81,19 +81,30 @@ def test_expectations():
     assert model.expect_alloc(GFP_ATOMIC, 0, Context.HARDIRQ).report is None
 
 
-def test_watermark_band():
-    model = PageAllocModel(load_machine("tiny-wmark"))
+def _take_dma_down_to(model, nr_free):
     dma = model.free_area[ZoneType.DMA]
-    # Take DMA down to its low watermark + 1 page and see MUST_SUCCEED turn to MAY_FAIL.
-    while model.nr_free[ZoneType.DMA] > 5:
+    while model.nr_free[ZoneType.DMA] > nr_free:
         k = next(k for k in range(5) if dma[k])
         model.adopt_alloc(GFP_KERNEL | GFP.DMA, 0, min(dma[k]))
-    assert model.expect_alloc(GFP_KERNEL | GFP.DMA, 0).outcome is Outcome.MUST_SUCCEED  # 5 > low 4
-    k = next(k for k in range(5) if dma[k])
-    model.adopt_alloc(GFP_KERNEL | GFP.DMA, 0, min(dma[k]))
-    assert model.expect_alloc(GFP_KERNEL | GFP.DMA, 0).outcome is Outcome.MAY_FAIL  # 4 <= low 4
+
+
+def test_watermark_band():
+    model = PageAllocModel(load_machine("tiny-wmark"))  # ZONE_DMA: min 2, low 4
+    _take_dma_down_to(model, 5)
+    assert model.expect_alloc(GFP_KERNEL | GFP.DMA, 0).outcome is Outcome.MUST_SUCCEED  # 5 > low 4: the fast path
+    # At or below low the slow path's first retry takes the block down to min (__alloc_pages_slowpath).
+    _take_dma_down_to(model, 3)
+    e = model.expect_alloc(GFP_KERNEL | GFP.DMA, 0)
+    assert e.outcome is Outcome.MUST_SUCCEED and "min watermark" in e.reason  # 3 > min 2
+    _take_dma_down_to(model, 2)
+    assert model.expect_alloc(GFP_KERNEL | GFP.DMA, 0).outcome is Outcome.MAY_FAIL  # 2 <= min 2
+    # GFP_ATOMIC: __GFP_HIGH halves min (ALLOC_MIN_RESERVE), ALLOC_NON_BLOCK takes a quarter more: 2 -> 1.
+    assert model.expect_alloc(GFP_ATOMIC | GFP.DMA, 0).outcome is Outcome.MUST_SUCCEED  # 2 > 1
+    assert model.expect_alloc(GFP_NOWAIT | GFP.DMA, 0).outcome is Outcome.MAY_FAIL  # no __GFP_HIGH: min stays 2
     assert model.expect_alloc(GFP_KERNEL | GFP.DMA | GFP.NOFAIL, 0).outcome is Outcome.MUST_SUCCEED
     assert model.expect_alloc(GFP_ATOMIC | GFP.DMA | GFP.MEMALLOC, 0).outcome is Outcome.MUST_SUCCEED
+    _take_dma_down_to(model, 1)
+    assert model.expect_alloc(GFP_ATOMIC | GFP.DMA, 0).outcome is Outcome.MAY_FAIL  # 1 <= 1
     # lowmem_reserve: a DMA32-capable request falling back into DMA must leave 6 more pages.
     assert not model.watermark_ok(ZoneType.DMA, 0, ZoneType.DMA32)
 

@@ -39,7 +39,7 @@ def test_suite_runs_inside_a_users_session_with_xdist_and_junitxml(tmp_path):
     (tmp_path / "test_mine.py").write_text("def test_users_own():\n    assert True\n")
     (tmp_path / "conftest.py").write_text(RECORDING_CONFTEST)
     p = pytest_run(tmp_path, "--kmemspec-impl", "fast", "--kmemspec-machine", "tiny", "--kmemspec-machine", "tiny-wmark",
-                   "--kmemspec-seed", "1", "-n", "2", "--junitxml", "junit.xml")
+                   "--kmemspec-seed", "1", "--kmemspec-profile", "smoke", "-n", "2", "--junitxml", "junit.xml")
     assert p.returncode == 0, p.stdout + p.stderr
     cases = ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
     names = [c.get("name") for c in cases]
@@ -56,7 +56,7 @@ def test_suite_runs_inside_a_users_session_with_xdist_and_junitxml(tmp_path):
 
 
 def test_markers_select_by_level(tmp_path):
-    p = pytest_run(tmp_path, "--kmemspec-impl", "reference", "--kmemspec-seed", "1", "-m", "safety", "-vv")
+    p = pytest_run(tmp_path, "--kmemspec-impl", "reference", "--kmemspec-seed", "1", "--kmemspec-profile", "smoke", "-m", "safety", "-vv")
     assert p.returncode == 0, p.stdout + p.stderr
     safety = [r.id for r in RULES if r.level.value == "safety"]
     assert all(f"::{rule_id} " in p.stdout for rule_id in safety)
@@ -80,7 +80,7 @@ def test_inert_without_the_option_and_without_xdist(tmp_path):
     for extra in ([], ["-p", "no:xdist"]):
         p = pytest_run(tmp_path, *extra)
         assert p.returncode == 0 and "1 passed" in p.stdout, p.stdout + p.stderr
-    p = pytest_run(tmp_path, "-p", "no:xdist", "--kmemspec-impl", "reference", "--kmemspec-seed", "1", "-m", "liveness")
+    p = pytest_run(tmp_path, "-p", "no:xdist", "--kmemspec-impl", "reference", "--kmemspec-seed", "1", "--kmemspec-profile", "smoke", "-m", "liveness")
     assert p.returncode == 0 and "warning" not in p.stdout, p.stdout + p.stderr
 
 

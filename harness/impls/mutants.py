@@ -265,6 +265,15 @@ class ReserveIgnoresLowmem(_NoFreeArea):
         return super()._slow_zone(gfp, zonelist, order, highest)
 
 
+class ReclaimBeforeMinRetry(_NoFreeArea):
+    """A request that may reclaim goes to direct reclaim first, skipping the slow path's retry at the min mark."""
+
+    def _slow_zone(self, gfp: int, zonelist: tuple[ZoneState, ...], order: int, highest: int) -> ZoneState | None:
+        if gfp & GFP_INT.DIRECT_RECLAIM and not gfp & GFP_INT.MEMALLOC:
+            return self._direct_reclaim(gfp, zonelist, order)
+        return super()._slow_zone(gfp, zonelist, order, highest)
+
+
 class NofailGivesUp(_NoFreeArea):
     """After a reclaim that freed nothing, __GFP_NOFAIL returns NULL like any other request."""
 
@@ -313,6 +322,7 @@ _TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("zone-bad-partial", ZoneBadPartial, "GFP-ZONE-BAD", "tiny"),
     ("free-area-skips-max", FreeAreaSkipsMax, "INTROSPECT-FREE-AREA", "tiny"),
     ("reserve-ignores-lowmem", ReserveIgnoresLowmem, "WMARK-RESERVES-KEPT", "tiny-wmark"),
+    ("reclaim-before-min-retry", ReclaimBeforeMinRetry, "BUDDY-NO-SPURIOUS-FAIL", "tiny-wmark"),
     ("nofail-gives-up", NofailGivesUp, "NOFAIL-NEVER-NULL", "tiny-wmark"),
     ("interior-free-ignored", InteriorFreeIgnored, "BUDDY-FREE-INTERIOR", "tiny"),
     ("free-addr-null-unchecked", FreeAddrNullUnchecked, "API-FREE-ADDR-NULL", "tiny"),

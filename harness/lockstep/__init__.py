@@ -140,23 +140,33 @@ class Lockstep:
 
     def step(self, op: str, values: dict[str, Any], e: Expectation, call: Callable[[], Any], *, gfp: int | None = None,
              args: dict[str, Any] | None = None, before: Callable[[], None] | None = None,
-             false_report_rule: str = "IUT-NO-FALSE-REPORT") -> tuple[Step, Any, bool]:
+             false_report_rule: str = "IUT-NO-FALSE-REPORT",
+             via: Callable[[Expectation, int | None, Callable[[], Any]], tuple[Any, bool]] | None = None) -> tuple[Step, Any, bool]:
         """The template's first half: refuse what is undefined, record, call, judge. Returns (step, result, refused).
 
         ``values`` are the call's arguments; ``args`` what the trace shows for them
         (by default their references, by kind); ``before`` runs between recording
-        and calling (a free verifies the block's contents while it is still live).
+        and calling (a free verifies the block's contents while it is still live);
+        ``via`` is a layer's own ``call`` (the slab layer syncs its slabs after each).
         """
         if e.fatal:
             self.refuse_unclaimed(e, call_text(op, values))
         step = self.record(op, args if args is not None else self.refs(op, values), e)
         if before is not None:
             before()
-        result, refused = self.call(e, gfp, call, false_report_rule)
+        if via is not None:
+            result, refused = via(e, gfp, call)
+        else:
+            result, refused = self.call(e, gfp, call, false_report_rule)
         return step, result, refused
 
     def call(self, e: Expectation | None, gfp: int | None, fn: Callable[[], Any], false_report_rule: str = "IUT-NO-FALSE-REPORT") -> tuple[Any, bool]:
-        """Run one implementation call; judge crashes, sleeps and reports. Returns (result, refused)."""
+        """Run one implementation call; judge crashes, sleeps and reports. Returns (result, refused).
+
+        A raised violation of a fatal kind (a BUG, a bad page) refuses the call. A non-fatal kind raised
+        (SleepInAtomic, UnexpectedGfp, CacheBusy, SlabCorruption) is the kernel's WARN, after which it goes on:
+        it is judged as a report, and the call as one that returned nothing, so the expected outcome still applies.
+        """
         self.env.begin(gfp)
         raised: Violation | None = None
         result: Any = None
@@ -179,7 +189,7 @@ class Lockstep:
                                             f"({format_gfp(gfp) if gfp is not None else 'a free'}) do not allow blocking")
         reports = list(self.env.reports) + ([raised] if raised is not None else [])
         self._judge_reports(e, reports, raised is not None, false_report_rule)
-        return result, raised is not None
+        return result, raised is not None and (raised.fatal or (e is not None and e.fatal))
 
     def _judge_reports(self, e: Expectation | None, reports: list[Violation], raised: bool, false_report_rule: str) -> None:
         self.coverage["IUT-NO-FALSE-REPORT"] += 1

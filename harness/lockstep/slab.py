@@ -60,14 +60,7 @@ class SlabLayer:
     def step(self, op: str, values: dict[str, Any], e: Expectation, fn: Callable[[], Any], *, gfp: int | None,
              args: dict[str, Any] | None = None, before: Callable[[], None] | None = None) -> tuple[Any, Any, bool]:
         """The driver's template with the slab layer's call: refuse, record, (before), call, judge, sync slabs."""
-        d = self.d
-        if e.fatal:
-                d.refuse_unclaimed(e, call_text(op, values))
-        step = d.record(op, args if args is not None else d.refs(op, values), e)
-        if before is not None:
-            before()
-        result, refused = self.call(e, gfp, fn)
-        return step, result, refused
+        return self.d.step(op, values, e, fn, gfp=gfp, args=args, before=before, via=self.call)
 
     def sync_slabs(self) -> None:
         """SLAB-INTROSPECT: the implementation's slabs() into the model, so page liveness stays exact."""

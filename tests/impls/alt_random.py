@@ -1,14 +1,16 @@
 """alt_random: a correct buddy allocator that places blocks at random.
 
 Among the eligible zones that pass the kernel's fast-path watermark check
-(mm/page_alloc.c __zone_watermark_ok with WMARK_LOW) it picks one uniformly,
+(mm/page_alloc.c __zone_watermark_ok with WMARK_LOW), or failing that the slow
+path's first retry at the min mark as gfp_to_alloc_flags lowers it (down to
+exactly that mark and no further: a min-watermark-exact design), it picks one uniformly,
 then a random order >= the request that has free blocks, a random block of
 that order, and keeps a random half at each split. Runs are deterministic:
 the generator is seeded with a constant. Memory follows init_on_free: a freed
 block's pages are dropped, so every free page reads as zero and __GFP_ZERO
 needs no work at allocation (include/linux/mm.h want_init_on_free).
 Of the detections it claims only BUDDY-DOUBLE-FREE and BUDDY-FREE-INTERIOR;
-it also claims the liveness rule BUDDY-NO-SPURIOUS-FAIL.
+it also claims the liveness rule BUDDY-NO-SPURIOUS-FAIL and the policy WMARK-RESERVES-KEPT.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class RandomBuddy:
     """Random placement; the kernel's rules for everything the oracle checks."""
 
     capabilities: frozenset[str] = frozenset({"pages", "get_free_pages", "memory"})
-    claims: frozenset[str] = frozenset({"BUDDY-DOUBLE-FREE", "BUDDY-FREE-INTERIOR", "BUDDY-NO-SPURIOUS-FAIL"})
+    claims: frozenset[str] = frozenset({"BUDDY-DOUBLE-FREE", "BUDDY-FREE-INTERIOR", "BUDDY-NO-SPURIOUS-FAIL", "WMARK-RESERVES-KEPT"})
 
     def __init__(self, machine: Machine, env: Env) -> None:
         self.machine = machine
@@ -99,7 +101,10 @@ class RandomBuddy:
         highest = gfp_zone(gfp, self.machine.configured_zones)  # a bad mask reads as the lowest zone (no DEBUG_VM)
         eligible = [rz for t, rz in self.zones.items()
                     if t <= highest and (not lowmem_only or rz.zone.end_pfn <= self.machine.max_low_pfn)]
-        usable = [rz for rz in eligible if rz.orders_from(order) and self._watermark_ok(rz, order, highest)]
+        usable = [rz for rz in eligible if rz.orders_from(order) and self._watermark_ok(rz, order, highest, rz.zone.watermark.low)]
+        if not usable:
+            mark = self._slowpath_min
+            usable = [rz for rz in eligible if rz.orders_from(order) and self._watermark_ok(rz, order, highest, mark(rz.zone.watermark.min, gfp))]
         if not usable and self._ignores_watermarks(gfp):
             usable = [rz for rz in eligible if rz.orders_from(order)]
         if not usable:
@@ -110,10 +115,19 @@ class RandomBuddy:
         return pfn
 
     @staticmethod
-    def _watermark_ok(rz: RandomZone, order: int, highest: ZoneType) -> bool:
-        """The fast path's test: free - (2^order - 1) > low + lowmem_reserve[highest_zoneidx] (WMARK-OK)."""
-        z = rz.zone
-        return rz.nr_free - ((1 << order) - 1) > z.watermark.low + z.lowmem_reserve[highest]
+    def _watermark_ok(rz: RandomZone, order: int, highest: ZoneType, mark: int) -> bool:
+        """__zone_watermark_ok: free - (2^order - 1) > mark + lowmem_reserve[highest_zoneidx] (WMARK-OK)."""
+        return rz.nr_free - ((1 << order) - 1) > mark + rz.zone.lowmem_reserve[highest]
+
+    @staticmethod
+    def _slowpath_min(wmin: int, gfp: int) -> int:
+        """ALLOC_MIN_RESERVE (__GFP_HIGH) takes half of min; with ALLOC_NON_BLOCK (cannot reclaim, no NOMEMALLOC) a quarter of the rest too."""
+        if not gfp & GFP.HIGH:
+            return wmin
+        wmin -= wmin // 2
+        if not gfp & GFP.DIRECT_RECLAIM and not gfp & GFP.NOMEMALLOC:
+            wmin -= wmin // 4
+        return wmin
 
     @staticmethod
     def _ignores_watermarks(gfp: int) -> bool:

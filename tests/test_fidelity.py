@@ -1,0 +1,79 @@
+"""Where the oracle once departed from the kernel (issue 11): each case forces the answer the kernel gives.
+
+Each test drives a small implementation that differs from ``reference`` in one
+answer, and checks that the suite judges that answer as the kernel's source does.
+"""
+
+import pytest
+
+from kmemspec.harness import Lockstep, load_impl
+from kmemspec.harness.impls.reference import ReferenceAllocator
+from kmemspec.refmodel import ConformanceFailure, Context, load_machine
+from kmemspec.refmodel.context import in_atomic
+from kmemspec.refmodel.errors import SleepInAtomic, UnexpectedGfp
+from kmemspec.refmodel.gfp import GFP, GFP_KERNEL, gfpflags_allow_blocking
+
+
+class _RaisesWarnings(ReferenceAllocator):
+    """Raises the kernel's WARN-class reports (might_sleep in atomic context, kmalloc's Unexpected gfp) and returns nothing."""
+
+    def alloc_pages(self, gfp: int, order: int) -> int | None:
+        if gfpflags_allow_blocking(gfp) and in_atomic(self.env.context):
+            raise SleepInAtomic("sleeping function called from invalid context")
+        return super().alloc_pages(gfp, order)
+
+    def kmalloc(self, size: int, gfp: int) -> int | None:
+        if gfp & (GFP.HIGHMEM | GFP.DMA32):
+            raise UnexpectedGfp(f"Unexpected gfp: {gfp & (GFP.HIGHMEM | GFP.DMA32):#x}. Fix your code!")
+        return super().kmalloc(size, gfp)
+
+
+def _raises_warnings(machine, env):
+    return _RaisesWarnings(machine, env)
+
+
+def test_a_raised_might_sleep_report_does_not_excuse_a_nofail_null():
+    # kernel/sched/core.c __might_resched only prints; __alloc_pages_slowpath then serves __GFP_NOFAIL.
+    iut = Lockstep(_raises_warnings, "tiny")
+    iut.set_context(Context.HARDIRQ)
+    with pytest.raises(ConformanceFailure, match="NOFAIL-NEVER-NULL"):
+        iut.alloc_pages(GFP_KERNEL | GFP.NOFAIL, 0)
+
+
+class _RaisesWarningsUnclaimed(_RaisesWarnings):
+    claims = ReferenceAllocator.claims - {"BUDDY-NO-SPURIOUS-FAIL"}
+
+
+def test_a_raised_might_sleep_report_is_judged_as_a_report_and_a_null():
+    # Where NULL is allowed, the raise passes as the report the kernel prints; where it is not, the NULL fails.
+    iut = Lockstep(lambda m, env: _RaisesWarningsUnclaimed(m, env), "tiny")
+    iut.set_context(Context.SOFTIRQ)
+    assert iut.alloc_pages(GFP_KERNEL, 0) is None
+    assert iut.coverage["CTX-MIGHT-SLEEP"] == 1 and not iut.failed
+    iut = Lockstep(_raises_warnings, "tiny")
+    iut.set_context(Context.SOFTIRQ)
+    with pytest.raises(ConformanceFailure, match="BUDDY-NO-SPURIOUS-FAIL"):
+        iut.alloc_pages(GFP_KERNEL, 0)
+
+
+def test_a_raised_unexpected_gfp_does_not_excuse_a_null_kmalloc():
+    # mm/slab_common.c kmalloc_fix_flags: the flags are fixed up and the allocation goes on.
+    iut = Lockstep(_raises_warnings, "tiny")
+    with pytest.raises(ConformanceFailure, match="SLAB-NO-SPURIOUS-FAIL|NOFAIL-NEVER-NULL"):
+        iut.kmalloc(64, GFP_KERNEL | GFP.HIGHMEM | GFP.NOFAIL)
+
+
+def test_x86_32_virt_addr_valid_rejects_vmalloc_and_fixmap_addresses():
+    # arch/x86/mm/physaddr.c __virt_addr_valid (32-bit): not is_vmalloc_addr(), below FIXADDR_START, then pfn_valid().
+    m = load_machine("x86_32")  # 2 GiB: lowmem to 0xf77fe000, vmalloc [0xf7ffe000, 0xff7fe000)
+    assert m.virt_to_pfn(0xF8000000) is None and m.virt_to_pfn(m.vmalloc_start) is None
+    assert m.virt_to_pfn(m.fixaddr_start) is None and m.virt_to_pfn(0xFFFFF000) is None
+    # The 8 MiB gap above high_memory and the pkmap area above VMALLOC_END are not checked: highmem PFNs.
+    assert m.virt_to_pfn(m.high_memory) == m.max_low_pfn
+    assert m.virt_to_pfn(0xFF800000) == 0x3F800
+
+
+def test_x86_32_free_pages_of_a_vmalloc_address_is_a_bad_address():
+    iut = Lockstep(load_impl("reference").factory, "x86_32")
+    iut.free_pages_addr(0xF8000000, 0)  # the correct report: BadAddress, and nothing changes
+    assert iut.coverage["API-FREE-BAD-ADDRESS"] == 1 and not iut.failed
