@@ -115,7 +115,7 @@ class KmallocModel:
             return Expectation(Outcome.MUST_FAIL, "KMALLOC-MAX-SIZE", f"{size} bytes is above KMALLOC_MAX_SIZE {kmalloc_max_size(m)}",
                                also_report=(UnexpectedGfp,) if slab_gfp_bug(gfp) else ())
         bucket = kmalloc_size_roundup(size, m)
-        if not self.slab.liveness_judged:
+        if not self.slab.liveness_judged(gfp):
             return self.slab.expect_object(bucket, gfp, ctx)
         fixed = gfp & ~GFP_SLAB_BUG_MASK
         if size > kmalloc_max_cache_size(m):  # ___kmalloc_large_node: alloc_pages(flags | __GFP_COMP)

@@ -84,9 +84,9 @@ class SlabModel(SlabLayer):
 
 def _configured(machine: Machine, pages: PageAllocModel, config: Configuration) -> SlabModel:
     """The oracle for an implementation: exact where it shows its slabs; slab liveness judged where it claims it."""
-    liveness: frozenset[str] = frozenset()
-    if binds("SLAB-NO-SPURIOUS-FAIL", config.claims):  # else no slab allocation is ever required: no page query per kmalloc
-        liveness = frozenset(r for r in ("BUDDY-NO-SPURIOUS-FAIL", "NOFAIL-NEVER-NULL") if binds(r, config.claims))
+    # Without SLAB-NO-SPURIOUS-FAIL only a blocking __GFP_NOFAIL allocation is required: no page query per kmalloc.
+    liveness = frozenset(r for r in ("BUDDY-NO-SPURIOUS-FAIL", "NOFAIL-NEVER-NULL") if binds(r, config.claims)
+                         and (r == "NOFAIL-NEVER-NULL" or binds("SLAB-NO-SPURIOUS-FAIL", config.claims)))
     return SlabModel(machine, pages, exact="slab_info" in config.capabilities, page_liveness=liveness)
 
 

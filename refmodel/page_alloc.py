@@ -278,7 +278,7 @@ class PageAllocModel:
         mm/page_alloc.c __zone_watermark_ok with the slow path's flags
         (gfp_to_alloc_flags): ALLOC_MIN_RESERVE (= __GFP_HIGH) halves min,
         ALLOC_NON_BLOCK (no direct reclaim, no __GFP_NOMEMALLOC) then takes
-        a quarter more; __GFP_MEMALLOC and __GFP_NOFAIL may use the reserves.
+        a quarter more; __GFP_MEMALLOC and a blocking __GFP_NOFAIL may use the reserves.
         """
         gfp = alloc_mask(gfp, logical)
         if may_ignore_min(gfp):
@@ -470,8 +470,8 @@ RULES: tuple[Rule, ...] = (
        "mm/page_alloc.c get_page_from_freelist / __zone_watermark_ok (ALLOC_WMARK_LOW fast path), __alloc_pages_slowpath (its first retry at ALLOC_WMARK_MIN with gfp_to_alloc_flags), __gfp_pfmemalloc_flags", claimable=True),
     Rule("NOFAIL-NEVER-NULL", "pages", Level.LIVENESS, "a blocking __GFP_NOFAIL allocation of order <= MAX_PAGE_ORDER does not return NULL while an eligible block is free (the kernel retries for ever; a model allocator must reach into its reserves)",
        "mm/page_alloc.c __alloc_pages_slowpath (nopage: retry for ever), __alloc_pages_may_oom (ALLOC_NO_WATERMARKS fallback)"),
-    Rule("WMARK-RESERVES-KEPT", "pages", Level.POLICY, "an allocation without __GFP_MEMALLOC or __GFP_NOFAIL takes a block from zone z only while free - (2^order - 1) > min + lowmem_reserve[gfp_zone], min halved for __GFP_HIGH and cut by a further quarter when the flags cannot block",
-       "mm/page_alloc.c __zone_watermark_ok (ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK), gfp_to_alloc_flags, setup_per_zone_lowmem_reserve"),
+    Rule("WMARK-RESERVES-KEPT", "pages", Level.POLICY, "an allocation without __GFP_MEMALLOC or a blocking __GFP_NOFAIL takes a block from zone z only while free - (2^order - 1) > min + lowmem_reserve[gfp_zone], min halved for __GFP_HIGH and cut by a further quarter when the flags cannot block",
+       "mm/page_alloc.c __zone_watermark_ok (ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK), gfp_to_alloc_flags, setup_per_zone_lowmem_reserve, __alloc_pages_slowpath (nopage: no reserve for a NOFAIL that cannot reclaim)"),
     Rule("GFP-ZONE-BAD", "pages", Level.DETECTION, "a GFP mask with more than one of __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM reports InvalidGfp",
        "include/linux/gfp.h gfp_zone (GFP_ZONE_BAD, VM_BUG_ON under DEBUG_VM)"),
     Rule("BUDDY-DOUBLE-FREE", "pages", Level.DETECTION, "freeing pages that are already free reports DoubleFree and changes nothing",

@@ -199,7 +199,8 @@ class SlabLayer:
     def __init__(self, machine: Machine, pages: PageAllocModel, *, exact: bool = False, page_liveness: frozenset[str] = frozenset()) -> None:
         """``exact``: the implementation shows its slabs (capability slab_info), so page liveness stays exact.
         ``page_liveness``: the page rules that bind the implementation; a slab allocation must succeed only where one
-        of them says its pages must (SLAB-NO-SPURIOUS-FAIL). Empty, the default, when that rule is not claimed."""
+        of them says its pages must. BUDDY-NO-SPURIOUS-FAIL is in it only where SLAB-NO-SPURIOUS-FAIL is claimed;
+        NOFAIL-NEVER-NULL, which binds everyone, holds a blocking __GFP_NOFAIL object allocation to its pages."""
         self.machine, self.pages = machine, pages
         self.exact, self.page_liveness = exact, page_liveness
         self.caches: dict[int, Cache] = {}
@@ -229,10 +230,12 @@ class SlabLayer:
         """The highest live object other than ``ignore`` overlapping [start, end), or None (objects are disjoint)."""
         return self.objects.last_overlapping(start, end, ignore=ignore)
 
-    @property
-    def liveness_judged(self) -> bool:
-        """SLAB-NO-SPURIOUS-FAIL is judged: claimed (page_liveness set) and every slab page visible (exact)."""
-        return self.exact and bool(self.page_liveness)
+    def liveness_judged(self, gfp: int) -> bool:
+        """Whether an allocation with ``gfp`` may be required to succeed: every slab page is visible (exact), and
+        SLAB-NO-SPURIOUS-FAIL is claimed or ``gfp`` is a blocking __GFP_NOFAIL (NOFAIL-NEVER-NULL binds everyone)."""
+        if not self.exact or not self.page_liveness:
+            return False
+        return "BUDDY-NO-SPURIOUS-FAIL" in self.page_liveness or bool(gfp & GFP_INT.NOFAIL and gfpflags_allow_blocking(gfp))
 
     def slab_of(self, addr: int) -> int | None:
         """The first pfn of the reported slab block holding ``addr``, or None."""
@@ -245,7 +248,7 @@ class SlabLayer:
     def expect_cache_alloc(self, cid: int, gfp: int, ctx: Context) -> Expectation:
         """What kmem_cache_alloc(cache, gfp) may do (mm/slub.c slab_alloc_node); the cache's own zone is no misuse."""
         cache = self.caches[cid]
-        stride = cache.plain_stride if self.liveness_judged else None
+        stride = cache.plain_stride if self.liveness_judged(gfp) else None
         need = None if stride is None else (get_order(stride, self.machine.page_shift), (gfp & GFP_SLAB_KEEP) | cache.zone_gfp | GFP_INT.COMP,
                                             f"a new slab of {stride}-byte objects")
         return self.expect_object(cache.object_size, gfp, ctx, need)
@@ -264,7 +267,9 @@ class SlabLayer:
             order, page_gfp, what = need
             pages = self.pages.expect_alloc(page_gfp, order, logical=True)
             if pages.outcome is Outcome.MUST_SUCCEED and pages.rule_id in self.page_liveness:
-                outcome = Expectation(Outcome.MUST_SUCCEED, "SLAB-NO-SPURIOUS-FAIL",
+                # mm/slub.c allocate_slab: after the preferred order, s->min with the caller's flags, __GFP_NOFAIL kept.
+                rule_id = "NOFAIL-NEVER-NULL" if pages.rule_id == "NOFAIL-NEVER-NULL" else "SLAB-NO-SPURIOUS-FAIL"
+                outcome = Expectation(Outcome.MUST_SUCCEED, rule_id,
                                       f"{what} takes an order-{order} block ({format_gfp(page_gfp)}) and {pages.reason}")
         if gfpflags_allow_blocking(gfp) and in_atomic(ctx):
             also = (UnexpectedGfp,) if slab_gfp_bug(gfp) else ()

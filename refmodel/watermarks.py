@@ -97,8 +97,13 @@ def watermark_free_ok(nr_free: int, order: int, mark: int, lowmem_reserve: int) 
 
 
 def may_ignore_min(gfp: int) -> bool:
-    """__GFP_MEMALLOC (without __GFP_NOMEMALLOC) and __GFP_NOFAIL may take pages below the min watermark."""
-    return bool((gfp & _MEMALLOC and not gfp & _NOMEMALLOC) or gfp & _NOFAIL)
+    """__GFP_MEMALLOC (without __GFP_NOMEMALLOC) and a blocking __GFP_NOFAIL may take pages below the min watermark.
+
+    mm/page_alloc.c __alloc_pages_slowpath, nopage: a __GFP_NOFAIL request that
+    cannot reclaim goes to fail with no extra reserve; one that can retries
+    for ever (the model's stand-in for the OOM killer freeing memory).
+    """
+    return bool((gfp & _MEMALLOC and not gfp & _NOMEMALLOC) or (gfp & _NOFAIL and gfpflags_allow_blocking(gfp)))
 
 
 def min_watermark(wmin: int, gfp: int) -> int:

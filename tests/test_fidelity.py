@@ -11,7 +11,8 @@ from kmemspec.harness.impls.reference import ReferenceAllocator
 from kmemspec.refmodel import ConformanceFailure, Context, load_machine
 from kmemspec.refmodel.context import in_atomic
 from kmemspec.refmodel.errors import SleepInAtomic, UnexpectedGfp
-from kmemspec.refmodel.gfp import GFP, GFP_KERNEL, gfpflags_allow_blocking
+from kmemspec.refmodel.gfp import GFP, GFP_KERNEL, GFP_NOWAIT, ZoneType, gfpflags_allow_blocking
+from kmemspec.refmodel.page_alloc import PageAllocModel
 
 
 class _RaisesWarnings(ReferenceAllocator):
@@ -77,3 +78,43 @@ def test_x86_32_free_pages_of_a_vmalloc_address_is_a_bad_address():
     iut = Lockstep(load_impl("reference").factory, "x86_32")
     iut.free_pages_addr(0xF8000000, 0)  # the correct report: BadAddress, and nothing changes
     assert iut.coverage["API-FREE-BAD-ADDRESS"] == 1 and not iut.failed
+
+
+class _NofailSlabGivesUp(ReferenceAllocator):
+    """Shows its slabs, does not claim SLAB-NO-SPURIOUS-FAIL, and gives up on a __GFP_NOFAIL object."""
+
+    claims = ReferenceAllocator.claims - {"SLAB-NO-SPURIOUS-FAIL"}
+
+    def kmalloc(self, size: int, gfp: int) -> int | None:
+        return None if gfp & GFP.NOFAIL else super().kmalloc(size, gfp)
+
+    def kmem_cache_alloc(self, cache: int, gfp: int) -> int | None:
+        return None if gfp & GFP.NOFAIL else super().kmem_cache_alloc(cache, gfp)
+
+
+@pytest.mark.parametrize("size", [64, 3 * 4096])  # a kmalloc-64 slab; a large kmalloc (pages with the caller's flags)
+def test_a_blocking_nofail_kmalloc_never_returns_null_where_the_slabs_are_shown(size):
+    # mm/slub.c allocate_slab retries s->min with the caller's flags; ___kmalloc_large_node passes them to alloc_pages.
+    iut = Lockstep(lambda m, env: _NofailSlabGivesUp(m, env), "tiny")
+    assert iut.kmalloc(size, GFP_KERNEL) is not None  # without NOFAIL, NULL would be allowed: the rule is unclaimed
+    with pytest.raises(ConformanceFailure, match="NOFAIL-NEVER-NULL"):
+        iut.kmalloc(size, GFP_KERNEL | GFP.NOFAIL)
+
+
+def test_a_blocking_nofail_cache_alloc_never_returns_null():
+    iut = Lockstep(lambda m, env: _NofailSlabGivesUp(m, env), "tiny")
+    cache = iut.kmem_cache_create("nofail", 200, 0, 0)
+    with pytest.raises(ConformanceFailure, match="NOFAIL-NEVER-NULL"):
+        iut.kmem_cache_alloc(cache, GFP_KERNEL | GFP.NOFAIL)
+
+
+def test_a_nofail_that_cannot_reclaim_gets_no_extra_reserve():
+    # mm/page_alloc.c __alloc_pages_slowpath, nopage: !can_direct_reclaim goes to fail; only a blocking NOFAIL loops.
+    model = PageAllocModel(load_machine("tiny-wmark"))  # ZONE_DMA: min 2
+    dma = model.free_area[ZoneType.DMA]
+    while model.nr_free[ZoneType.DMA] > 2:
+        model.adopt_alloc(GFP_KERNEL | GFP.DMA, 0, min(next(s for s in dma if s)))
+    pfn = min(next(s for s in dma if s))
+    model.check_reserves(GFP_KERNEL | GFP.DMA | GFP.NOFAIL, 0, pfn)  # may reach below min
+    with pytest.raises(ConformanceFailure, match="WMARK-RESERVES-KEPT"):
+        model.check_reserves(GFP_NOWAIT | GFP.DMA | GFP.NOFAIL, 0, pfn)
