@@ -13,6 +13,7 @@ from kmemspec.refmodel.context import in_atomic
 from kmemspec.refmodel.errors import SleepInAtomic, UnexpectedGfp
 from kmemspec.refmodel.gfp import GFP, GFP_KERNEL, GFP_NOWAIT, ZoneType, gfpflags_allow_blocking
 from kmemspec.refmodel.page_alloc import PageAllocModel
+from kmemspec.refmodel.slab import SlabFlag
 
 
 class _RaisesWarnings(ReferenceAllocator):
@@ -118,3 +119,22 @@ def test_a_nofail_that_cannot_reclaim_gets_no_extra_reserve():
     model.check_reserves(GFP_KERNEL | GFP.DMA | GFP.NOFAIL, 0, pfn)  # may reach below min
     with pytest.raises(ConformanceFailure, match="WMARK-RESERVES-KEPT"):
         model.check_reserves(GFP_NOWAIT | GFP.DMA | GFP.NOFAIL, 0, pfn)
+
+
+class _KsizeIsTheStride(ReferenceAllocator):
+    """ksize answers the whole slot, red zone included."""
+
+    def ksize(self, addr: int) -> int:
+        n = super().ksize(addr)
+        return n + 16 if n and addr in self._blocks and self._blocks[addr][0] else n
+
+
+def test_ksize_of_a_red_zoned_object_is_its_object_size():
+    # mm/slab.h slab_ksize: SLAB_RED_ZONE | SLAB_POISON under SLUB debugging give s->object_size.
+    iut = Lockstep(lambda m, env: _KsizeIsTheStride(m, env), "tiny")
+    plain = iut.kmem_cache_create("plain", 40, 0, 0)
+    assert iut.ksize(iut.kmem_cache_alloc(plain, GFP_KERNEL)) >= 40  # without debugging the padding is usable
+    cache = iut.kmem_cache_create("rz", 40, 0, int(SlabFlag.RED_ZONE))
+    obj = iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    with pytest.raises(ConformanceFailure, match="KSIZE-COVERS.*object size 40"):
+        iut.ksize(obj)

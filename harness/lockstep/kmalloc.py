@@ -15,6 +15,7 @@ from ...refmodel.errors import InvalidArgument, SleepInAtomic, UnexpectedGfp
 from ...refmodel.gfp import GFP_INT, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
 from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_min_align, kmalloc_size_roundup
+from ...refmodel.slab import SlabFlag
 from ._checker import Checker, Lazy, call_text, register_checker
 from .slab import SlabLayer
 
@@ -150,6 +151,12 @@ class KmallocChecker(Checker):
         d.coverage["KSIZE-COVERS"] += 1
         if n < obj.size:
             raise d.fail("KSIZE-COVERS", f"ksize({addr:#x}) returned {n}, less than the {obj.size} bytes asked for")
+        if obj.cache is not None and "slab_debug" in d.capabilities:
+            cache = d.slab.caches[obj.cache]
+            if cache.flags & (SlabFlag.RED_ZONE | SlabFlag.POISON) and n != cache.object_size:
+                # mm/slab.h slab_ksize: with SLUB debugging the bytes after the object are its red zone or padding.
+                raise d.fail("KSIZE-COVERS", f"ksize({addr:#x}) returned {n}; an object of cache {cache.name}, which has "
+                                             f"SLAB_RED_ZONE or SLAB_POISON, has ksize = its object size {cache.object_size}")
         other = d.slab.overlapping(addr, addr + n, ignore=addr)
         if other is not None:
             raise d.fail("KSIZE-COVERS", f"ksize({addr:#x}) returned {n}, but [{addr:#x}, {addr + n:#x}) overlaps {other.describe()}")
