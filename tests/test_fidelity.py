@@ -11,7 +11,7 @@ from kmemspec.harness.impls.reference import ReferenceAllocator
 from kmemspec.refmodel import ConformanceFailure, Context, load_machine
 from kmemspec.refmodel.context import in_atomic
 from kmemspec.refmodel.errors import SleepInAtomic, UnexpectedGfp
-from kmemspec.refmodel.gfp import GFP, GFP_KERNEL, GFP_NOWAIT, ZoneType, gfpflags_allow_blocking
+from kmemspec.refmodel.gfp import GFP, GFP_ATOMIC, GFP_KERNEL, GFP_NOWAIT, ZoneType, gfpflags_allow_blocking
 from kmemspec.refmodel.page_alloc import PageAllocModel
 from kmemspec.refmodel.slab import SlabFlag
 
@@ -138,3 +138,22 @@ def test_ksize_of_a_red_zoned_object_is_its_object_size():
     obj = iut.kmem_cache_alloc(cache, GFP_KERNEL)
     with pytest.raises(ConformanceFailure, match="KSIZE-COVERS.*object size 40"):
         iut.ksize(obj)
+
+
+class _KreallocQuiet(ReferenceAllocator):
+    """krealloc without might_alloc(): a move in atomic context with blocking flags is not reported."""
+
+    def krealloc(self, addr: int, size: int, gfp: int) -> int | None:
+        reports = list(self.env.reports)
+        out = super().krealloc(addr, size, gfp)
+        self.env.reports[:] = reports
+        return out
+
+
+def test_a_krealloc_that_moves_in_atomic_context_reports_might_sleep():
+    # mm/slab_common.c __do_krealloc: a move is kmalloc_node_track_caller(new_size, flags), which runs might_alloc().
+    iut = Lockstep(lambda m, env: _KreallocQuiet(m, env), "tiny")
+    obj = iut.kmalloc(16, GFP_ATOMIC)
+    iut.set_context(Context.SOFTIRQ)
+    with pytest.raises(ConformanceFailure, match="CTX-MIGHT-SLEEP.*moved"):
+        iut.krealloc(obj, 2000, GFP_KERNEL)

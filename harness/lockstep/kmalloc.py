@@ -103,7 +103,7 @@ class KmallocChecker(Checker):
                 raise d.fail("KREALLOC", f"{what} returned {result!r}; krealloc(p, 0) frees p and returns ZERO_SIZE_PTR ({ZERO_SIZE_PTR:#x})")
             self.layer.drop(addr)
             return ZERO_SIZE_PTR
-        e = d.slab.expect_kmalloc(size, gfp, d.env.context)
+        e = moved = d.slab.expect_kmalloc(size, gfp, d.env.context)
         if e.report in (UnexpectedGfp, SleepInAtomic):
             # In place, krealloc reaches neither might_alloc() nor kmalloc_fix_flags
             # (mm/slab_common.c __do_krealloc): a report is allowed, not required.
@@ -119,6 +119,8 @@ class KmallocChecker(Checker):
         if e.outcome is Outcome.MUST_FAIL:
             raise d.fail(e.rule_id, f"{what} returned {new:#x}, but {e.reason}: it must return NULL")
         expected = d.contents.object_head(addr, min(old.size, size))
+        if new != addr:
+            self._reported_on_move(moved, what)
         if new == addr:
             d.slab.check_free_of_objects(addr, addr + size, what, ignore=addr)
             self.layer.check_no_page_block(addr, size, what)
@@ -133,6 +135,16 @@ class KmallocChecker(Checker):
         d.contents.write_object(d.slab.objects[new])
         step.result = d.names.bind_object(new)
         return new
+
+    def _reported_on_move(self, e: Expectation, what: str | Lazy) -> None:
+        """A krealloc that moved allocated through kmalloc (mm/slab_common.c __do_krealloc): its might_alloc()
+        splat and its Unexpected gfp are required where claimed, as for kmalloc."""
+        d = self.d
+        if e.report not in (UnexpectedGfp, SleepInAtomic) or e.report_rule not in d.claims:
+            return
+        if not any(isinstance(r, e.report) for r in d.env.reports):
+            raise d.fail(e.report_rule, f"{what} moved the object, so it allocated a new one with kmalloc: {e.misuse}, "  # type: ignore[arg-type]
+                                        f"which must be reported as {e.report.__name__} ({d.label} claims {e.report_rule}); nothing was reported")
 
     def ksize(self, addr: int) -> int:
         """ksize(p): the usable size of a live object; 0 for NULL and ZERO_SIZE_PTR."""
