@@ -163,6 +163,8 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
     close = getattr(probe, "close", None)
     if callable(close):
         close()
+    if progress is not None:  # before the search, so that a crash of an in-process implementation cannot lose it
+        print(f"kmemspec: checking {impl.label} on {machine_spec} with seed {chosen}", file=progress, flush=True)
     result = CheckResult(impl.spec, impl.label, machine, machine_spec, profile, chosen, caps, claims, impl.transport, impl.isolated)
     bar = _Progress(result, progress)
     target = Target(impl.factory, impl.label, machine, caps, claims, bar.example, bar.teardown)
