@@ -101,7 +101,9 @@ class ReferenceAllocator:
         zones = [z for z in self.model.eligible_zones(gfp) if self.model.has_free_block(z, order)]
         if logical:
             zones = [z for z in zones if self.machine.zone(z).end_pfn <= self.machine.max_low_pfn]
-        ok = [z for z in zones if self.model.watermark_ok(z, order, high)] or zones
+        # The fast path's low mark, then the slow path's retry at min (as the flags lower it), then any free block.
+        ok = ([z for z in zones if self.model.watermark_ok(z, order, high)]
+              or [z for z in zones if self.model.min_watermark_ok(z, order, high, gfp)] or zones)
         area = self.model.free_area[ok[0]]
         k = next(k for k in range(order, self.model.max_order + 1) if area[k])
         return min(area[k])

@@ -55,6 +55,7 @@ class Lockstep:
         self.label = label
         self.failure: ConformanceFailure | None = None  # the first broken rule, once one is
         self.trace: list[Step] = []
+        self.step_reports: list[Violation] = []  # what the last step's call reported (raised included)
         try:
             self.iut, self.capabilities, self.claims = build_iut(make, self.machine, self.env, label)
         except TransportFailure as t:  # a child process that died or hung while starting this example
@@ -188,6 +189,8 @@ class Lockstep:
             raise self.fail("CTX-NO-SLEEP", f"the implementation slept (env.sleep()) in a call whose GFP flags "
                                             f"({format_gfp(gfp) if gfp is not None else 'a free'}) do not allow blocking")
         reports = list(self.env.reports) + ([raised] if raised is not None else [])
+        if e is not None:  # a step's own call, not an introspection after it (slabs(), free_area())
+            self.step_reports = reports
         self._judge_reports(e, reports, raised is not None, false_report_rule)
         return result, raised is not None and (raised.fatal or (e is not None and e.fatal))
 

@@ -142,7 +142,7 @@ class KmallocChecker(Checker):
         d = self.d
         if e.report not in (UnexpectedGfp, SleepInAtomic) or e.report_rule not in d.claims:
             return
-        if not any(isinstance(r, e.report) for r in d.env.reports):
+        if not any(isinstance(r, e.report) for r in d.step_reports):
             raise d.fail(e.report_rule, f"{what} moved the object, so it allocated a new one with kmalloc: {e.misuse}, "  # type: ignore[arg-type]
                                         f"which must be reported as {e.report.__name__} ({d.label} claims {e.report_rule}); nothing was reported")
 
