@@ -194,7 +194,9 @@ def protocol_schema() -> dict[str, Any]:
                        "each operation's x-result gives the shape of its reply's result. A peer that answers hello with protocol 1 "
                        "gets protocol 1's requests: the same fields, with the arguments beside op instead of inside args.",
         "$defs": {
-            "uint": {"type": "integer", "minimum": 0},
+            "uint": {"type": "integer", "minimum": 0, "maximum": 18446744073709551615,
+                     "description": "an unsigned 64-bit integer: addresses (x86_64's PAGE_OFFSET is above 2^63) need all 64 bits, "
+                                    "beyond JavaScript's 2^53 exact numbers; parse with a 64-bit or big-integer JSON reader"},
             "gfp": {"description": "a GFP mask (include/linux/gfp_types.h bits; kmemspec_iut.h)", "$ref": "#/$defs/uint"},
             "context": {"description": "the caller's preempt_count: 0 process, 1 atomic, 0x100 softirq, 0x10000 hardirq", "$ref": "#/$defs/uint"},
             "hex": {"type": "string", "pattern": "^([0-9a-fA-F]{2})*$"},
