@@ -128,7 +128,7 @@ def _check(args: argparse.Namespace) -> int:
     doc = write_reports(result, out_dir, expectation_results=comparison.to_json() if comparison else None)
     s = doc["summary"]
     verdict = "conforming" if result.conforming else "NOT conforming"
-    print(f"{impl.label} on {machine.name}: {verdict}: {s['pass']} pass, {s['fail']} fail, {s['not claimed']} not claimed, "
+    print(f"{impl.label} on {result.machine_spec}: {verdict}: {s['pass']} pass, {s['fail']} fail, {s['not claimed']} not claimed, "
           f"{s['not applicable']} not applicable, {s['not exercised']} not exercised (seed {result.seed}, {result.examples} examples, {result.seconds:.1f}s)")
     for note in result.notes:
         print(f"note: {note}")

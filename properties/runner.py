@@ -120,7 +120,7 @@ class _Progress:
             return
         self.last = now
         r = self.result
-        line = (f"kmemspec: {r.label} on {r.machine.name} [{r.profile.name}]: {r.examples} examples "
+        line = (f"kmemspec: {r.label} on {r.machine_spec} [{r.profile.name}]: {r.examples} examples "
                 f"(target {r.profile.max_examples}), {r.steps} steps, {now - self.start:.1f}s")
         if self.tty:
             self.stream.write("\r" + line + ("\n" if final else ""))
