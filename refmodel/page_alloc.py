@@ -143,6 +143,21 @@ class PageAllocModel:
             return False
         return self.has_free_block(zone, order)
 
+    def free_block_hint(self, gfp: int, order: int, *, logical: bool = False) -> str:
+        """A free block the model holds for alloc_pages(gfp, order), for a liveness failure's message ("" if none).
+
+        Costs a scan of one free list, so it runs only when a failure is reported.
+        """
+        gfp = alloc_mask(gfp, logical)
+        for t in self.eligible_zones(gfp):
+            if logical and not self._zone_is_lowmem(t):
+                continue
+            k = next((k for k in range(order, self.max_order + 1) if self.free_area[t][k]), None)
+            if k is not None:
+                pfn = min(self.free_area[t][k])
+                return f"pfn {pfn:#x}-{pfn + (1 << k) - 1:#x} (an order-{k} block of ZONE_{t.name}) is free in the model"
+        return ""
+
     def min_watermark_ok(self, zone: ZoneType, order: int, highest: ZoneType, gfp: int) -> bool:
         """Fact WMARK-OK with the slow path's first retry (mm/page_alloc.c __alloc_pages_slowpath, rule BUDDY-NO-SPURIOUS-FAIL).
 

@@ -157,3 +157,16 @@ def test_a_krealloc_that_moves_in_atomic_context_reports_might_sleep():
     iut.set_context(Context.SOFTIRQ)
     with pytest.raises(ConformanceFailure, match="CTX-MIGHT-SLEEP.*moved"):
         iut.krealloc(obj, 2000, GFP_KERNEL)
+
+
+class _Leaky(ReferenceAllocator):
+    """Loses every order-0 request: the pages stay free in the model."""
+
+    def alloc_pages(self, gfp: int, order: int) -> int | None:
+        return None if order == 0 else super().alloc_pages(gfp, order)
+
+
+def test_a_liveness_failure_names_a_block_the_model_holds_free():
+    iut = Lockstep(lambda m, env: _Leaky(m, env), "tiny")
+    with pytest.raises(ConformanceFailure, match=r"BUDDY-NO-SPURIOUS-FAIL.*pfn 0x[0-9a-f]+-0x[0-9a-f]+ \(an order-\d+ block of ZONE_NORMAL\) is free in the model"):
+        iut.alloc_pages(GFP_KERNEL, 0)
