@@ -441,7 +441,9 @@ def _check_direct_map(m: Machine) -> None:
     vs, ve, fs = m.vmalloc_start, m.vmalloc_end, m.fixaddr_start
     assert vs is not None and ve is not None and fs is not None
     if not m.high_memory <= vs < ve <= top:
-        raise InvalidMachine(f"vmalloc_start, vmalloc_end: [{vs:#x}, {ve:#x}) must be a non-empty range between high_memory {m.high_memory:#x} and {top:#x}")
+        raise InvalidMachine(f"vmalloc_start, vmalloc_end: [{vs:#x}, {ve:#x}) must be a non-empty range between high_memory {m.high_memory:#x} "
+                             f"and {top:#x}; on 32-bit lowmem ends below VMALLOC_END - PAGE_OFFSET - 128 MiB (MAXMEM): lower max_low_pfn "
+                             "or give vmalloc_start and vmalloc_end")
     if not ve <= fs < top or fs % m.page_size:
         raise InvalidMachine(f"fixaddr_start: {fs:#x} must be a page-aligned address at or above vmalloc_end {ve:#x} and below {top:#x}")
 
