@@ -43,7 +43,7 @@ from .errors import (
 from .expectation import Expectation, Outcome
 from .gfp import GFP_INT, format_gfp, gfpflags_allow_blocking, zonelist_eligible
 from .machine import Machine
-from .page_alloc import PageAllocModel, get_order
+from .page_alloc import LiveBlock, PageAllocModel, get_order
 from .rules import Level, Rule
 from ._subsystem import Kind, Returns, op
 
@@ -90,7 +90,15 @@ class SlabFlag(enum.IntFlag):
     RECLAIM_ACCOUNT = 0x20000
     PANIC = 0x40000
     TYPESAFE_BY_RCU = 0x80000
+    NO_MERGE = 0x1000000
     ACCOUNT = 0x4000000
+
+
+SLAB_NEVER_MERGE: Final = SlabFlag.RED_ZONE | SlabFlag.POISON | SlabFlag.STORE_USER | SlabFlag.TYPESAFE_BY_RCU | SlabFlag.NO_MERGE
+"""Flags that keep a cache from merging (mm/slab_common.c SLAB_NEVER_MERGE; its SLAB_TRACE, SLAB_NOLEAKTRACE and SLAB_FAILSLAB are not in the protocol)."""
+
+SLAB_MERGE_SAME: Final = SlabFlag.RECLAIM_ACCOUNT | SlabFlag.CACHE_DMA | SlabFlag.CACHE_DMA32 | SlabFlag.ACCOUNT
+"""Flags two caches must agree on to merge (mm/slab_common.c SLAB_MERGE_SAME)."""
 
 
 def calculate_alignment(flags: int, align: int, size: int) -> int:
@@ -109,9 +117,25 @@ def calculate_alignment(flags: int, align: int, size: int) -> int:
     return -(-align // 8) * 8
 
 
+def format_slab_flags(flags: int) -> str:
+    """``SLAB_RED_ZONE|SLAB_POISON``, or 0."""
+    names = [f"SLAB_{f.name}" for f in SlabFlag if f & flags]
+    return "|".join(names) or "0"
+
+
+def _align_up(n: int, a: int) -> int:
+    return -(-n // a) * a
+
+
 @dataclass
 class Cache:
-    """A kmem_cache as the model sees it: its geometry and its live objects."""
+    """A kmem_cache as the model sees it: its geometry, its live objects, and the references kmem_cache_create gave out.
+
+    ``refcount`` counts the creates merged into it (mm/slab_common.c
+    __kmem_cache_alias); ``linked`` is False once the last reference was
+    dropped while objects remained (kmem_cache_destroy unlinks it, list_del,
+    and leaks it): it is then no merge target and takes no further destroy.
+    """
 
     cid: int
     name: str
@@ -119,6 +143,8 @@ class Cache:
     align: int
     flags: int
     live: set[int] = field(default_factory=set)
+    refcount: int = 1
+    linked: bool = True
 
     @property
     def poisoned(self) -> bool:
@@ -140,7 +166,42 @@ class Cache:
         (mm/slub.c calculate_sizes; the free pointer lives inside the object). None for the others."""
         if self.flags & (SlabFlag.RED_ZONE | SlabFlag.POISON | SlabFlag.STORE_USER | SlabFlag.TYPESAFE_BY_RCU):
             return None
-        return -(-(-(-self.object_size // 8) * 8) // self.align) * self.align
+        return _align_up(_align_up(self.object_size, 8), self.align)
+
+    def unmergeable(self, size: int, align: int, flags: int) -> str | None:
+        """Why kmem_cache_create(size, align, flags) cannot be an alias of this cache, or None where it may be
+        (mm/slab_common.c find_mergeable, slab_unmergeable; slab_nomerge and a ctor are outside the protocol)."""
+        if flags & SLAB_NEVER_MERGE:
+            return f"the request has {format_slab_flags(flags & SLAB_NEVER_MERGE)}, which never merges (SLAB_NEVER_MERGE)"
+        if not self.linked:
+            return f"cache {self.cid} ({self.name}) was destroyed with objects left: kmem_cache_destroy unlinked it from slab_caches"
+        if self.flags & SLAB_NEVER_MERGE:
+            return f"cache {self.cid} ({self.name}) has {format_slab_flags(self.flags & SLAB_NEVER_MERGE)}, which never merges (SLAB_NEVER_MERGE)"
+        if (flags & SLAB_MERGE_SAME) != (self.flags & SLAB_MERGE_SAME):
+            return (f"the request's SLAB_MERGE_SAME flags ({format_slab_flags(flags & SLAB_MERGE_SAME)}) differ from "
+                    f"cache {self.cid}'s ({format_slab_flags(self.flags & SLAB_MERGE_SAME)})")
+        words = _align_up(size, 8)
+        want = calculate_alignment(flags, align, words)
+        rounded = _align_up(words, want)
+        stride = self.plain_stride
+        assert stride is not None  # a cache without SLAB_NEVER_MERGE flags is plain
+        if rounded > stride:
+            return f"the request's {rounded}-byte objects do not fit cache {self.cid}'s {stride}-byte stride"
+        if stride % want:
+            return f"cache {self.cid}'s {stride}-byte stride is not a multiple of the request's {want}-byte alignment"
+        if stride - rounded >= 8:
+            return f"the request's {rounded}-byte objects would leave a word or more of cache {self.cid}'s {stride}-byte stride unused"
+        return None
+
+    def merge(self, name: str, size: int, align: int, flags: int) -> None:
+        """Take an alias: one more reference; the object grows to the larger size (mm/slab_common.c __kmem_cache_alias).
+
+        Every object then meets both creators' alignment: the stride is a
+        multiple of both, and slabs start on a page.
+        """
+        self.refcount += 1
+        self.object_size = max(self.object_size, size)
+        self.align = max(self.align, calculate_alignment(flags, align, _align_up(size, 8)))
 
     @property
     def zone_gfp(self) -> int:
@@ -313,7 +374,9 @@ class SlabLayer:
     def expect_cache_destroy(self, cid: int, ctx: Context) -> Expectation:
         """kmem_cache_destroy: sleeps (slab_mutex); live objects are reported and stay (mm/slab_common.c)."""
         cache = self.caches[cid]
-        if cache.live:
+        if cache.refcount > 1:
+            base = Expectation(Outcome.MUST_SUCCEED, "SLAB-CACHE-MERGE", f"cache {cid} has {cache.refcount} references: destroy drops one, and nothing else")
+        elif cache.live:
             first = min(cache.live)
             base = Expectation(Outcome.MUST_SUCCEED, "SLAB-DESTROY-BUSY", "", CacheBusy, "SLAB-DESTROY-BUSY", fatal=False,
                                misuse=f"cache {cid} ({cache.name}) still has {len(cache.live)} live objects (the first at {first:#x})")
@@ -330,6 +393,12 @@ class SlabLayer:
         """kmem_cache_create takes slab_mutex (mm/slab_common.c __kmem_cache_create_args); it may fail for memory."""
         base = Expectation(Outcome.MAY_FAIL, "SLAB-CACHE-ALIGN", "creating a cache allocates its kmem_cache")
         return self._may_sleep(base, "kmem_cache_create", ctx)
+
+    def check_alias(self, cid: int, size: int, align: int, flags: int, what: str) -> None:
+        """SLAB-CACHE-MERGE: kmem_cache_create returned live cache ``cid``, which it may only if the request merges into it."""
+        why = self.caches[cid].unmergeable(size, align, flags)
+        if why is not None:
+            raise failure_for("SLAB-CACHE-MERGE", f"{what} returned cache {cid}, a live cache it cannot merge with: {why}; return a new cache id")
 
     def _may_sleep(self, base: Expectation, fn: str, ctx: Context) -> Expectation:
         """SLAB-CACHE-MIGHT-SLEEP: mutex_lock's might_sleep splat in atomic context; the call then goes on."""
@@ -398,7 +467,16 @@ class SlabLayer:
                 raise failure_for("SLAB-NO-OVERLAP", f"{what} returned {addr:#x}, inside the live order-{blk.order} page block at pfn {blk.pfn:#x} (step {blk.step})")
             if self.exact and (blk is None or (cid is not None and self.slab_blocks[blk.pfn][0] not in (cid, 0))):
                 where = "no block the slab layer reports holding" if blk is None else f"the slab at pfn {blk.pfn:#x} of cache {self.slab_blocks[blk.pfn][0]}"
-                raise failure_for("SLAB-INTROSPECT", f"{what} returned {addr:#x}, in pfn {pfn:#x}: {where}")
+                raise failure_for("SLAB-INTROSPECT", f"{what} returned {addr:#x}, in pfn {pfn:#x}: {where}{self._merge_hint(cid, blk)}")
+
+    def _merge_hint(self, cid: int | None, blk: LiveBlock | None) -> str:
+        """Where two caches share slabs and could have merged: how the protocol says so."""
+        other = self.caches.get(self.slab_blocks[blk.pfn][0]) if blk is not None else None
+        mine = self.caches.get(cid) if cid is not None else None
+        if other is None or mine is None or other.unmergeable(mine.object_size, mine.align, mine.flags) is not None:
+            return ""
+        return (f"; each slab has one cache (slab->slab_cache): to merge the two as SLUB does, "
+                f"kmem_cache_create must return cache {other.cid}'s id again (an alias)")
 
     def check_free_of_objects(self, start: int, end: int, what: str, *, ignore: int | None = None) -> None:
         """SLAB-NO-OVERLAP: [start, end) overlaps no live object (but ``ignore``)."""
@@ -498,7 +576,20 @@ class SlabLayer:
         self._taking_pages()
         return cache
 
+    def adopt_alias(self, cid: int, name: str, size: int, align: int, flags: int) -> Cache:
+        cache = self.caches[cid]
+        cache.merge(name, size, align, flags)
+        return cache
+
     def adopt_destroy(self, cid: int) -> None:
+        """kmem_cache_destroy: drop a reference; at the last, a cache with objects stays, unlinked (mm/slab_common.c)."""
+        cache = self.caches[cid]
+        cache.refcount -= 1
+        if cache.refcount:
+            return
+        if cache.live:
+            cache.linked = False
+            return
         del self.caches[cid]
         for listener in self.listeners:
             listener.cache_destroyed(cid)
@@ -513,6 +604,8 @@ RULES: tuple[Rule, ...] = (
        "include/linux/slab.h kmalloc_type (KMALLOC_DMA); mm/slub.c calculate_sizes (s->allocflags)"),
     Rule("SLAB-CACHE-ALIGN", "slab", Level.SAFETY, "a kmem_cache_alloc object is aligned as calculate_alignment() says: the align asked for, SLAB_HWCACHE_ALIGN's cache line (halved while the object fits in half), at least 8",
        "mm/slab_common.c calculate_alignment; include/linux/slab.h ARCH_SLAB_MINALIGN", capability="slab"),
+    Rule("SLAB-CACHE-MERGE", "slab", Level.SAFETY, "kmem_cache_create returns a new cache, or a live cache it may merge with (an alias, as SLUB merges by default): neither has a SLAB_NEVER_MERGE flag, their SLAB_MERGE_SAME flags agree, and the live cache's stride is a multiple of the request's alignment and holds its word-rounded size with less than a word to spare; kmem_cache_destroy of an alias drops one reference and nothing else",
+       "mm/slab_common.c find_mergeable, slab_unmergeable, __kmem_cache_alias, kmem_cache_destroy (s->refcount)", capability="slab"),
     Rule("SLAB-NO-OVERLAP", "slab", Level.SAFETY, "an object overlaps no live object and no live page block; a page block alloc_pages returns holds no live object",
        "mm/slub.c (an object is on the freelist or allocated, never both); mm/page_alloc.c"),
     Rule("SLAB-CONTENTS-INTACT", "slab", Level.SAFETY, "the slab layer never writes a live object: what the caller stored is there until it frees the object",

@@ -170,3 +170,74 @@ def test_a_liveness_failure_names_a_block_the_model_holds_free():
     iut = Lockstep(lambda m, env: _Leaky(m, env), "tiny")
     with pytest.raises(ConformanceFailure, match=r"BUDDY-NO-SPURIOUS-FAIL.*pfn 0x[0-9a-f]+-0x[0-9a-f]+ \(an order-\d+ block of ZONE_NORMAL\) is free in the model"):
         iut.alloc_pages(GFP_KERNEL, 0)
+
+
+# -- cache merging (mm/slab_common.c find_mergeable, __kmem_cache_alias, kmem_cache_destroy) ----------
+
+
+def test_a_merged_cache_is_an_alias_with_references():
+    # SLUB merges a second cache of the same geometry: the same struct kmem_cache, refcount + 1.
+    iut = Lockstep(load_impl("fast").factory, "tiny")
+    a = iut.kmem_cache_create("a", 64, 0, 0)
+    b = iut.kmem_cache_create("b", 60, 0, 0)
+    assert a == b and iut.slab.caches[a].refcount == 2
+    obj = iut.kmem_cache_alloc(b, GFP_KERNEL)
+    iut.kmem_cache_destroy(a)  # drops a reference: nothing reported, the object stays
+    assert obj in iut.slab.objects and iut.coverage["SLAB-DESTROY-BUSY"] == 0
+    iut.kmem_cache_destroy(b)  # the last reference, with an object left: "Slab cache still has objects"
+    assert iut.coverage["SLAB-DESTROY-BUSY"] == 1 and not iut.failed
+
+
+@pytest.mark.parametrize("size,align,flags", [(64, 0, SlabFlag.RED_ZONE), (64, 0, SlabFlag.NO_MERGE), (64, 0, SlabFlag.CACHE_DMA),
+                                              (40, 0, 0), (64, 128, 0), (72, 0, 0)])
+def test_a_request_that_cannot_merge_gets_a_cache_of_its_own(size, align, flags):
+    iut = Lockstep(load_impl("fast").factory, "tiny")
+    a = iut.kmem_cache_create("a", 64, 0, 0)
+    assert iut.kmem_cache_create("b", size, align, int(flags)) != a
+
+
+def test_an_alias_of_a_cache_it_cannot_merge_with_fails_by_its_rule():
+    iut = Lockstep(load_impl("mutant:merge-debug-caches").factory, "tiny")
+    iut.kmem_cache_create("a", 64, 0, 0)
+    with pytest.raises(ConformanceFailure, match="SLAB-CACHE-MERGE.*SLAB_RED_ZONE, which never merges"):
+        iut.kmem_cache_create("b", 64, 0, int(SlabFlag.RED_ZONE))
+
+
+class _Handles:
+    """A slab layer that merges but gives each create a handle of its own: two caches share slabs."""
+
+    def __init__(self, layer):
+        self.layer, self.handles, self.next = layer, {}, 100
+
+    def kmem_cache_create(self, name, size, align, flags):
+        cid = self.layer.kmem_cache_create(name, size, align, flags)
+        self.next += 1
+        self.handles[self.next] = cid
+        return self.next
+
+    def kmem_cache_alloc(self, cid, gfp):
+        return self.layer.kmem_cache_alloc(self.handles[cid], gfp)
+
+    def slabs(self):
+        first = {}
+        for handle, cid in self.handles.items():
+            first.setdefault(cid, handle)
+        return [(first.get(c, c), p, o, u, t) for c, p, o, u, t in self.layer.slabs()]
+
+
+def _handles(machine, env):
+    impl = load_impl("fast").factory(machine, env)
+    layer = _Handles(impl.slab)
+    for op in ("kmem_cache_create", "kmem_cache_alloc", "slabs"):
+        setattr(impl, op, getattr(layer, op))
+    return impl
+
+
+def test_distinct_ids_on_shared_slabs_are_told_to_return_the_alias():
+    # Each slab has one slab_cache: merged caches are one struct kmem_cache, so one id.
+    iut = Lockstep(_handles, "tiny")
+    a = iut.kmem_cache_create("a", 64, 0, 0)
+    b = iut.kmem_cache_create("b", 64, 0, 0)
+    iut.kmem_cache_alloc(a, GFP_KERNEL)
+    with pytest.raises(ConformanceFailure, match=f"SLAB-INTROSPECT.*kmem_cache_create must return cache {a}'s id again"):
+        iut.kmem_cache_alloc(b, GFP_KERNEL)

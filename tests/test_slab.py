@@ -69,8 +69,9 @@ def test_kunit_leak_destroy_is_reported_and_the_object_survives():
     assert cache in iut.slab.caches and obj in iut.slab.objects
     iut.check_contents()
     iut.kmem_cache_free(cache, obj)
-    iut.kmem_cache_destroy(cache)
-    assert cache not in iut.slab.caches
+    # kmem_cache_destroy unlinked and leaked it: a second destroy only takes s->refcount below 0, a misuse the suite does not judge
+    with pytest.raises(InvalidArgument, match="last reference"):
+        iut.kmem_cache_destroy(cache)
 
 
 def test_kunit_leak_destroy_kills_a_cache_that_frees_live_objects():
@@ -107,7 +108,7 @@ def test_interior_pointer_and_page_block_are_invalid_frees():
 def test_wrong_cache():
     iut = _iut()
     a = iut.kmem_cache_create("a", 64, 0, 0)
-    b = iut.kmem_cache_create("b", 64, 0, 0)
+    b = iut.kmem_cache_create("b", 64, 0, int(SlabFlag.NO_MERGE))
     obj = iut.kmem_cache_alloc(a, GFP_KERNEL)
     assert iut.slab.expect_kfree(obj, cid=b).report is WrongCache
     iut.kmem_cache_free(b, obj)

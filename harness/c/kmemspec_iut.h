@@ -109,6 +109,7 @@ enum kmemspec_status {
 #define KMEMSPEC_SLAB_RECLAIM_ACCOUNT	0x20000u
 #define KMEMSPEC_SLAB_PANIC		0x40000u
 #define KMEMSPEC_SLAB_TYPESAFE_BY_RCU	0x80000u
+#define KMEMSPEC_SLAB_NO_MERGE		0x1000000u
 #define KMEMSPEC_SLAB_ACCOUNT		0x4000000u
 
 /* -- the machine ------------------------------------------------------------ */

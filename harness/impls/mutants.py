@@ -19,7 +19,7 @@ from ...refmodel.errors import BadAddress, BadFree, DoubleFree, InvalidGfp
 from ...refmodel.gfp import GFP, GFP_INT, GFP_KERNEL, ZoneType
 from ...refmodel.machine import Machine, PfnRange, Zone
 from ...refmodel.kmalloc import ZERO_SIZE_PTR
-from ...refmodel.slab import SlabFlag
+from ...refmodel.slab import SLAB_NEVER_MERGE, SlabFlag
 from ..protocol import Env
 from ...refmodel.rules import rule_ids
 from .fast import FastBuddy, ZoneState, reserve_min
@@ -786,6 +786,17 @@ class NoOrderFallback(_SlabMutant):
     layer = _NoOrderFallback
 
 
+class _MergeDebugCaches(SlubLayer):
+    def _find_mergeable(self, size: int, align: int, flags: int) -> SlabCache | None:
+        return super()._find_mergeable(size, align, flags & ~SLAB_NEVER_MERGE)
+
+
+class MergeDebugCaches(_SlabMutant):
+    """find_mergeable skips the SLAB_NEVER_MERGE test of the request: a red-zoned or SLAB_NO_MERGE cache becomes an alias of a plain one."""
+
+    layer = _MergeDebugCaches
+
+
 _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("size-class-no-96", SizeClassNo96, "KMALLOC-SIZE-CLASS", "tiny"),
     ("bucket-too-small", BucketTooSmall, "KSIZE-COVERS", "tiny"),
@@ -819,6 +830,7 @@ _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("slab-page-free-accepted", SlabPageFreeAccepted, "SLAB-PAGE-BAD-FREE", "tiny"),
     ("large-kept-after-page-free", LargeKeptAfterPageFree, "SLAB-INTROSPECT", "tiny"),
     ("no-order-fallback", NoOrderFallback, "SLAB-NO-SPURIOUS-FAIL", "tiny"),
+    ("merge-debug-caches", MergeDebugCaches, "SLAB-CACHE-MERGE", "tiny"),
 )
 
 #: In atomic context the GFP_KERNEL refill is first seen as might_sleep's splat, which the caller's GFP_ATOMIC did not earn.

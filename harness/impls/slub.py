@@ -10,7 +10,9 @@ fails); freeing pushes the object back and discards an empty slab once the
 cache already keeps ``min_partial`` partial slabs. kmalloc picks a kmalloc
 cache by size (and ``dma-kmalloc-*`` for GFP_DMA); above
 KMALLOC_MAX_CACHE_SIZE it takes a compound page block. alloc, free and
-kfree's dispatch are O(1) plus the page allocator's cost.
+kfree's dispatch are O(1) plus the page allocator's cost. kmem_cache_create
+merges a compatible request into a live cache (an alias: the same id, one
+more reference) unless ``merge`` is off.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ...refmodel.gfp import GFP_INT
 from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_bucket, kmalloc_max_cache_size, kmalloc_max_size
 from ...refmodel.machine import Machine
 from ...refmodel.page_alloc import get_order
-from ...refmodel.slab import GFP_SLAB_BUG_MASK, GFP_SLAB_KEEP, SlabFlag, calculate_alignment
+from ...refmodel.slab import GFP_SLAB_BUG_MASK, GFP_SLAB_KEEP, SLAB_MERGE_SAME, SLAB_NEVER_MERGE, SlabFlag, calculate_alignment
 from ...refmodel.slab_debug import object_poison
 from ..protocol import Env
 
@@ -72,6 +74,7 @@ class SlabCache:
     slabs: dict[int, Slab] = field(default_factory=dict)  # first pfn -> slab
     partial: dict[int, None] = field(default_factory=dict)  # slabs with a free object, in list order
     live: int = 0
+    refcount: int = 1  # kmem_cache_create calls merged into it; 0 once destroyed with objects left (unlinked)
 
     def objects_per_slab(self, order: int, page_shift: int) -> int:
         return (1 << (order + page_shift)) // self.size
@@ -92,6 +95,8 @@ class SlubLayer:
     prefer_fullest = False
     #: What red zones hold around a live and a free object.
     red_active, red_inactive = SLUB_RED_ACTIVE, SLUB_RED_INACTIVE
+    #: Merge a compatible kmem_cache_create into a live cache, as SLUB does by default; False is slab_nomerge.
+    merge = True
 
     def __init__(self, machine: Machine, env: Env, backend: PageBackend) -> None:
         self.machine, self.env, self.backend = machine, env, backend
@@ -203,9 +208,30 @@ class SlubLayer:
         self.env.might_sleep()  # mutex_lock(&slab_mutex)
         if size <= 0 or size > kmalloc_max_size(self.machine):
             return None
+        alias = self._find_mergeable(size, align, flags) if self.merge else None
+        if alias is not None:  # __kmem_cache_alias
+            alias.refcount += 1
+            alias.object_size = max(alias.object_size, size)
+            alias.inuse = max(alias.inuse, _align(size, 8))
+            return alias.cid
         cache = self._new_cache(name, size, align, flags)
         self.caches[cache.cid] = cache
         return cache.cid
+
+    def _find_mergeable(self, size: int, align: int, flags: int) -> SlabCache | None:
+        """find_mergeable: the oldest live cache whose stride takes the request with less than a word to spare."""
+        if flags & SLAB_NEVER_MERGE:
+            return None
+        size = _align(size, 8)
+        align = calculate_alignment(flags, align, size)
+        size = _align(size, align)
+        for s in self.caches.values():  # in creation order: slab_caches walked from its tail
+            if s.refcount <= 0 or s.flags & SLAB_NEVER_MERGE or size > s.size:
+                continue
+            if (flags & SLAB_MERGE_SAME) != (s.flags & SLAB_MERGE_SAME) or s.size & (align - 1) or s.size - size >= 8:
+                continue
+            return s
+        return None
 
     def kmem_cache_alloc(self, cid: int, gfp: int) -> int | None:
         gfp = int(gfp)
@@ -224,6 +250,9 @@ class SlubLayer:
     def kmem_cache_destroy(self, cid: int) -> None:
         self.env.might_sleep()
         cache = self.caches[cid]
+        cache.refcount -= 1
+        if cache.refcount:
+            return
         if cache.live:
             self.env.report(CacheBusy(f"{cache.name}: Slab cache still has objects when called from kmem_cache_destroy ({cache.live} objects remaining)"))
             return

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ...refmodel.errors import InvalidArgument
 from ...refmodel.gfp import GFP_INT, GFP_KERNEL, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
-from ...refmodel.slab import OWNER, LiveObject, calculate_alignment
+from ...refmodel.slab import OWNER, LiveObject, format_slab_flags
 from ._checker import Checker, Lazy, call_text, register_checker
 
 if TYPE_CHECKING:
@@ -145,10 +145,14 @@ class SlabChecker(Checker):
         if refused or result is None:
             return None
         cid = d.int_result(result, "kmem_cache_create")
-        if cid == 0 or cid in d.slab.caches:
-            why = "0, which slabs() reserves for kmalloc's own caches" if cid == 0 else f"{cid}, which names a live cache already"
-            raise d.fail("IUT-RETURN-TYPE", f"kmem_cache_create({name!r}) returned cache id {why}")
-        d.slab.adopt_cache(cid, name, size, align, flags)
+        if cid == 0:
+            raise d.fail("IUT-RETURN-TYPE", f"kmem_cache_create({name!r}) returned cache id 0, which slabs() reserves for kmalloc's own caches")
+        d.coverage["SLAB-CACHE-MERGE"] += 1  # a new id is always allowed; a live one must be a merge
+        if cid in d.slab.caches:  # an alias: SLUB merged the request into a live cache
+            d.checked(lambda: d.slab.check_alias(cid, size, align, flags, f"kmem_cache_create({name!r}, {size}, {align}, {format_slab_flags(flags)})"))
+            d.slab.adopt_alias(cid, name, size, align, flags)
+        else:
+            d.slab.adopt_cache(cid, name, size, align, flags)
         step.result = d.names.bind_cache(cid)
         return cid
 
@@ -169,7 +173,7 @@ class SlabChecker(Checker):
             return None
         addr = d.int_result(result, "kmem_cache_alloc")
         # new_slab keeps only the caller's reclaim flags: the zone is the cache's (s->allocflags), whatever gfp says.
-        self.layer.place(what, addr, c.object_size, (gfp & ~_ZONE_BITS) | c.zone_gfp, align=calculate_alignment(c.flags, c.align, c.object_size),
+        self.layer.place(what, addr, c.object_size, (gfp & ~_ZONE_BITS) | c.zone_gfp, align=c.align,
                          align_rule="SLAB-CACHE-ALIGN", cid=cache)
         step.result = d.names.bind_object(addr)
         if policy:
@@ -184,16 +188,19 @@ class SlabChecker(Checker):
     def kmem_cache_destroy(self, cache: int) -> None:
         """kmem_cache_destroy(cache): a busy cache is reported and stays, with its objects."""
         d = self.d
-        if cache not in d.slab.caches:
+        c = d.slab.caches.get(cache)
+        if c is None:
             raise InvalidArgument(f"kmem_cache_destroy of cache {cache}, which is not live, is undefined")
+        if not c.linked:
+            raise InvalidArgument(f"kmem_cache_destroy of cache {cache}, whose last reference an earlier kmem_cache_destroy dropped "
+                                  f"(it still had objects), is undefined")
         e = d.slab.expect_cache_destroy(cache, d.env.context)
         _, result, refused = self.layer.step("kmem_cache_destroy", {"cache": cache}, e, lambda: d.iut.kmem_cache_destroy(cache), gfp=GFP_KERNEL)
         d.none_result(result, "kmem_cache_destroy")
-        if refused or d.slab.caches[cache].live:
-            if d.check_memory:
-                d.contents.verify_objects()  # a busy cache and its objects stay
-            return
-        d.slab.adopt_destroy(cache)
+        if not refused:
+            d.slab.adopt_destroy(cache)
+        if cache in d.slab.caches and d.check_memory:
+            d.contents.verify_objects()  # an alias, or a busy cache, stays with its objects
 
     def kmem_cache_shrink(self, cache: int) -> None:
         """kmem_cache_shrink(cache): give empty slabs back; sleeps."""

@@ -4,7 +4,8 @@
 debug flags, allocates a few neighbours at once, frees, shrinks and destroys
 (busy only where claimed), and frees into the wrong cache where claimed.
 Caches are drawn from the model's live ones, or made when there are none, so
-every rule acts on something that exists. With the slabs shown
+every rule acts on something that exists; a new cache is often a twin of a
+live one, which SLUB may merge it into (SLAB-CACHE-MERGE). With the slabs shown
 (``slab_info``), ``SlabLifecycleRules`` drives a cache through the states
 the policy rules speak of, and ``SlabPageFreeRules`` gives free_pages a slab
 page or a large kmalloc block (mm/slub.c, mm/slab_common.c).
@@ -22,7 +23,7 @@ from ...refmodel.context import in_atomic
 from ...refmodel.gfp import GFP_ZONEMASK
 from ...refmodel.kmalloc import kmalloc_max_cache_size
 from .._subsystems import register_rule_set
-from ..strategies.slab import aligns, cache_sizes, slab_flags
+from ..strategies.slab import aligns, cache_sizes, slab_flags, twin_requests
 from ._base import RuleSet, claims, rule_id
 
 _ZONE_BITS = int(GFP_ZONEMASK)
@@ -48,8 +49,12 @@ class CacheDraws(RuleSet):
         if live and data.draw(st.integers(0, 3), label="new cache?"):
             return data.draw(st.sampled_from(live), label="cache")
         assume(may_sleep_in_cache_ops(self))
-        cid = self.iut.kmem_cache_create(f"kmemspec_test_{len(self.iut.slab.caches)}", data.draw(cache_sizes(), label="size"),
-                                         data.draw(aligns(), label="align"), data.draw(slab_flags(debug=debug), label="flags"))
+        plain = sorted(c for c in caches if caches[c].plain_stride is not None and caches[c].linked)
+        if plain and not debug and not data.draw(st.integers(0, 2), label="a twin of a live cache?"):
+            size, align, flags = data.draw(twin_requests(caches[data.draw(st.sampled_from(plain), label="twin of")]), label="twin")
+        else:
+            size, align, flags = data.draw(cache_sizes(), label="size"), data.draw(aligns(), label="align"), data.draw(slab_flags(debug=debug), label="flags")
+        cid = self.iut.kmem_cache_create(f"kmemspec_test_{len(caches)}", size, align, flags)
         assume(cid is not None)
         return cid
 
@@ -79,7 +84,8 @@ class SlabRules(CacheDraws):
         busy_ok = _DESTROY_BUSY in self.target.claims
         if leak and busy_ok:  # slub_kunit's test_leak_destroy: one object still allocated
             self.iut.kmem_cache_alloc(cache, self._gfp(data) & ~_ZONE_BITS)
-        assume(not self.iut.slab.caches[cache].live or busy_ok)
+        c = self.iut.slab.caches[cache]
+        assume(c.linked and (not c.live or busy_ok or c.refcount > 1))  # an alias's destroy only drops a reference
         self.iut.kmem_cache_destroy(cache)
 
     @precondition(may_sleep_in_cache_ops)

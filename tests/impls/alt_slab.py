@@ -2,7 +2,8 @@
 
 ``make_fullest``: allocation takes the fullest partial slab (keeps slabs
 dense; SLUB takes the list head). ``make_hoarder``: empty slabs are never
-given back, not even by kmem_cache_shrink. ``make_lazy_gfp``: reports
+given back, not even by kmem_cache_shrink, and caches never merge
+(slab_nomerge). ``make_lazy_gfp``: reports
 kmalloc's bad GFP flags only when it needs a new slab, as the kernel does,
 and so does not claim the strict KMALLOC-GFP-BUG. ``make_wide_red_zones``:
 24-byte red zones of other values, empty slabs given back at once.
@@ -23,6 +24,7 @@ class _Fullest(SlubLayer):
 
 class _Hoarder(SlubLayer):
     min_partial = 1 << 30
+    merge = False
 
     def kmem_cache_shrink(self, cid):
         self.env.might_sleep()
