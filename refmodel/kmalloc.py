@@ -182,7 +182,7 @@ RULES: tuple[Rule, ...] = (
        "mm/slab_common.c kmalloc_size_roundup, kmalloc_size_index[]; include/linux/slab.h __kmalloc_index"),
     Rule("KZALLOC-ZERO", "kmalloc", Level.SAFETY, "kzalloc, and kmalloc or kmem_cache_alloc with __GFP_ZERO, return an object that reads zero over the size asked for",
        "include/linux/slab.h kzalloc; mm/slub.c slab_post_alloc_hook (init), ___kmalloc_large_node (__GFP_ZERO to the page allocator)", capability="memory"),
-    Rule("KREALLOC", "kmalloc", Level.SAFETY, "krealloc keeps the old contents up to the smaller size; krealloc(NULL, n) allocates; krealloc(p, 0) frees p and returns ZERO_SIZE_PTR; on failure p stays live",
+    Rule("KREALLOC", "kmalloc", Level.SAFETY, "krealloc keeps the old contents up to the smaller size; krealloc(NULL, n) allocates; krealloc(p, 0) frees p and returns ZERO_SIZE_PTR; on failure p stays live; a kmem_cache object stays in place only while the new size fits its ksize, else it moves to a kmalloc object",
        "mm/slab_common.c krealloc_noprof / __do_krealloc"),
     Rule("KMALLOC-GFP-BUG", "kmalloc", Level.DETECTION, "kmalloc with __GFP_HIGHMEM or __GFP_DMA32 reports UnexpectedGfp every time (unclaimed, the report is allowed, not required: the kernel warns only when it needs a new slab) and still returns lowmem",
        "mm/slab_common.c kmalloc_fix_flags (\"Unexpected gfp\"); mm/slub.c new_slab, ___kmalloc_large_node; mm/internal.h GFP_SLAB_BUG_MASK"),

@@ -97,6 +97,10 @@ class SlabFlag(enum.IntFlag):
 SLAB_NEVER_MERGE: Final = SlabFlag.RED_ZONE | SlabFlag.POISON | SlabFlag.STORE_USER | SlabFlag.TYPESAFE_BY_RCU | SlabFlag.NO_MERGE
 """Flags that keep a cache from merging (mm/slab_common.c SLAB_NEVER_MERGE; its SLAB_TRACE, SLAB_NOLEAKTRACE and SLAB_FAILSLAB are not in the protocol)."""
 
+SLAB_DEBUG_FLAGS: Final = SlabFlag.RED_ZONE | SlabFlag.POISON | SlabFlag.STORE_USER | SlabFlag.CONSISTENCY_CHECKS
+"""Flags only a CONFIG_SLUB_DEBUG kernel keeps; without it kmem_cache_create masks them off (mm/slab.h
+SLAB_DEBUG_FLAGS, CACHE_CREATE_MASK; mm/slab_common.c __kmem_cache_create_args), so such caches merge."""
+
 SLAB_MERGE_SAME: Final = SlabFlag.RECLAIM_ACCOUNT | SlabFlag.CACHE_DMA | SlabFlag.CACHE_DMA32 | SlabFlag.ACCOUNT
 """Flags two caches must agree on to merge (mm/slab_common.c SLAB_MERGE_SAME)."""
 
@@ -166,6 +170,12 @@ class Cache:
         (mm/slub.c calculate_sizes; the free pointer lives inside the object). None for the others."""
         if self.flags & (SlabFlag.RED_ZONE | SlabFlag.POISON | SlabFlag.STORE_USER | SlabFlag.TYPESAFE_BY_RCU):
             return None
+        return self.stride_bound
+
+    @property
+    def stride_bound(self) -> int:
+        """The object rounded up to a word and to the alignment: s->size without debug flags, and no less than
+        slab_ksize() with them (mm/slub.c calculate_sizes; mm/slab.h slab_ksize)."""
         return _align_up(_align_up(self.object_size, 8), self.align)
 
     def unmergeable(self, size: int, align: int, flags: int) -> str | None:

@@ -196,6 +196,14 @@ def test_a_request_that_cannot_merge_gets_a_cache_of_its_own(size, align, flags)
     assert iut.kmem_cache_create("b", size, align, int(flags)) != a
 
 
+def test_without_slub_debug_a_red_zone_request_merges():
+    # Without CONFIG_SLUB_DEBUG, kmem_cache_create masks the debug flags off (CACHE_CREATE_MASK): nothing keeps it apart.
+    iut = Lockstep(load_impl("tests/impls/alt_slab.py:make_no_debug").factory, "tiny")
+    a = iut.kmem_cache_create("a", 1, 0, int(SlabFlag.RED_ZONE))
+    iut.kmem_cache_alloc(a, GFP_ATOMIC)
+    assert iut.kmem_cache_create("b", 1, 0, 0) == a and not iut.failed
+
+
 def test_an_alias_of_a_cache_it_cannot_merge_with_fails_by_its_rule():
     iut = Lockstep(load_impl("mutant:merge-debug-caches").factory, "tiny")
     iut.kmem_cache_create("a", 64, 0, 0)
@@ -241,3 +249,35 @@ def test_distinct_ids_on_shared_slabs_are_told_to_return_the_alias():
     iut.kmem_cache_alloc(a, GFP_KERNEL)
     with pytest.raises(ConformanceFailure, match=f"SLAB-INTROSPECT.*kmem_cache_create must return cache {a}'s id again"):
         iut.kmem_cache_alloc(b, GFP_KERNEL)
+
+
+# -- krealloc of a kmem_cache object (mm/slab_common.c __do_krealloc) ----------------------------
+
+
+def test_krealloc_of_a_cache_object_stays_while_it_fits_and_moves_to_kmalloc_after():
+    iut = Lockstep(load_impl("fast").factory, "tiny")
+    cache = iut.kmem_cache_create("c", 40, 0, 0)
+    obj = iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    assert iut.krealloc(obj, 20, GFP_KERNEL) == obj and iut.slab.objects[obj].cache == cache
+    new = iut.krealloc(obj, 200, GFP_KERNEL)
+    assert new != obj and iut.slab.objects[new].cache is None and obj not in iut.slab.caches[cache].live
+    iut.kfree(new)
+    assert not iut.failed
+
+
+class _KreallocInPlaceAlways(ReferenceAllocator):
+    """krealloc that keeps a kmem_cache object in place whatever the size (its neighbours are elsewhere)."""
+
+    def krealloc(self, addr, size, gfp):
+        obj = self.slab.objects.get(addr)
+        if obj is not None and obj.cache is not None and size:
+            return addr
+        return super().krealloc(addr, size, gfp)
+
+
+def test_krealloc_that_grows_a_cache_object_past_ksize_in_place_fails():
+    iut = Lockstep(lambda m, env: _KreallocInPlaceAlways(m, env), "tiny")
+    cache = iut.kmem_cache_create("c", 40, 0, 0)
+    obj = iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    with pytest.raises(ConformanceFailure, match="KREALLOC.*exceed its ksize"):
+        iut.krealloc(obj, 100, GFP_KERNEL)

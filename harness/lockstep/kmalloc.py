@@ -15,7 +15,7 @@ from ...refmodel.errors import InvalidArgument, SleepInAtomic, UnexpectedGfp
 from ...refmodel.gfp import GFP_INT, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
 from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_min_align, kmalloc_size_roundup
-from ...refmodel.slab import SlabFlag
+from ...refmodel.slab import LiveObject, SlabFlag
 from ._checker import Checker, Lazy, call_text, register_checker
 from .slab import SlabLayer
 
@@ -84,15 +84,16 @@ class KmallocChecker(Checker):
         return addr
 
     def krealloc(self, addr: int, size: int, gfp: int) -> int | None:
-        """krealloc(p, size, gfp): the contents up to the smaller size move with the object."""
+        """krealloc(p, size, gfp): the contents up to the smaller size move with the object; a kmem_cache object stays
+        while it fits, else it moves to kmalloc."""
         d = self.d
         call = lambda: d.iut.krealloc(addr, size, gfp)  # noqa: E731
         values = {"addr": addr, "size": size, "gfp": gfp}
         if addr <= ZERO_SIZE_PTR:
             return self._kmalloc("krealloc", values, size, gfp, call)
         old = d.slab.objects.get(addr)
-        if old is None or old.cache is not None:
-            raise InvalidArgument(f"krealloc({addr:#x}) of something that is not a live kmalloc object is undefined; the suite does not judge it")
+        if old is None:
+            raise InvalidArgument(f"krealloc({addr:#x}) of something that is not a live slab object is undefined; the suite does not judge it")
         what = Lazy(lambda: f"krealloc({addr:#x}, {size}, {format_gfp(gfp)})")
         d.contents.verify_object(old)
         if size == 0:
@@ -122,6 +123,7 @@ class KmallocChecker(Checker):
         if new != addr:
             self._reported_on_move(moved, what)
         if new == addr:
+            self._check_fits_in_place(old, size, what)
             d.slab.check_free_of_objects(addr, addr + size, what, ignore=addr)
             self.layer.check_no_page_block(addr, size, what)
             d.slab.adopt_resize(addr, size)
@@ -135,6 +137,19 @@ class KmallocChecker(Checker):
         d.contents.write_object(d.slab.objects[new])
         step.result = d.names.bind_object(new)
         return new
+
+    def _check_fits_in_place(self, old: LiveObject, size: int, what: str | Lazy) -> None:
+        """KREALLOC: a kmem_cache object stays only while the new size fits ksize (mm/slab_common.c __do_krealloc; mm/slab.h
+        slab_ksize): the cache's stride at most, its object size where SLUB debugging lays out red zones or poison."""
+        d = self.d
+        if old.cache is None:
+            return
+        cache = d.slab.caches[old.cache]
+        debug = "slab_debug" in d.capabilities and cache.flags & (SlabFlag.RED_ZONE | SlabFlag.POISON)
+        most = cache.object_size if debug else cache.stride_bound
+        if size > most:
+            raise d.fail("KREALLOC", f"{what} kept the object of cache {cache.name} in place, but {size} bytes exceed its ksize "
+                                     f"(at most {most}): krealloc must move it to a kmalloc object")
 
     def _reported_on_move(self, e: Expectation, what: str | Lazy) -> None:
         """A krealloc that moved allocated through kmalloc (mm/slab_common.c __do_krealloc): its might_alloc()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ...refmodel.errors import InvalidArgument
 from ...refmodel.gfp import GFP_INT, GFP_KERNEL, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
-from ...refmodel.slab import OWNER, LiveObject, format_slab_flags
+from ...refmodel.slab import OWNER, SLAB_DEBUG_FLAGS, LiveObject, format_slab_flags
 from ._checker import Checker, Lazy, call_text, register_checker
 
 if TYPE_CHECKING:
@@ -148,11 +148,13 @@ class SlabChecker(Checker):
         if cid == 0:
             raise d.fail("IUT-RETURN-TYPE", f"kmem_cache_create({name!r}) returned cache id 0, which slabs() reserves for kmalloc's own caches")
         d.coverage["SLAB-CACHE-MERGE"] += 1  # a new id is always allowed; a live one must be a merge
+        # A kernel without CONFIG_SLUB_DEBUG keeps none of the debug flags, so such caches merge.
+        kept = flags if "slab_debug" in d.capabilities else flags & ~SLAB_DEBUG_FLAGS
         if cid in d.slab.caches:  # an alias: SLUB merged the request into a live cache
-            d.checked(lambda: d.slab.check_alias(cid, size, align, flags, f"kmem_cache_create({name!r}, {size}, {align}, {format_slab_flags(flags)})"))
-            d.slab.adopt_alias(cid, name, size, align, flags)
+            d.checked(lambda: d.slab.check_alias(cid, size, align, kept, f"kmem_cache_create({name!r}, {size}, {align}, {format_slab_flags(flags)})"))
+            d.slab.adopt_alias(cid, name, size, align, kept)
         else:
-            d.slab.adopt_cache(cid, name, size, align, flags)
+            d.slab.adopt_cache(cid, name, size, align, kept)
         step.result = d.names.bind_cache(cid)
         return cid
 

@@ -139,6 +139,10 @@ class SlabPageFreeRules(RuleSet):
         claimed = self.target.claims
         if data.draw(st.booleans(), label="a slab page?") and _PAGE_BAD_FREE in claimed:
             blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is None)
+            if not blocks:  # make a slab in the same step, so the rule is not left to luck
+                size = data.draw(st.integers(1, kmalloc_max_cache_size(self.target.machine)), label="small kmalloc size")
+                assume(self.iut.kmalloc(size, self._gfp(data)) is not None)
+                blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is None)
         else:
             blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is not None)
             if not blocks or data.draw(st.booleans(), label="a new large kmalloc?"):
