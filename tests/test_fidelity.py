@@ -281,3 +281,55 @@ def test_krealloc_that_grows_a_cache_object_past_ksize_in_place_fails():
     obj = iut.kmem_cache_alloc(cache, GFP_KERNEL)
     with pytest.raises(ConformanceFailure, match="KREALLOC.*exceed its ksize"):
         iut.krealloc(obj, 100, GFP_KERNEL)
+
+
+# -- whole contents: a scribble anywhere in a live region is seen (item 6) ----------------------
+
+
+def _scribble(iut: Lockstep, phys: int) -> None:
+    """A stray write by the implementation itself: one byte of its memory changes behind the caller's back."""
+    old = iut.iut.read_phys(phys, 1)[0]
+    iut.iut.write_phys(phys, bytes([old ^ 0x5A]))
+
+
+def test_a_scribble_on_the_second_page_of_an_order_2_block_is_seen_at_its_free():
+    iut = Lockstep(load_impl("fast").factory, "tiny")
+    pfn = iut.alloc_pages(GFP_KERNEL, 2)
+    _scribble(iut, (pfn + 1) * iut.machine.page_size + 1000)
+    with pytest.raises(ConformanceFailure, match=f"PAGE-CONTENTS-INTACT.*in pfn {pfn + 1:#x}.*byte {4096 + 992}"):
+        iut.free_pages(pfn, 2)
+
+
+def test_a_scribble_in_the_middle_of_an_object_is_seen_at_its_free():
+    iut = Lockstep(load_impl("fast").factory, "tiny")
+    addr = iut.kmalloc(512, GFP_KERNEL)
+    _scribble(iut, iut.machine.virt_to_phys(addr) + 200)
+    with pytest.raises(ConformanceFailure, match="SLAB-CONTENTS-INTACT.*byte 192"):
+        iut.kfree(addr)
+
+
+def test_check_contents_reads_every_live_byte():
+    iut = Lockstep(load_impl("fast").factory, "tiny")
+    pfn = iut.alloc_pages(GFP_KERNEL, 3)
+    _scribble(iut, pfn * iut.machine.page_size + 5 * 4096 + 7)
+    with pytest.raises(ConformanceFailure, match="PAGE-CONTENTS-INTACT"):
+        iut.check_contents()
+
+
+class _KreallocCopiesAWindow(ReferenceAllocator):
+    """krealloc that moves an object but copies only its first 16 bytes."""
+
+    def krealloc(self, addr, size, gfp):
+        old = self.slab.objects.get(addr)
+        new = super().krealloc(addr, size, gfp)
+        if old is not None and new not in (None, addr) and old.size > 16:
+            phys = self.machine.virt_to_phys(new)
+            self.write_phys(phys + 16, bytes(min(old.size, size) - 16))
+        return new
+
+
+def test_a_krealloc_that_moves_compares_the_whole_old_object():
+    iut = Lockstep(lambda m, env: _KreallocCopiesAWindow(m, env), "tiny")
+    addr = iut.kmalloc(100, GFP_KERNEL)
+    with pytest.raises(ConformanceFailure, match="KREALLOC.*first 100 bytes must be the old object's: at physical address .* [(]byte 16[)]"):
+        iut.krealloc(addr, 3000, GFP_KERNEL)

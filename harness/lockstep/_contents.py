@@ -1,16 +1,25 @@
 """Memory contents: the patterns the suite writes into what it holds, and the zero checks.
 
 Where an implementation exposes its memory (capability ``memory``), every
-live page block and object carries a pattern the caller wrote; it must read
-back unchanged until the free (PAGE-CONTENTS-INTACT, SLAB-CONTENTS-INTACT),
-and what was asked zeroed must read zero (API-ZERO, KZALLOC-ZERO). One
-region abstraction serves both: page blocks by PFN, objects by logical
-address, converted with the machine's ``virt_to_phys``.
+live page block and object carries a pattern over its whole extent; it must
+read back unchanged until the free (PAGE-CONTENTS-INTACT,
+SLAB-CONTENTS-INTACT), and what was asked zeroed must read zero (API-ZERO,
+KZALLOC-ZERO). One region abstraction serves both: page blocks by PFN, objects
+by logical address, converted with the machine's ``virt_to_phys``.
+
+Only a region's seed is kept: the pattern is derived again where it is
+checked, so the suite holds 16 bytes per live region, whatever its size. The
+whole region is checked at its free, at krealloc and at ``check_contents``;
+after a refused misuse every live region is checked at three sites (its first,
+middle and last 16 bytes), so that check costs O(live regions), not O(live
+bytes). A region is at most KMALLOC_MAX_SIZE (an order-MAX_PAGE_ORDER block),
+so no operation's cost grows with the machine's memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...refmodel.page_alloc import LiveBlock
@@ -19,9 +28,64 @@ from ...refmodel.slab import LiveObject
 if TYPE_CHECKING:
     from . import Lockstep
 
-_PATTERN_LEN = 16  # bytes written at each site of a page block
-_SITE = 16  # pattern bytes at the start and at the end of an object
-ZERO_CHECK_LIMIT = 1 << 16  # bytes of a zeroed object read back
+_DIGEST = 16  # bytes of one digest, repeated over a chunk
+_CHUNK = 4096  # bytes that repeat one digest: chunks differ, so a page moved within a block is seen
+_SITE = 16  # bytes read at each cheap site
+_IO_LIMIT = 1 << 20  # bytes per read_phys/write_phys call: a JSON-lines line stays at 2 MiB of hex
+ZERO_CHECK_LIMIT = 1 << 16  # bytes of a poisoned object read back (SLAB-POISON)
+
+
+def _pattern(seed: bytes, start: int, n: int) -> bytes:
+    """Bytes ``start .. start + n`` of the region pattern for ``seed``: chunk i repeats blake2b(i, key=seed)."""
+    if n <= 0:
+        return b""
+    first, last = start // _CHUNK, (start + n - 1) // _CHUNK
+    run = b"".join(hashlib.blake2b(i.to_bytes(8, "little"), digest_size=_DIGEST, key=seed).digest() * (_CHUNK // _DIGEST)
+                   for i in range(first, last + 1))
+    off = start - first * _CHUNK
+    return run[off:off + n]
+
+
+def _first_difference(want: bytes, got: bytes) -> int | None:
+    """The first offset where ``got`` departs from ``want`` (a short read departs at its end), or None."""
+    if got == want:
+        return None
+    for base in range(0, min(len(want), len(got)), _CHUNK):
+        a, b = want[base:base + _CHUNK], got[base:base + _CHUNK]
+        if a != b:
+            return base + next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return min(len(want), len(got))
+
+
+@dataclass(frozen=True, slots=True)
+class _Region:
+    """A live region the caller filled: its seed, its first physical address, its length."""
+
+    seed: bytes
+    phys: int
+    size: int
+
+    def sites(self) -> list[tuple[int, int]]:
+        """(offset, length) of the cheap sites: the first, middle and last 16 bytes."""
+        n = min(_SITE, self.size)
+        return [(off, n) for off in sorted({0, (self.size // 2) & ~(_SITE - 1), self.size - n}) if off + n <= self.size]
+
+    def spans(self) -> list[tuple[int, int]]:
+        """(offset, length) covering the whole region, in pieces of at most _IO_LIMIT bytes."""
+        return [(off, min(_IO_LIMIT, self.size - off)) for off in range(0, self.size, _IO_LIMIT)]
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """Where a region departs from what it should hold: the physical address and 16 bytes either way."""
+
+    phys: int
+    offset: int
+    wrote: bytes
+    reads: bytes
+
+    def __str__(self) -> str:
+        return f"at physical address {self.phys:#x} (byte {self.offset}) the caller wrote {self.wrote.hex()}, it now reads {self.reads.hex()}"
 
 
 class Contents:
@@ -30,112 +94,133 @@ class Contents:
     def __init__(self, driver: Lockstep) -> None:
         self._d = driver
         self.enabled = driver.check_memory
-        self._page_patterns: dict[int, bytes] = {}  # live block first pfn -> its pattern
-        self._obj_patterns: dict[int, list[bytes]] = {}  # live object address -> its patterns
+        self._blocks: dict[int, _Region] = {}  # live block first pfn -> its region
+        self._objects: dict[int, _Region] = {}  # live object address -> its region
 
     # -- raw access ------------------------------------------------------------------
 
     def read(self, addr: int, n: int) -> bytes:
         """``n`` bytes at logical address ``addr``."""
-        return bytes(self._d.memory_call(self._d.iut.read_phys, self._d.machine.virt_to_phys(addr), n))
+        return self._read_phys(self._d.machine.virt_to_phys(addr), n)
 
     def write(self, addr: int, data: bytes) -> None:
         self._d.memory_call(self._d.iut.write_phys, self._d.machine.virt_to_phys(addr), data)
 
+    def _read_phys(self, phys: int, n: int) -> bytes:
+        call, read = self._d.memory_call, self._d.iut.read_phys
+        return b"".join(bytes(call(read, phys + off, min(_IO_LIMIT, n - off))) for off in range(0, n, _IO_LIMIT))
+
+    def _fill(self, region: _Region) -> None:
+        for off, n in region.spans():
+            self._d.memory_call(self._d.iut.write_phys, region.phys + off, _pattern(region.seed, off, n))
+
+    def _differs(self, region: _Region, whole: bool) -> Difference | None:
+        for off, n in region.spans() if whole else region.sites():
+            want = _pattern(region.seed, off, n)
+            at = _first_difference(want, self._read_phys(region.phys + off, n))
+            if at is not None:
+                start = off + at - at % _SITE
+                return Difference(region.phys + start, start, _pattern(region.seed, start, min(_SITE, region.size - start)),
+                                  self._read_phys(region.phys + start, min(_SITE, region.size - start)))
+        return None
+
+    def _zero_at(self, phys: int, n: int) -> int | None:
+        """The offset of the first non-zero byte of ``n`` bytes at ``phys``, or None."""
+        for off in range(0, n, _IO_LIMIT):
+            m = min(_IO_LIMIT, n - off)
+            at = _first_difference(bytes(m), self._read_phys(phys + off, m))
+            if at is not None:
+                return off + at
+        return None
+
     # -- page blocks -------------------------------------------------------------------
 
-    def _page_sites(self, blk: LiveBlock) -> list[int]:
-        ps = self._d.machine.page_size
-        first = blk.pfn * ps
-        last = (blk.end_pfn * ps) - _PATTERN_LEN
-        mid = (blk.pfn + (1 << blk.order) // 2) * ps + ps // 2
-        return sorted({first, mid, last})
-
     def write_block(self, blk: LiveBlock) -> None:
-        pattern = hashlib.blake2b(f"{blk.pfn}:{blk.order}:{blk.step}".encode(), digest_size=_PATTERN_LEN).digest()
-        self._page_patterns[blk.pfn] = pattern
-        for site in self._page_sites(blk):
-            self._d.memory_call(self._d.iut.write_phys, site, pattern)
+        ps = self._d.machine.page_size
+        seed = hashlib.blake2b(f"{blk.pfn}:{blk.order}:{blk.step}".encode(), digest_size=_DIGEST).digest()
+        region = self._blocks[blk.pfn] = _Region(seed, blk.pfn * ps, ps << blk.order)
+        self._fill(region)
 
-    def verify_block(self, blk: LiveBlock) -> None:
-        pattern = self._page_patterns.get(blk.pfn)
-        if pattern is None:
+    def verify_block(self, blk: LiveBlock, *, whole: bool = True) -> None:
+        region = self._blocks.get(blk.pfn)
+        if region is None:
             return
         self._d.coverage["PAGE-CONTENTS-INTACT"] += 1
-        for site in self._page_sites(blk):
-            got = self._d.memory_call(self._d.iut.read_phys, site, _PATTERN_LEN)
-            if bytes(got) != pattern:
-                raise self._d.fail("PAGE-CONTENTS-INTACT", f"the order-{blk.order} block at pfn {blk.pfn:#x} (allocated at step {blk.step}) "
-                                                           f"changed while live: at physical address {site:#x} the caller wrote {pattern.hex()}, it now reads {bytes(got).hex()}")
+        diff = self._differs(region, whole)
+        if diff is not None:
+            pfn = diff.phys >> self._d.machine.page_shift
+            raise self._d.fail("PAGE-CONTENTS-INTACT", f"the order-{blk.order} block at pfn {blk.pfn:#x} (allocated at step {blk.step}) "
+                                                       f"changed while live, in pfn {pfn:#x}: {diff}")
 
-    def verify_blocks(self) -> None:
-        for pfn in list(self._page_patterns):
-            self.verify_block(self._d.model.live[pfn])
+    def verify_blocks(self, *, whole: bool = False) -> None:
+        """Every live block: at its cheap sites, or whole."""
+        for pfn in list(self._blocks):
+            self.verify_block(self._d.model.live[pfn], whole=whole)
 
     def forget_block(self, pfn: int) -> None:
-        self._page_patterns.pop(pfn, None)
+        self._blocks.pop(pfn, None)
 
     def verify_block_zero(self, blk: LiveBlock) -> None:
         self._d.coverage["API-ZERO"] += 1
         ps = self._d.machine.page_size
-        for pfn in sorted({blk.pfn, blk.pfn + (1 << blk.order) // 2, blk.end_pfn - 1}):
-            data = bytes(self._d.memory_call(self._d.iut.read_phys, pfn * ps, ps))
-            if data != bytes(ps):
-                off = next(i for i, b in enumerate(data) if b)
-                raise self._d.fail("API-ZERO", f"the order-{blk.order} block at pfn {blk.pfn:#x} was allocated with __GFP_ZERO but byte {off} of pfn {pfn:#x} reads {data[off]:#04x}")
+        at = self._zero_at(blk.pfn * ps, ps << blk.order)
+        if at is not None:
+            pfn, off = blk.pfn + at // ps, at % ps
+            data = self._read_phys(pfn * ps + off, 1)
+            raise self._d.fail("API-ZERO", f"the order-{blk.order} block at pfn {blk.pfn:#x} was allocated with __GFP_ZERO but byte {off} of pfn {pfn:#x} reads {data[0]:#04x}")
 
     # -- objects ---------------------------------------------------------------------------
-
-    def _object_sites(self, obj: LiveObject) -> list[tuple[int, int]]:
-        head = min(_SITE, obj.size)
-        sites = [(obj.addr, head)]
-        if obj.size >= 2 * _SITE:
-            sites.append((obj.addr + obj.size - _SITE, _SITE))
-        return sites
-
-    def object_head(self, addr: int, n: int) -> bytes:
-        """The first ``n`` (at most 16) pattern bytes of the live object at ``addr``."""
-        return self._obj_patterns[addr][0][:min(_SITE, n)]
 
     def write_object(self, obj: LiveObject) -> None:
         if not self.enabled:
             return
-        seed = hashlib.blake2b(f"{obj.addr}:{obj.size}:{obj.step}".encode(), digest_size=2 * _SITE).digest()
-        chunks = [seed[:n] if i == 0 else seed[_SITE:_SITE + n] for i, (_, n) in enumerate(self._object_sites(obj))]
-        self._obj_patterns[obj.addr] = chunks
-        for (site, _), chunk in zip(self._object_sites(obj), chunks):
-            self.write(site, chunk)
+        seed = hashlib.blake2b(f"{obj.addr}:{obj.size}:{obj.step}".encode(), digest_size=_DIGEST).digest()
+        region = self._objects[obj.addr] = _Region(seed, self._d.machine.virt_to_phys(obj.addr), obj.size)
+        self._fill(region)
 
-    def verify_object(self, obj: LiveObject) -> None:
-        chunks = self._obj_patterns.get(obj.addr)
-        if not chunks or not self.enabled:
+    def object_pattern(self, addr: int, n: int) -> bytes:
+        """The first ``n`` bytes the caller wrote into the live object at ``addr`` (what krealloc must carry); empty where
+        memory is not exposed."""
+        region = self._objects.get(addr)
+        return b"" if region is None else _pattern(region.seed, 0, min(n, region.size))
+
+    def difference(self, addr: int, want: bytes) -> Difference | None:
+        """Where the bytes at logical address ``addr`` depart from ``want``, or None."""
+        phys = self._d.machine.virt_to_phys(addr)
+        at = _first_difference(want, self.read(addr, len(want)))
+        if at is None:
+            return None
+        start = at - at % _SITE
+        return Difference(phys + start, start, want[start:start + _SITE], self._read_phys(phys + start, min(_SITE, len(want) - start)))
+
+    def verify_object(self, obj: LiveObject, *, whole: bool = True) -> None:
+        region = self._objects.get(obj.addr)
+        if region is None or not self.enabled:
             return
         self._d.coverage["SLAB-CONTENTS-INTACT"] += 1
-        for (site, n), chunk in zip(self._object_sites(obj), chunks):
-            got = self.read(site, n)
-            if got != chunk:
-                raise self._d.fail("SLAB-CONTENTS-INTACT", f"{obj.describe()} changed while live: at {site:#x} the caller wrote {chunk.hex()}, it now reads {got.hex()}")
+        diff = self._differs(region, whole)
+        if diff is not None:
+            raise self._d.fail("SLAB-CONTENTS-INTACT", f"{obj.describe()} changed while live: {diff}")
 
-    def verify_objects(self) -> None:
-        for addr in list(self._obj_patterns):
+    def verify_objects(self, *, whole: bool = False) -> None:
+        """Every live object: at its cheap sites, or whole."""
+        for addr in list(self._objects):
             obj = self._d.slab.objects.get(addr)
             if obj is not None:
-                self.verify_object(obj)
+                self.verify_object(obj, whole=whole)
 
     def forget_object(self, addr: int) -> None:
-        self._obj_patterns.pop(addr, None)
+        self._objects.pop(addr, None)
 
     def verify_object_zero(self, obj: LiveObject, what: object) -> None:
         self._d.coverage["KZALLOC-ZERO"] += 1
-        n = min(obj.size, ZERO_CHECK_LIMIT)
-        data = self.read(obj.addr, n)
-        if data != bytes(n):
-            off = next(i for i, b in enumerate(data) if b)
-            raise self._d.fail("KZALLOC-ZERO", f"{what} returned {obj.addr:#x} zeroed, but byte {off} reads {data[off]:#04x}")
+        at = self._zero_at(self._d.machine.virt_to_phys(obj.addr), obj.size)
+        if at is not None:
+            raise self._d.fail("KZALLOC-ZERO", f"{what} returned {obj.addr:#x} zeroed, but byte {at} reads {self.read(obj.addr + at, 1)[0]:#04x}")
 
     # -- everything ---------------------------------------------------------------------------
 
-    def verify_all(self) -> None:
-        """Every live block and object intact: after a refused misuse, and in check_contents."""
-        self.verify_blocks()
-        self.verify_objects()
+    def verify_all(self, *, whole: bool = False) -> None:
+        """Every live block and object intact: at its sites after a refused misuse, whole in check_contents."""
+        self.verify_blocks(whole=whole)
+        self.verify_objects(whole=whole)

@@ -119,7 +119,7 @@ class KmallocChecker(Checker):
         new = d.int_result(result, "krealloc")
         if e.outcome is Outcome.MUST_FAIL:
             raise d.fail(e.rule_id, f"{what} returned {new:#x}, but {e.reason}: it must return NULL")
-        expected = d.contents.object_head(addr, min(old.size, size))
+        expected = d.contents.object_pattern(addr, min(old.size, size))
         if new != addr:
             self._reported_on_move(moved, what)
         if new == addr:
@@ -131,9 +131,9 @@ class KmallocChecker(Checker):
             # Not judged for __GFP_ZERO: the old contents are copied over the zeroed object.
             self.layer.place(what, new, size, gfp & ~_ZERO, align=kmalloc_min_align(size), align_rule="KMALLOC-ALIGN", cid=None, write=False)
             self.layer.drop(addr)
-        got = d.contents.read(new, len(expected))
-        if got != expected:
-            raise d.fail("KREALLOC", f"{what} returned {new:#x}, whose first {len(expected)} bytes read {got.hex()}; the old object held {expected.hex()} there")
+        diff = d.contents.difference(new, expected)
+        if diff is not None:
+            raise d.fail("KREALLOC", f"{what} returned {new:#x}, whose first {len(expected)} bytes must be the old object's: {diff}")
         d.contents.write_object(d.slab.objects[new])
         step.result = d.names.bind_object(new)
         return new

@@ -122,7 +122,7 @@ class PageChecker(Checker):
         if not d.check_memory:
             return
         d.trace.append(Step("check_contents"))
-        d.contents.verify_all()
+        d.contents.verify_all(whole=True)
 
     # -- judging ---------------------------------------------------------------------------
 
