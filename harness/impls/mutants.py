@@ -797,6 +797,34 @@ class MergeDebugCaches(_SlabMutant):
     layer = _MergeDebugCaches
 
 
+class _KsizeIsStride(SlubLayer):
+    def ksize(self, addr: int) -> int:
+        cache = self._live.get(addr)
+        return cache.size if cache is not None else super().ksize(addr)
+
+
+class KsizeIsStride(_SlabMutant):
+    """ksize returns s->size for every cache: a red-zoned or poisoned object's ksize reaches into its red zone and metadata."""
+
+    layer = _KsizeIsStride
+
+
+class _KreallocMoveNoMightSleep(SlubLayer):
+    def krealloc(self, addr: int, size: int, gfp: int) -> int | None:
+        might_sleep = self.env.might_sleep
+        self.env.might_sleep = lambda: None  # type: ignore[method-assign]
+        try:
+            return super().krealloc(addr, size, gfp)
+        finally:
+            self.env.might_sleep = might_sleep  # type: ignore[method-assign]
+
+
+class KreallocMoveNoMightSleep(_SlabMutant):
+    """krealloc allocates its new object without might_alloc(): a blocking krealloc that moves in atomic context says nothing."""
+
+    layer = _KreallocMoveNoMightSleep
+
+
 _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("size-class-no-96", SizeClassNo96, "KMALLOC-SIZE-CLASS", "tiny"),
     ("bucket-too-small", BucketTooSmall, "KSIZE-COVERS", "tiny"),
@@ -831,6 +859,8 @@ _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("large-kept-after-page-free", LargeKeptAfterPageFree, "SLAB-INTROSPECT", "tiny"),
     ("no-order-fallback", NoOrderFallback, "SLAB-NO-SPURIOUS-FAIL", "tiny"),
     ("merge-debug-caches", MergeDebugCaches, "SLAB-CACHE-MERGE", "tiny"),
+    ("ksize-is-stride", KsizeIsStride, "KSIZE-COVERS", "tiny"),
+    ("krealloc-move-no-might-sleep", KreallocMoveNoMightSleep, "CTX-MIGHT-SLEEP", "tiny"),
 )
 
 #: In atomic context the GFP_KERNEL refill is first seen as might_sleep's splat, which the caller's GFP_ATOMIC did not earn.
