@@ -61,7 +61,7 @@ def build_report(result: Any, out_dir: Path) -> dict[str, Any]:
             "message": f.message,
             "steps": [s.render() for s in f.steps],
             "trace_file": str(trace_file),
-            "test_file": str(out_dir / "failures" / f"test_{f.rule_id.lower().replace('-', '_')}.py"),
+            "test_file": str(out_dir / "failures" / f"repro_{f.rule_id.lower().replace('-', '_')}.py"),
             "replay": f"kmemspec replay {trace_file}",
         })
     return {

@@ -58,6 +58,9 @@ def test_nonconforming_run_exits_1_with_replay_and_pasteable_test(tmp_path):
     assert "iut = Lockstep(make, machine='tiny')" in source and "from kmemspec.harness import Lockstep" in source
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 1 and "IUT-NO-CRASH" in run.stdout, run.stdout + run.stderr
+    # a plain pytest where the reports lie collects none of them (exit 5: no tests collected)
+    plain = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only"], capture_output=True, text=True, cwd=tmp_path)
+    assert plain.returncode == 5, plain.stdout + plain.stderr
 
 
 def test_slab_failure_replays_and_its_test_pastes(tmp_path):
