@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Callable
 
 from .errors import Violation
 
@@ -34,7 +35,9 @@ class Expectation:
     call is, if any, with the rule that makes reporting it a (claimable)
     detection. ``fatal`` reports are BUG-like: the kernel does not go on, so
     an implementation reports and refuses. Non-fatal ones (might_sleep's
-    splat) report and carry on with ``outcome``.
+    splat) report and carry on with ``outcome``. ``hint``, where given, says
+    what the model holds that the call should have had; it runs only when
+    the call is judged a failure, so its cost is never paid on the way.
     """
 
     outcome: Outcome
@@ -45,6 +48,7 @@ class Expectation:
     fatal: bool = False
     misuse: str = ""  # what the misuse is, in kernel terms; ``reason`` explains ``outcome``
     also_report: tuple[type[Violation], ...] = ()  # other kinds the kernel may report for this call
+    hint: Callable[[], str] | None = None  # a diagnosis, built only when the call fails the rule (a free block the model holds)
 
     @property
     def is_misuse(self) -> bool:

@@ -143,20 +143,13 @@ class PageAllocModel:
             return False
         return self.has_free_block(zone, order)
 
-    def free_block_hint(self, gfp: int, order: int, *, logical: bool = False) -> str:
-        """A free block the model holds for alloc_pages(gfp, order), for a liveness failure's message ("" if none).
-
-        Costs a scan of one free list, so it runs only when a failure is reported.
-        """
-        gfp = alloc_mask(gfp, logical)
-        for t in self.eligible_zones(gfp):
-            if logical and not self._zone_is_lowmem(t):
-                continue
-            k = next((k for k in range(order, self.max_order + 1) if self.free_area[t][k]), None)
-            if k is not None:
-                pfn = min(self.free_area[t][k])
-                return f"pfn {pfn:#x}-{pfn + (1 << k) - 1:#x} (an order-{k} block of ZONE_{t.name}) is free in the model"
-        return ""
+    def _free_block(self, zone: ZoneType, order: int) -> str:
+        """A free block of ``zone`` of at least ``order``, for a liveness failure's message (a scan: run only on failure)."""
+        k = next((k for k in range(order, self.max_order + 1) if self.free_area[zone][k]), None)
+        if k is None:
+            return ""
+        pfn = min(self.free_area[zone][k])
+        return f"pfn {pfn:#x}-{pfn + (1 << k) - 1:#x} (an order-{k} block of ZONE_{zone.name}) is free in the model"
 
     def min_watermark_ok(self, zone: ZoneType, order: int, highest: ZoneType, gfp: int) -> bool:
         """Fact WMARK-OK with the slow path's first retry (mm/page_alloc.c __alloc_pages_slowpath, rule BUDDY-NO-SPURIOUS-FAIL).
@@ -184,10 +177,11 @@ class PageAllocModel:
         if gfp_zone_bad(gfp):
             # Without DEBUG_VM the bad slot reads as zone 0 and the call goes on (fact GFP-ZONE-BAD-NODEBUG).
             return Expectation(base.outcome, base.rule_id, base.reason, InvalidGfp, "GFP-ZONE-BAD", fatal=True,
-                               misuse=f"{format_gfp(gfp)} sets more than one of __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM")
+                               misuse=f"{format_gfp(gfp)} sets more than one of __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM", hint=base.hint)
         if gfpflags_allow_blocking(gfp) and in_atomic(ctx):
             return Expectation(base.outcome, base.rule_id, base.reason, SleepInAtomic, "CTX-MIGHT-SLEEP", fatal=False,
-                               misuse=f"{format_gfp(gfp)} may block, but the caller runs in {ctx.name.lower()} context (preempt_count {ctx.preempt_count:#x})")
+                               misuse=f"{format_gfp(gfp)} may block, but the caller runs in {ctx.name.lower()} context (preempt_count {ctx.preempt_count:#x})",
+                               hint=base.hint)
         return base
 
     def _expect_placement(self, gfp: int, order: int, logical: bool) -> Expectation:
@@ -203,19 +197,23 @@ class PageAllocModel:
         if gfp & GFP_INT.NOFAIL and gfpflags_allow_blocking(gfp):
             # Checked first: NOFAIL-NEVER-NULL binds every implementation, above the watermarks too.
             return Expectation(Outcome.MUST_SUCCEED, "NOFAIL-NEVER-NULL",
-                               f"__GFP_NOFAIL never returns NULL and ZONE_{candidates[0].name} has a free order-{order} block")
+                               f"__GFP_NOFAIL never returns NULL and ZONE_{candidates[0].name} has a free order-{order} block",
+                               hint=functools.partial(self._free_block, candidates[0], order))
         ok = [t for t in candidates if self.watermark_ok(t, order, high)]
         if ok:
             return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
-                               f"ZONE_{ok[0].name} has a free order-{order} block above its low watermark")
+                               f"ZONE_{ok[0].name} has a free order-{order} block above its low watermark",
+                               hint=functools.partial(self._free_block, ok[0], order))
         floor = [t for t in candidates if self.min_watermark_ok(t, order, high, gfp)]
         if floor:
             return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
                                f"ZONE_{floor[0].name} has a free order-{order} block above its min watermark as {format_gfp(gfp)} "
-                               "lowers it, and the slow path retries there before anything else")
+                               "lowers it, and the slow path retries there before anything else",
+                               hint=functools.partial(self._free_block, floor[0], order))
         if gfp & GFP_INT.MEMALLOC and not gfp & GFP_INT.NOMEMALLOC:
             return Expectation(Outcome.MUST_SUCCEED, "BUDDY-NO-SPURIOUS-FAIL",
-                               f"__GFP_MEMALLOC ignores watermarks and ZONE_{candidates[0].name} has a free order-{order} block")
+                               f"__GFP_MEMALLOC ignores watermarks and ZONE_{candidates[0].name} has a free order-{order} block",
+                               hint=functools.partial(self._free_block, candidates[0], order))
         return Expectation(Outcome.MAY_FAIL, "BUDDY-NO-SPURIOUS-FAIL",
                            f"every eligible zone with a free order-{order} block is at or below its low watermark")
 

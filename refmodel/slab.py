@@ -341,7 +341,7 @@ class SlabLayer:
                 # mm/slub.c allocate_slab: after the preferred order, s->min with the caller's flags, __GFP_NOFAIL kept.
                 rule_id = "NOFAIL-NEVER-NULL" if pages.rule_id == "NOFAIL-NEVER-NULL" else "SLAB-NO-SPURIOUS-FAIL"
                 outcome = Expectation(Outcome.MUST_SUCCEED, rule_id,
-                                      f"{what} takes an order-{order} block ({format_gfp(page_gfp)}) and {pages.reason}")
+                                      f"{what} takes an order-{order} block ({format_gfp(page_gfp)}) and {pages.reason}", hint=pages.hint)
         if gfpflags_allow_blocking(gfp) and in_atomic(ctx):
             also = (UnexpectedGfp,) if slab_gfp_bug(gfp) else ()
             return replace(outcome, report=SleepInAtomic, report_rule="CTX-MIGHT-SLEEP", also_report=also,

@@ -172,6 +172,20 @@ def test_a_liveness_failure_names_a_block_the_model_holds_free():
         iut.alloc_pages(GFP_KERNEL, 0)
 
 
+class _SlabLeaky(ReferenceAllocator):
+    """Shows its slabs, claims SLAB-NO-SPURIOUS-FAIL, and never grows a kmalloc slab."""
+
+    def kmalloc(self, size: int, gfp: int) -> int | None:
+        return None
+
+
+@pytest.mark.parametrize("size", [64, 3 * 4096])  # a new kmalloc-64 slab; a large kmalloc
+def test_a_slab_liveness_failure_names_a_block_the_model_holds_free(size):
+    iut = Lockstep(lambda m, env: _SlabLeaky(m, env), "tiny")
+    with pytest.raises(ConformanceFailure, match=r"SLAB-NO-SPURIOUS-FAIL.*: pfn 0x[0-9a-f]+-0x[0-9a-f]+ \(an order-\d+ block of ZONE_NORMAL\) is free in the model"):
+        iut.kmalloc(size, GFP_KERNEL)
+
+
 # -- cache merging (mm/slab_common.c find_mergeable, __kmem_cache_alias, kmem_cache_destroy) ----------
 
 

@@ -216,7 +216,8 @@ class Lockstep:
     def expect_null(self, e: Expectation, call: str) -> None:
         """A NULL answer: a failure of the liveness rule when the call must succeed and the rule binds."""
         if e.outcome is Outcome.MUST_SUCCEED and self.binds(e.rule_id):
-            raise self.fail(e.rule_id, f"{call} returned NULL, but {e.reason}")
+            hint = e.hint() if e.hint is not None else ""
+            raise self.fail(e.rule_id, f"{call} returned NULL, but {e.reason}" + (f": {hint}" if hint else ""))
 
     def int_result(self, result: Any, op: str) -> int:
         self.coverage["IUT-RETURN-TYPE"] += 1

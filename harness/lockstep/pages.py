@@ -8,7 +8,6 @@ kmalloc block) is judged by that layer's checker (``Lockstep.free_owned_block``)
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Callable
 
 from ...refmodel.context import Context
@@ -43,20 +42,11 @@ class PageChecker(Checker):
         if refused:  # a reported misuse, refused: nothing was allocated
             return None
         if result is None:
-            return self._null(e, f"alloc_pages({format_gfp(gfp)}, order={order})", gfp, order, logical=False)
+            return d.expect_null(e, f"alloc_pages({format_gfp(gfp)}, order={order})")
         pfn = d.int_result(result, "alloc_pages")
         self._place(gfp, order, pfn, logical=False)
         step.result = d.names.bind_block("pfn", pfn, pfn)
         return pfn
-
-    def _null(self, e: Expectation, call: str, gfp: int, order: int, *, logical: bool) -> None:
-        """A NULL answer; where it breaks a liveness rule, the message names a block the model holds free (a leak's diagnosis)."""
-        d = self.d
-        if e.outcome is Outcome.MUST_SUCCEED and d.binds(e.rule_id):
-            hint = d.model.free_block_hint(gfp, order, logical=logical)
-            if hint:
-                e = replace(e, reason=f"{e.reason}: {hint}")
-        d.expect_null(e, call)
 
     def free_pages(self, pfn: int, order: int) -> None:
         """free_pages(pfn, order) (the kernel's __free_pages(pfn_to_page(pfn), order))."""
@@ -75,7 +65,7 @@ class PageChecker(Checker):
         if refused:
             return 0
         if result is None or result == 0:
-            self._null(e, f"__get_free_pages({format_gfp(gfp)}, order={order})", gfp, order, logical=True)
+            d.expect_null(e, f"__get_free_pages({format_gfp(gfp)}, order={order})")
             return 0
         addr = d.int_result(result, "get_free_pages")
         pfn = d.machine.virt_to_pfn(addr)
