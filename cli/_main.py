@@ -27,7 +27,7 @@ from ..harness.loader import ImplSpec, load_impl
 from ..harness.lockstep import Lockstep
 from ..harness.report import _atomic_write, build_report, write_reports
 from ..harness.spelling import ResolvedMachine
-from ..harness.trace import Ref, load_trace
+from ..harness.trace import load_trace
 from ..refmodel.errors import ConformanceFailure, KmemspecError
 from ..refmodel.rules import RULES, render_markdown, render_table
 
@@ -169,7 +169,7 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         iut = Lockstep(impl.factory, resolved.machine, label=impl.label)
         for i, step in enumerate(steps):
-            iut.run_step(step.op, {k: iut.value_of(v.name) + v.offset if isinstance(v, Ref) else v for k, v in step.args.items()})
+            iut.replay_step(step)
     except ConformanceFailure as f:
         print(f"replay reproduced a failure at step {i}: {f}")
         for s in f.steps:

@@ -45,6 +45,7 @@ class Step:
     args: dict[str, Arg] = field(default_factory=dict)
     result: str | None = None
     comment: str = ""
+    noop: bool = field(default=False, compare=False)  # changed nothing (a free of NULL): the runner may drop it after shrinking
 
     def render(self) -> str:
         o = op_named(self.op)

@@ -209,6 +209,8 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
                                "this is a bug of kmemspec's suite, not of the implementation") from exc
         else:
             raise
+    if shrink:
+        result.failures = [_without_noops(impl, machine, f) for f in result.failures]
     result.seconds = time.monotonic() - started
     if impl.transport == "process":  # every request of the run was answered alive, in time and well-formed, or failed above
         for rule_id in PROCESS_RULES:
@@ -278,6 +280,31 @@ def _conformance_failures(exc: BaseException) -> list[ConformanceFailure] | None
             found += inner
         return found
     return None
+
+
+def _without_noops(impl: ImplSpec, machine: Machine, failure: Failure) -> Failure:
+    """``failure`` without the steps that changed nothing (frees of NULL), where a replay without them fails the same rule.
+
+    Hypothesis's shrinker can leave such a step where deleting it shifts what
+    later draws choose; one replay removes them all or keeps the sequence as is.
+    """
+    kept = [s for s in failure.steps[:-1] if not s.noop] + failure.steps[-1:]
+    if len(kept) == len(failure.steps):
+        return failure
+    iut: Lockstep | None = None
+    try:
+        iut = Lockstep(impl.factory, machine, label=impl.label)
+        for step in kept:
+            iut.replay_step(step)
+    except ConformanceFailure as f:
+        if f.rule_id == failure.rule_id and len(f.steps) < len(failure.steps):
+            return Failure(f.rule_id, f.message, list(f.steps))
+    except (TransportFailure, InvalidArgument):
+        pass
+    finally:
+        if iut is not None:
+            iut.close()
+    return failure
 
 
 def _dedupe(failures: list[ConformanceFailure]) -> list[Failure]:

@@ -13,7 +13,7 @@ builds these.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import Violation
@@ -48,7 +48,8 @@ class Expectation:
     fatal: bool = False
     misuse: str = ""  # what the misuse is, in kernel terms; ``reason`` explains ``outcome``
     also_report: tuple[type[Violation], ...] = ()  # other kinds the kernel may report for this call
-    hint: Callable[[], str] | None = None  # a diagnosis, built only when the call fails the rule (a free block the model holds)
+    hint: Callable[[], str] | None = field(default=None, compare=False)  # a diagnosis, built only when the call fails the rule (a free block the model holds)
+    noop: bool = False  # the call changes nothing (a free of NULL): a printed counterexample may drop it
 
     @property
     def is_misuse(self) -> bool:

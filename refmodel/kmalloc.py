@@ -128,7 +128,7 @@ class KmallocModel:
     def expect_kfree(self, addr: int) -> Expectation:
         """Whether kfree(addr) is valid, or the misuse it is: NULL and ZERO_SIZE_PTR do nothing (KFREE-NULL)."""
         if addr <= ZERO_SIZE_PTR:
-            return Expectation(Outcome.MUST_SUCCEED, "KFREE-NULL", f"kfree({addr:#x}) does nothing (ZERO_OR_NULL_PTR)")
+            return Expectation(Outcome.MUST_SUCCEED, "KFREE-NULL", f"kfree({addr:#x}) does nothing (ZERO_OR_NULL_PTR)", noop=True)
         return self.slab.expect_object_free(addr, cid=None)
 
     def large_object_at(self, pfn: int) -> LiveObject | None:

@@ -382,7 +382,7 @@ class PageAllocModel:
     def expect_free_addr(self, addr: int, order: int) -> tuple[Expectation, int | None]:
         """free_pages(addr, order): 0 is a no-op; a non-lowmem address is BadAddress; else as free_pages(virt_to_pfn(addr))."""
         if addr == 0:
-            return Expectation(Outcome.MUST_SUCCEED, "API-FREE-ADDR-NULL", "free_pages(0) does nothing"), None
+            return Expectation(Outcome.MUST_SUCCEED, "API-FREE-ADDR-NULL", "free_pages(0) does nothing", noop=True), None
         # virt_to_page() rounds down: an address inside the page frees that page.
         pfn = self.machine.virt_to_pfn(addr)
         if pfn is None:

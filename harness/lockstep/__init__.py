@@ -30,7 +30,7 @@ from ..loader import build_iut
 from ..ops import check_args, step_ops
 from ..ops import op as op_named
 from ..protocol import Env, Factory, TransportFailure
-from ..trace import Step
+from ..trace import Ref, Step
 from ._checker import Checker, bind_steps, call_text, checker_for_step, checkers, register_checker
 from ._contents import Contents
 from ._names import Namer
@@ -117,7 +117,7 @@ class Lockstep:
         for guard in self.before_step:
             guard(op)
         comment = f"misuse: {e.misuse}; expects {e.report.__name__}" if e is not None and e.report is not None else ""
-        step = Step(op, args, comment=comment)
+        step = Step(op, args, comment=comment, noop=e is not None and e.noop)
         self.trace.append(step)
         return step
 
@@ -280,6 +280,10 @@ class Lockstep:
         if problem is not None:
             raise InvalidArgument(f"trace step {problem}")
         return getattr(self, op)(**args)
+
+    def replay_step(self, step: Step) -> Any:
+        """Run a recorded step, its references resolved against this run's own results."""
+        return self.run_step(step.op, {k: self.value_of(v.name) + v.offset if isinstance(v, Ref) else v for k, v in step.args.items()})
 
     # -- the end of an example ----------------------------------------------------------
 
