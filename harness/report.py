@@ -16,6 +16,7 @@ from typing import Any, Final
 from xml.sax.saxutils import escape, quoteattr
 
 from ..refmodel import subsystems
+from ..refmodel.kmalloc import kmalloc_bucket_names
 from ..refmodel.rules import PROCESS_RULES, RULES, Rule
 from .html_report import render_html
 from .loader import spec_import_lines
@@ -41,6 +42,19 @@ def rule_status(rule: Rule, result: Any, failed: set[str]) -> str:
     if rule.id in PROCESS_RULES and getattr(result, "transport", "python") != "process":
         return "not applicable"
     return "pass" if result.coverage.get(rule.id, 0) else "not exercised"
+
+
+def _requests(result: Any) -> list[dict[str, Any]]:
+    """Allocation requests answered per page order and kmalloc size class: served, NULL; every bucket listed, so an
+    implementation that never serves one shows it."""
+    m = result.machine
+    order = [f"order-{k}" for k in range(m.max_page_order + 1)]
+    if "kmalloc" in result.capabilities:
+        order += kmalloc_bucket_names(m)
+    counts = getattr(result, "requests", {})
+    beyond = sorted({b for b, _ in counts} - set(order))  # above MAX_PAGE_ORDER or KMALLOC_MAX_SIZE: must fail
+    return [{"bucket": b, "served": counts.get((b, True), 0), "null": counts.get((b, False), 0), "beyond_limit": b in beyond}
+            for b in order + beyond]
 
 
 def build_report(result: Any, out_dir: Path) -> dict[str, Any]:
@@ -79,6 +93,7 @@ def build_report(result: Any, out_dir: Path) -> dict[str, Any]:
         "expectations": {k: result.outcomes.get(k, 0) for k in ("MUST_SUCCEED", "MAY_FAIL", "MUST_FAIL")},
         "summary": {s: sum(1 for r in rules if r["status"] == s) for s in ("pass", "fail", "not claimed", "not applicable", "not exercised")},
         "rules": rules,
+        "requests": _requests(result),
         "failures": failures,
     }
 
@@ -101,10 +116,28 @@ def render_markdown(doc: dict[str, Any]) -> str:
     ]
     for r in doc["rules"]:
         out.append(f"| `{r['id']}` | {r['level']} | {r['status']} | {r['checks']} | {r['statement']} |")
+    out += _render_requests(doc.get("requests", []))
     for f in doc["failures"]:
         out += ["", f"## {f['rule_id']}", "", _md_escape(f["message"]), "", "```python", *f["steps"], "```", "",
                 f"Replay: `{f['replay']}`; pasteable test: `{f['test_file']}`"]
     return "\n".join(out) + "\n"
+
+
+def _render_requests(requests: list[dict[str, Any]]) -> list[str]:
+    """The requests table, with the buckets asked for and never served named first."""
+    if not requests:
+        return []
+    unserved = [r["bucket"] for r in requests if r["null"] and not r["served"] and not r["beyond_limit"]]
+    unasked = [r["bucket"] for r in requests if not r["null"] and not r["served"]]
+    out = ["", "## Requests by page order and kmalloc size class", ""]
+    if unserved:
+        out += [f"Asked for and never served: {', '.join(unserved)}.", ""]
+    if unasked:
+        out += [f"Never asked for on this run: {', '.join(unasked)}.", ""]
+    out += ["| bucket | served | NULL |", "|---|---:|---:|"]
+    out += [f"| {r['bucket']}{' (beyond the limit: must fail)' if r['beyond_limit'] else ''} | {r['served']} | {r['null']} |"
+            for r in requests if r["served"] or r["null"]]
+    return out
 
 
 def _md_escape(text: str) -> str:

@@ -81,6 +81,7 @@ class CheckResult:
     notes: list[str] = field(default_factory=list)
     coverage: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
+    requests: Counter[tuple[str, bool]] = field(default_factory=Counter)  # (page order or kmalloc size class, served)
     examples: int = 0
     steps: int = 0
     seconds: float = 0.0
@@ -111,6 +112,7 @@ class _Progress:
         self.result.steps += len(iut.trace)
         self.result.coverage.update(iut.coverage)
         self.result.outcomes.update(iut.outcomes)
+        self.result.requests.update(iut.requests)
 
     def show(self, final: bool = False) -> None:
         if self.stream is None:

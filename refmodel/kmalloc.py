@@ -88,6 +88,27 @@ def kmalloc_size_roundup(size: int, m: Machine) -> int:
     return size
 
 
+def _size_name(size: int) -> str:
+    return f"{size >> 10}k" if size >= 1024 else str(size)
+
+
+def kmalloc_bucket_name(size: int, m: Machine) -> str:
+    """What serves a kmalloc of ``size`` (> 0) bytes, by the kernel's cache name (mm/slab_common.c kmalloc_info[]:
+    kmalloc-96, kmalloc-1k); above KMALLOC_MAX_CACHE_SIZE the page block's order; above KMALLOC_MAX_SIZE nothing."""
+    if size <= kmalloc_max_cache_size(m):
+        return f"kmalloc-{_size_name(kmalloc_bucket(size))}"
+    if size <= kmalloc_max_size(m):
+        return f"kmalloc large order-{get_order(size, m.page_shift)}"
+    return "kmalloc above KMALLOC_MAX_SIZE"
+
+
+def kmalloc_bucket_names(m: Machine) -> list[str]:
+    """Every name ``kmalloc_bucket_name`` gives on ``m`` to a size kmalloc can serve, smallest first."""
+    sizes = sorted({kmalloc_bucket(s) for s in (8, 96, 192)} | {1 << k for k in range(KMALLOC_SHIFT_LOW, kmalloc_shift_high(m) + 1)})
+    large = range(get_order(kmalloc_max_cache_size(m) + 1, m.page_shift), m.max_page_order + 1)
+    return [f"kmalloc-{_size_name(s)}" for s in sizes] + [f"kmalloc large order-{k}" for k in large]
+
+
 def kmalloc_min_align(size: int) -> int:
     """The alignment kmalloc guarantees for ``size`` (include/linux/slab.h kmalloc kernel-doc).
 

@@ -161,3 +161,34 @@ def test_met_expectations(crash_doc):
     doc = dict(crash_doc, expectation_results=compare(crash_doc, expectations_from_report(crash_doc)).to_json())
     text = "".join(parse(render_html(doc)).text)
     assert "expectations met" in text and "Every rule went as expected." in text
+
+
+class _NeverOrder3:
+    """reference without the liveness claim, refusing every order-3 block: a whole bucket never served."""
+
+    def __new__(cls, machine: Any, env: Any) -> Any:
+        from kmemspec.harness.impls.reference import ReferenceAllocator
+
+        class NoOrder3(ReferenceAllocator):
+            claims = ReferenceAllocator.claims - {"BUDDY-NO-SPURIOUS-FAIL", "SLAB-NO-SPURIOUS-FAIL"}
+
+            def alloc_pages(self, gfp: int, order: int) -> int | None:
+                return None if order == 3 else super().alloc_pages(gfp, order)
+
+            def get_free_pages(self, gfp: int, order: int) -> int:
+                return 0 if order == 3 else super().get_free_pages(gfp, order)
+
+        return NoOrder3(machine, env)
+
+
+def test_the_report_counts_requests_per_bucket_and_names_one_never_served(tmp_path):
+    from kmemspec.harness.loader import ImplSpec
+    from kmemspec.harness.report import render_markdown
+    result = run_check(ImplSpec("never-order-3", "never-order-3", _NeverOrder3), load_machine("tiny"), machine_spec="tiny",
+                       profile=SMALL, seed_value=1, progress=None)
+    assert result.conforming, result.failures
+    doc = build_report(result, tmp_path)
+    rows = {r["bucket"]: r for r in doc["requests"]}
+    assert rows["order-3"]["served"] == 0 and rows["order-3"]["null"] > 0
+    assert rows["order-0"]["served"] > 0 and "kmalloc-8k" in rows and "kmalloc large order-2" in rows
+    assert "Asked for and never served: order-3." in render_markdown(doc)

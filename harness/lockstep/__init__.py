@@ -63,6 +63,7 @@ class Lockstep:
         self.models = self._build_models()
         self.coverage: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()  # MUST_SUCCEED / MAY_FAIL / MUST_FAIL expectations met
+        self.requests: Counter[tuple[str, bool]] = Counter()  # (page order or kmalloc size class, served) per answered request
         self.failed = False  # after a failure model and implementation are out of step
         self.check_memory = check_memory and "memory" in self.capabilities
         self.names = Namer(self)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ...refmodel.errors import InvalidArgument, SleepInAtomic, UnexpectedGfp
 from ...refmodel.gfp import GFP_INT, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
-from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_min_align, kmalloc_size_roundup
+from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_bucket_name, kmalloc_min_align, kmalloc_size_roundup
 from ...refmodel.slab import LiveObject, SlabFlag
 from ._checker import Checker, Lazy, call_text, register_checker
 from .slab import SlabLayer
@@ -71,6 +71,7 @@ class KmallocChecker(Checker):
             return ZERO_SIZE_PTR
         if e.outcome is Outcome.MUST_FAIL:
             d.coverage[e.rule_id] += 1
+        d.requests[kmalloc_bucket_name(size, d.machine), result not in (None, 0)] += 1
         if result is None or result == 0:
             d.expect_null(e, what)
             return None

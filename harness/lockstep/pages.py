@@ -41,6 +41,7 @@ class PageChecker(Checker):
         step, result, refused = d.step("alloc_pages", {"gfp": gfp, "order": order}, e, lambda: d.iut.alloc_pages(gfp, order), gfp=gfp)
         if refused:  # a reported misuse, refused: nothing was allocated
             return None
+        d.requests[f"order-{order}", result is not None] += 1
         if result is None:
             return d.expect_null(e, f"alloc_pages({format_gfp(gfp)}, order={order})")
         pfn = d.int_result(result, "alloc_pages")
@@ -64,6 +65,7 @@ class PageChecker(Checker):
         step, result, refused = d.step("get_free_pages", {"gfp": gfp, "order": order}, e, lambda: d.iut.get_free_pages(gfp, order), gfp=gfp)
         if refused:
             return 0
+        d.requests[f"order-{order}", result not in (None, 0)] += 1
         if result is None or result == 0:
             d.expect_null(e, f"__get_free_pages({format_gfp(gfp)}, order={order})")
             return 0
