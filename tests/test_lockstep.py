@@ -114,3 +114,33 @@ def test_cache_flags_and_clobbers_print_as_kernel_names():
     lines = [s.render() for s in iut.trace]
     assert "flags=SlabFlag.RED_ZONE | SlabFlag.POISON | 0x1)" in lines[0], lines[0]
     assert lines[2] == "iut.clobber(addr=obj_0 + 64)" and lines[3].startswith("iut.kmem_cache_validate(cache=cache_0)"), lines
+
+
+def test_a_counterexample_drops_frees_of_null_when_the_failure_stays():
+    from kmemspec.properties.runner import Failure, _without_noops
+    from kmemspec.refmodel import load_machine
+    impl = load_impl("mutant:double-free-unchecked")
+    iut = Lockstep(impl.factory, "tiny")
+    pfn = iut.alloc_pages(GFP_KERNEL, 0)
+    iut.free_pages_addr(0, 0)
+    iut.kfree(0)
+    iut.free_pages(pfn, 0)
+    with pytest.raises(ConformanceFailure) as caught:
+        iut.free_pages(pfn, 0)
+    f = caught.value
+    assert [s.op for s in f.steps] == ["alloc_pages", "free_pages_addr", "kfree", "free_pages", "free_pages"]
+    kept = _without_noops(impl, load_machine("tiny"), Failure(f.rule_id, f.message, list(f.steps)))
+    assert kept.rule_id == "BUDDY-DOUBLE-FREE" and [s.op for s in kept.steps] == ["alloc_pages", "free_pages", "free_pages"]
+
+
+def test_a_free_of_null_that_is_the_failure_stays():
+    from kmemspec.properties.runner import Failure, _without_noops
+    from kmemspec.refmodel import load_machine
+    impl = load_impl("mutant:free-addr-null-unchecked")
+    iut = Lockstep(impl.factory, "tiny")
+    iut.kfree(0)
+    with pytest.raises(ConformanceFailure) as caught:
+        iut.free_pages_addr(0, 0)
+    f = caught.value
+    kept = _without_noops(impl, load_machine("tiny"), Failure(f.rule_id, f.message, list(f.steps)))
+    assert kept.rule_id == "API-FREE-ADDR-NULL" and [s.op for s in kept.steps] == ["free_pages_addr"]
