@@ -14,6 +14,7 @@ the replay files.
 from __future__ import annotations
 
 import argparse
+import difflib
 import signal
 import sys
 import threading
@@ -29,7 +30,7 @@ from ..harness.report import _atomic_write, build_report, write_reports
 from ..harness.spelling import ResolvedMachine
 from ..harness.trace import load_trace
 from ..refmodel.errors import ConformanceFailure, KmemspecError
-from ..refmodel.rules import RULES, render_markdown, render_table
+from ..refmodel.rules import RULES, RULES_BY_ID, render_markdown, render_table
 
 EXIT_OK, EXIT_NONCONFORMING, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 DEFAULT_MACHINE = "tiny"
@@ -49,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     c.add_argument("--expectations", type=Path, default=None, metavar="FILE",
                    help="gate on an expectations file (TOML): exit 0 when results match it, 1 on a new failure or a lost claim")
+    c.add_argument("--skip", action="append", default=[], metavar="RULE",
+                   help="a known departure: a failure of RULE ends its example but not the search, so the other rules are "
+                        "still judged (repeatable; --expectations skips every rule it expects to fail)")
     c.add_argument("--write-expectations", type=Path, default=None, metavar="FILE", help="write an expectations file from this run's results")
     _process_options(c)
 
@@ -117,11 +121,12 @@ def _check(args: argparse.Namespace) -> int:
     resolved = ResolvedMachine.from_spec(args.machine)
     machine = resolved.machine
     expected = load_expectations(args.expectations) if args.expectations else None  # a bad file fails before the run
+    skip = _skipped(args.skip) | frozenset(r for r, s in (expected.rules.items() if expected else ()) if s == "fail")
     impl = _load(args, args.impl, resolved)
     out_dir = args.report_dir or Path("conformance_reports") / impl.label
     result = run_check(
         impl, machine, machine_spec=resolved.spec, profile=PROFILES[args.profile],
-        seed_value=args.seed, progress=None if args.quiet else sys.stderr,
+        seed_value=args.seed, progress=None if args.quiet else sys.stderr, skip=skip,
     )
     _clear_stale(out_dir)
     comparison = compare(build_report(result, out_dir), expected) if expected is not None else None
@@ -133,7 +138,7 @@ def _check(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}")
     for f in doc["failures"]:
-        print(f"\nFAIL {f['message'] if f['message'].startswith(f['rule_id']) else f['rule_id'] + ': ' + f['message']}")
+        print(f"\nFAIL{' (skipped, not shrunk)' if f.get('skipped') else ''} {f['message'] if f['message'].startswith(f['rule_id']) else f['rule_id'] + ': ' + f['message']}")
         for line in f["steps"]:
             print(f"    {line}")
         print(f"  replay: {f['replay']}")
@@ -145,6 +150,15 @@ def _check(args: argparse.Namespace) -> int:
         print(comparison.render_text())
         return EXIT_OK if comparison.gating_ok else EXIT_NONCONFORMING
     return EXIT_OK if result.conforming else EXIT_NONCONFORMING
+
+
+def _skipped(names: list[str]) -> frozenset[str]:
+    """--skip's rule IDs, each a catalog rule (a usage error names the nearest one)."""
+    for name in names:
+        if name not in RULES_BY_ID:
+            near = difflib.get_close_matches(name.upper(), RULES_BY_ID, n=1)
+            raise KmemspecError(f"--skip {name}: not a rule ID" + (f"; did you mean {near[0]}?" if near else "") + " (`kmemspec rules` lists them)")
+    return frozenset(names)
 
 
 def _clear_stale(out_dir: Path) -> None:

@@ -73,6 +73,7 @@ def build_report(result: Any, out_dir: Path) -> dict[str, Any]:
         failures.append({
             "rule_id": f.rule_id,
             "message": f.message,
+            "skipped": getattr(f, "skipped", False),
             "steps": [s.render() for s in f.steps],
             "trace_file": str(trace_file),
             "test_file": str(out_dir / "failures" / f"repro_{f.rule_id.lower().replace('-', '_')}.py"),
@@ -118,7 +119,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         out.append(f"| `{r['id']}` | {r['level']} | {r['status']} | {r['checks']} | {r['statement']} |")
     out += _render_requests(doc.get("requests", []))
     for f in doc["failures"]:
-        out += ["", f"## {f['rule_id']}", "", _md_escape(f["message"]), "", "```python", *f["steps"], "```", "",
+        skipped = " (skipped: the search went on past it; the shortest sequence seen, not shrunk)" if f.get("skipped") else ""
+        out += ["", f"## {f['rule_id']}{skipped}", "", _md_escape(f["message"]), "", "```python", *f["steps"], "```", "",
                 f"Replay: `{f['replay']}`; pasteable test: `{f['test_file']}`"]
     return "\n".join(out) + "\n"
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Final, Iterator, TextIO
 
 from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
-from hypothesis.errors import Flaky
+from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
 from hypothesis.stateful import get_state_machine_test
 
 from ..harness.adapters.process import HangBudgetExhausted
@@ -61,6 +61,7 @@ class Failure:
     rule_id: str
     message: str
     steps: list[Step]
+    skipped: bool = False  # a rule the run went on past (--skip): the shortest sequence seen, not shrunk
 
 
 @dataclass
@@ -94,16 +95,28 @@ class CheckResult:
 class _Progress:
     """Example and step counts on the terminal while the run goes (a line every few seconds off a tty)."""
 
-    def __init__(self, result: CheckResult, stream: TextIO | None) -> None:
-        self.result, self.stream = result, stream
+    def __init__(self, result: CheckResult, stream: TextIO | None, skip: frozenset[str] = frozenset()) -> None:
+        self.result, self.stream, self.skip = result, stream, skip
         self.start = time.monotonic()
         self.last = 0.0
         self.tty = bool(stream and stream.isatty())
         self.seen: dict[str, Failure] = {}  # the shortest failure per rule, should the run be cut short
+        self.departures: dict[str, Failure] = {}  # skipped rules: the shortest failure seen (unshrunk)
+        self.departed: Counter[str] = Counter()  # skipped rules: examples their failure ended
 
     def example(self, iut: Lockstep) -> None:
         self.result.examples += 1
+        if self.skip:
+            iut.skip, iut.on_skip = self.skip, self._departure
         self.show()
+
+    def _departure(self, f: ConformanceFailure) -> BaseException:
+        """A skipped rule failed: keep the shortest sequence, and end the example without failing the run."""
+        self.departed[f.rule_id] += 1
+        known = self.departures.get(f.rule_id)
+        if known is None or len(f.steps) < len(known.steps):
+            self.departures[f.rule_id] = Failure(f.rule_id, f.message, list(f.steps), skipped=True)
+        return UnsatisfiedAssumption(f"{f.rule_id} is skipped")
 
     def teardown(self, iut: Lockstep) -> None:
         f = iut.failure
@@ -140,20 +153,24 @@ def run_check(
     seed_value: int | None = None,
     progress: TextIO | None = sys.stderr,
     shrink: bool = True,
+    skip: frozenset[str] = frozenset(),
 ) -> CheckResult:
     """Run the suite on ``impl``; InvalidDefinition propagates (exit 2), conformance failures are collected.
 
     Child processes the implementation runs in are stopped when the run ends.
     ``shrink=False`` reports failures as found, unshrunk (for kill-rate measurements).
+    A failure of a rule in ``skip`` (a known departure) ends its example without ending
+    the search, so every other rule is still judged; it is reported with the shortest
+    sequence seen, unshrunk, and how many examples it ended.
     """
     try:
-        return _run(impl, machine, machine_spec, profile, seed_value, progress, shrink)
+        return _run(impl, machine, machine_spec, profile, seed_value, progress, shrink, skip)
     finally:
         impl.close()
 
 
 def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, seed_value: int | None,
-         progress: TextIO | None, shrink: bool) -> CheckResult:
+         progress: TextIO | None, shrink: bool, skip: frozenset[str]) -> CheckResult:
     chosen = seed_value if seed_value is not None else random.SystemRandom().randrange(1 << 32)
     try:
         probe, caps, claims = build_iut(impl.factory, machine, Env(), impl.label)
@@ -168,7 +185,7 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
     if progress is not None:  # before the search, so that a crash of an in-process implementation cannot lose it
         print(f"kmemspec: checking {impl.label} on {machine_spec} with seed {chosen}", file=progress, flush=True)
     result = CheckResult(impl.spec, impl.label, machine, machine_spec, profile, chosen, caps, claims, impl.transport, impl.isolated)
-    bar = _Progress(result, progress)
+    bar = _Progress(result, progress, skip)
     target = Target(impl.factory, impl.label, machine, caps, claims, bar.example, bar.teardown)
     machine_cls = state_machine_for(target)
     test = get_state_machine_test(
@@ -199,6 +216,9 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
             result.notes.append(f"the run stopped early: {budget}; failures are the shortest sequences found before that (raise --hang-budget to shrink further)")
         elif failures is not None:
             result.failures = _dedupe(failures)
+        elif _in_chain(exc, Unsatisfiable) is not None and bar.departed:
+            result.notes.append("every example the search tried ended at a skipped rule; the other rules were judged only "
+                                "on the steps before it")
         elif _in_group(exc, Flaky) and bar.seen:
             # The same operations did not give the same outcome twice: a nondeterministic
             # implementation (or one that keeps state between examples). Report what was seen.
@@ -213,6 +233,7 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
             raise
     if shrink:
         result.failures = [_without_noops(impl, machine, f) for f in result.failures]
+    _add_departures(result, bar)
     result.seconds = time.monotonic() - started
     if impl.transport == "process":  # every request of the run was answered alive, in time and well-formed, or failed above
         for rule_id in PROCESS_RULES:
@@ -282,6 +303,17 @@ def _conformance_failures(exc: BaseException) -> list[ConformanceFailure] | None
             found += inner
         return found
     return None
+
+
+def _add_departures(result: CheckResult, bar: _Progress) -> None:
+    """The skipped rules that failed join the failures (status fail), each with a note of how often."""
+    failed = {f.rule_id for f in result.failures}
+    for rule_id, f in sorted(bar.departures.items()):
+        if rule_id not in failed:
+            result.failures.append(f)
+        result.notes.append(f"{rule_id} (skipped) failed in {bar.departed[rule_id]} examples, each ended there; the search "
+                            "went on, and its sequence is the shortest seen, not shrunk")
+    result.failures.sort(key=lambda f: f.rule_id)
 
 
 def _without_noops(impl: ImplSpec, machine: Machine, failure: Failure) -> Failure:

@@ -279,3 +279,47 @@ def test_statuses_a_rule_can_have_are_accepted(tmp_path):
              'BUDDY-ALIGN = "pass"', 'IUT-NO-CRASH = { status = "fail" }']
     e = load_expectations(write(tmp_path, HEAD + "[rules]\n" + "\n".join(lines) + "\n"))
     assert e.rules["IUT-NO-CRASH"] == "fail" and e.expected("GFP-ZONE-BAD") == "pass" and e.reasons == {}
+
+
+# -- exploring past a known departure --------------------------------------------
+
+DEPARTS = str(Path(__file__).parent / "impls" / "departs.py") + ":make"
+
+
+def _departs(skip: frozenset[str]):
+    from kmemspec.harness.loader import load_impl as load
+    from kmemspec.properties import PROFILES
+    return run_check(load(DEPARTS), load_machine("tiny"), machine_spec="tiny", profile=PROFILES["ci"], seed_value=1,
+                     progress=None, skip=skip)
+
+
+def test_a_known_departure_stops_the_search_unless_skipped():
+    plain = _departs(frozenset())
+    assert [f.rule_id for f in plain.failures] == ["BUDDY-DOUBLE-FREE"]  # the search stops at the first bug it meets
+    past = _departs(frozenset({"BUDDY-DOUBLE-FREE"}))
+    failed = {f.rule_id: f for f in past.failures}
+    assert set(failed) == {"BUDDY-DOUBLE-FREE", "KMALLOC-ZERO-SIZE"}
+    assert failed["BUDDY-DOUBLE-FREE"].skipped and not failed["KMALLOC-ZERO-SIZE"].skipped
+    assert len(failed["KMALLOC-ZERO-SIZE"].steps) <= 2  # the other bug is shrunk as usual
+    assert any(n.startswith("BUDDY-DOUBLE-FREE (skipped) failed in ") for n in past.notes), past.notes
+
+
+def test_expectations_skip_what_they_expect_to_fail_and_gate_on_the_rest(tmp_path):
+    import subprocess
+    import sys
+    exp = write(tmp_path, HEAD + '[rules]\nBUDDY-DOUBLE-FREE = "fail"\n')
+    p = subprocess.run([sys.executable, "-m", "kmemspec.cli", "check", DEPARTS, "--seed", "1", "--expectations", str(exp),
+                        "--report-dir", str(tmp_path / "r"), "-q"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "FAIL KMALLOC-ZERO-SIZE" in p.stdout and "BUDDY-DOUBLE-FREE (skipped)" in p.stdout
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert {f["rule_id"]: f["skipped"] for f in doc["failures"]} == {"BUDDY-DOUBLE-FREE": True, "KMALLOC-ZERO-SIZE": False}
+    results = doc["expectation_results"]
+    assert results["new_failures"] == ["KMALLOC-ZERO-SIZE"] and results["expected_failures"] == ["BUDDY-DOUBLE-FREE"]
+
+
+def test_skip_names_a_catalog_rule(tmp_path):
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "kmemspec.cli", "check", "fast", "--skip", "BUDDY-ALIG"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "did you mean BUDDY-ALIGN?" in p.stderr, p.stderr

@@ -54,6 +54,9 @@ class Lockstep:
         self.env = Env()
         self.label = label
         self.failure: ConformanceFailure | None = None  # the first broken rule, once one is
+        #: Rules a run goes on past (``kmemspec check --skip``): their failure ends the example as ``on_skip`` says.
+        self.skip: frozenset[str] = frozenset()
+        self.on_skip: Callable[[ConformanceFailure], BaseException] | None = None
         self.trace: list[Step] = []
         self.step_reports: list[Violation] = []  # what the last step's call reported (raised included)
         try:
@@ -248,13 +251,18 @@ class Lockstep:
             f.steps = list(self.trace)
             self.failed = True
             self.failure = self.failure or f
+            if f.rule_id in self.skip and self.on_skip is not None:
+                raise self.on_skip(f) from None
             raise
 
-    def fail(self, rule_id: str, message: str) -> ConformanceFailure:
+    def fail(self, rule_id: str, message: str) -> BaseException:
+        """The failure of ``rule_id`` to raise: a ConformanceFailure, or for a skipped rule what ``on_skip`` makes of it."""
         self.failed = True
         f = failure_for(rule_id, message)
         f.steps = list(self.trace)
         self.failure = self.failure or f
+        if rule_id in self.skip and self.on_skip is not None:
+            return self.on_skip(f)
         return f
 
     def free_owned_block(self, op: str, values: dict[str, Any], pfn: int, order: int, call: Callable[[], Any]) -> bool:
