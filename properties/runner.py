@@ -31,6 +31,7 @@ from ..refmodel.machine import Machine
 from ..refmodel.rules import PROCESS_RULES
 from ._subsystems import state_machine_for
 from .machines import Target
+from .machines.pages import FILL_LIMIT_PAGES
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,9 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
     if shrink:
         result.failures = [_without_noops(impl, machine, f) for f in result.failures]
     _add_departures(result, bar)
+    leaks = _leaks_undetectable(machine, caps, claims)
+    if leaks:
+        result.notes.append(leaks)
     result.seconds = time.monotonic() - started
     if impl.transport == "process":  # every request of the run was answered alive, in time and well-formed, or failed above
         for rule_id in PROCESS_RULES:
@@ -303,6 +307,18 @@ def _conformance_failures(exc: BaseException) -> list[ConformanceFailure] | None
             found += inner
         return found
     return None
+
+
+def _leaks_undetectable(machine: Machine, caps: frozenset[str], claims: frozenset[str]) -> str:
+    """Why a leak of pages could pass this run unseen, or "" when something would show it."""
+    if caps & {"free_area", "zone_free_pages"}:
+        return ""
+    if "BUDDY-NO-SPURIOUS-FAIL" in claims and machine.max_pfn <= FILL_LIMIT_PAGES:
+        return ""
+    why = ("it does not claim BUDDY-NO-SPURIOUS-FAIL" if "BUDDY-NO-SPURIOUS-FAIL" not in claims else
+           f"zones are filled to exhaustion only on machines of at most {FILL_LIMIT_PAGES} pages (this one has {machine.max_pfn})")
+    return ("leaks are not detectable on this run: the implementation shows neither free_area nor zone_free_pages, and "
+            f"{why}; declare zone_free_pages (each zone's free-page count, as /proc/zoneinfo's nr_free_pages) to have them seen")
 
 
 def _add_departures(result: CheckResult, bar: _Progress) -> None:

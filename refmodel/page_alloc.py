@@ -76,6 +76,10 @@ def alloc_mask(gfp: int, logical: bool) -> int:
     return gfp & ~GFP_INT.HIGHMEM if logical else gfp
 
 
+def _pages(n: int) -> str:
+    return "1 page is" if n == 1 else f"{n} pages are"
+
+
 def get_order(size: int, page_shift: int) -> int:
     """get_order(): the smallest order whose block holds ``size`` bytes (include/asm-generic/getorder.h)."""
     pages = (size - 1) >> page_shift
@@ -395,6 +399,25 @@ class PageAllocModel:
         """The canonical free area: (pfn, order) of each maximal aligned free block, per zone."""
         return {t: {(pfn, k) for k, s in enumerate(area) for pfn in s} for t, area in self.free_area.items()}
 
+    def check_zone_free(self, zone: ZoneType, reported: int, near: int | None = None) -> None:
+        """INTROSPECT-ZONE-FREE: ``reported`` is the number of free pages of ``zone`` (mm/page_alloc.c account_freepages, rule INTROSPECT-ZONE-FREE).
+
+        ``near`` is the PFN the last step freed or took: the message names the model's free block around it.
+        """
+        want = self.nr_free[zone]
+        if reported == want:
+            return
+        where = f"zone_free_pages(ZONE_{zone.name}) is {reported}, but the zone has {want} free pages"
+        if reported > want:
+            raise failure_for("INTROSPECT-ZONE-FREE", f"{where}: {_pages(reported - want)} counted free that are allocated or are not RAM of the zone")
+        around = self.free_block_containing(zone, near, 0) if near is not None else None
+        if around is not None:
+            start, k = around
+            held = f"the step's pages are in pfn {start:#x}-{start + (1 << k) - 1:#x}, an order-{k} block free in the model"
+        else:
+            held = self._free_block(zone, 0)
+        raise failure_for("INTROSPECT-ZONE-FREE", f"{where}: {_pages(want - reported)} lost (a leak)" + (f"; {held}" if held else ""))
+
     def check_free_area(self, reported: Iterable[tuple[int, int]], *, exact: bool = True) -> None:
         """INTROSPECT-FREE-AREA: ``reported`` (pfn, order) blocks, merged, equal the model's canonical free area.
 
@@ -479,6 +502,8 @@ RULES: tuple[Rule, ...] = (
        "mm/page_alloc.c (only free pages are written: init_on_free, poisoning, free-list links)", capability="memory"),
     Rule("INTROSPECT-FREE-AREA", "pages", Level.SAFETY, "the free blocks an implementation reports are aligned, disjoint, and cover exactly the free pages",
        "mm/page_alloc.c free_area[] / __free_one_page (every free page is in exactly one PageBuddy block)", capability="free_area"),
+    Rule("INTROSPECT-ZONE-FREE", "pages", Level.SAFETY, "zone_free_pages(zone), the count /proc/zoneinfo shows as nr_free_pages, is the number of free pages of the zone after every step",
+       "mm/page_alloc.c account_freepages (NR_FREE_PAGES moves with every block put on or taken off a free list); mm/vmstat.c zoneinfo_show_print", capability="zone_free_pages"),
     Rule("BUDDY-NO-SPURIOUS-FAIL", "pages", Level.LIVENESS, "with every free page in the buddy lists (no per-CPU lists, high-atomic reserve or watermark boost held back), alloc_pages does not return NULL when an eligible zone has a free block of the order above its min watermark plus lowmem_reserve (min halved for __GFP_HIGH, a further quarter off when the flags cannot block), or when __GFP_MEMALLOC lifts the watermarks",
        "mm/page_alloc.c get_page_from_freelist / __zone_watermark_ok (ALLOC_WMARK_LOW fast path), __alloc_pages_slowpath (its first retry at ALLOC_WMARK_MIN with gfp_to_alloc_flags), __gfp_pfmemalloc_flags", claimable=True),
     Rule("NOFAIL-NEVER-NULL", "pages", Level.LIVENESS, "a blocking __GFP_NOFAIL allocation of order <= MAX_PAGE_ORDER does not return NULL while an eligible block is free (the kernel retries for ever; a model allocator must reach into its reserves)",
@@ -515,11 +540,14 @@ OPS = (
     op("free_area", "free_area", returns=Returns.FREE_AREA, step=False,
        doc="every free block as (pfn, order), as the buddy lists hold them"),
     op("check_free_area", "free_area", wire=False, doc="INTROSPECT-FREE-AREA: the implementation's free blocks against the model's"),
+    op("zone_free_pages", "zone_free_pages", ("zone", Kind.SIZE), returns=Returns.SIZE, step=False,
+       doc="the free pages of zone ZONE (its enum zone_type index: DMA 0, DMA32 1, NORMAL 2, HIGHMEM 3, MOVABLE 4), as /proc/zoneinfo's nr_free_pages"),
+    op("check_zone_free", "zone_free_pages", wire=False, doc="INTROSPECT-ZONE-FREE for every populated zone"),
     op("check_contents", "memory", wire=False, doc="PAGE-CONTENTS-INTACT and SLAB-CONTENTS-INTACT for everything live"),
 )
 
 SUBSYSTEM = Subsystem(
     "pages", "the buddy page allocator: zones, orders, watermarks, alloc_pages/free_pages (mm/page_alloc.c)",
-    capabilities=("pages", "get_free_pages", "memory", "free_area"), rules=RULES, ops=OPS,
+    capabilities=("pages", "get_free_pages", "memory", "free_area", "zone_free_pages"), rules=RULES, ops=OPS,
     model=lambda machine, models, config: PageAllocModel(machine),
 )

@@ -347,3 +347,38 @@ def test_a_krealloc_that_moves_compares_the_whole_old_object():
     addr = iut.kmalloc(100, GFP_KERNEL)
     with pytest.raises(ConformanceFailure, match="KREALLOC.*first 100 bytes must be the old object's: at physical address .* [(]byte 16[)]"):
         iut.krealloc(addr, 3000, GFP_KERNEL)
+
+
+# -- leaks: free pages per zone (mm/page_alloc.c account_freepages; /proc/zoneinfo nr_free_pages) ----------
+
+def test_a_page_lost_in_a_merge_is_seen_at_the_free_that_lost_it_on_a_big_machine():
+    iut = Lockstep(load_impl("mutant:top-merge-loses-a-page").factory, "x86_64:64M")
+    pfn = iut.alloc_pages(GFP_KERNEL, 0)
+    with pytest.raises(ConformanceFailure, match=r"INTROSPECT-ZONE-FREE.*1 page is lost \(a leak\); the step's pages are in pfn 0x[0-9a-f]+-0x[0-9a-f]+, an order-10 block"):
+        iut.free_pages(pfn, 0)
+
+
+class _CountsAllocatedPages(ReferenceAllocator):
+    """zone_free_pages counts the pages it has handed out as free too."""
+
+    capabilities = ReferenceAllocator.capabilities | {"zone_free_pages"}
+
+    def zone_free_pages(self, zone: int) -> int:
+        return self.model.nr_free[ZoneType(zone)] + sum(1 << b.order for b in self.model.live.values()
+                                                       if self.model.machine.zone_of_pfn(b.pfn).zone_type == zone)
+
+
+def test_pages_counted_free_that_are_allocated_are_an_invention():
+    iut = Lockstep(lambda m, env: _CountsAllocatedPages(m, env), "tiny")
+    with pytest.raises(ConformanceFailure, match=r"INTROSPECT-ZONE-FREE.*4 pages are counted free that are allocated"):
+        iut.alloc_pages(GFP_KERNEL, 2)
+
+
+def test_a_run_that_cannot_see_leaks_says_so():
+    from kmemspec.properties import Profile, run_check
+    quick = Profile("unit", 5, 5, "")
+    blind = run_check(load_impl("mutant:double-free-unchecked"), load_machine("x86_64:64M"), machine_spec="x86_64:64M",
+                      profile=quick, seed_value=1, progress=None)
+    assert any(n.startswith("leaks are not detectable on this run") and "16384" in n for n in blind.notes), blind.notes
+    seeing = run_check(load_impl("fast"), load_machine("x86_64:64M"), machine_spec="x86_64:64M", profile=quick, seed_value=1, progress=None)
+    assert not any("leaks" in n for n in seeing.notes) and seeing.coverage["INTROSPECT-ZONE-FREE"] > 0, seeing.notes

@@ -94,6 +94,7 @@ KILL_SEEDS: Final[dict[str, int]] = {
     "slab-pages-from-highmem": 7,
     "slabs-omit-large": 7,
     "stride-too-small": 9,
+    "top-merge-loses-a-page": 1,
     "unlink-forgotten": 4,
     "validate-no-restore": 8,
     "validate-red-zones-only": 25,

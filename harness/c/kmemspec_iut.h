@@ -212,6 +212,13 @@ int kmemspec_write_phys(void *iut, uint64_t phys_addr, const void *buf, uint64_t
  * (IUT-RETURN-TYPE). */
 int64_t kmemspec_free_area(void *iut, uint64_t *pfn, uint32_t *order, uint64_t cap);
 
+/* "zone_free_pages": the free pages of zone ZONE (its enum zone_type index:
+ * DMA 0, DMA32 1, NORMAL 2, HIGHMEM 3, MOVABLE 4), as /proc/zoneinfo's
+ * nr_free_pages; 0 for a zone the machine does not populate. For allocators
+ * that cannot list their free blocks: a count that differs from the suite's is
+ * a leak (or an invention), seen at the step that made it. */
+int kmemspec_zone_free_pages(void *iut, uint64_t zone, uint64_t *nr_free);
+
 /* "kmalloc": objects are logical addresses (page_offset + physical address).
  * kmalloc(0) stores KMEMSPEC_ZERO_SIZE_PTR; a failure is KMEMSPEC_NOMEM. */
 int kmemspec_kmalloc(void *iut, uint64_t size, kmemspec_gfp_t gfp, uint64_t *addr);

@@ -67,7 +67,7 @@ def reserve_min(mark: int, gfp: int) -> int:
 class FastBuddy:
     """The ``fast`` implementation: a per-zone buddy allocator with O(MAX_PAGE_ORDER) alloc and free."""
 
-    capabilities: frozenset[str] = frozenset({"pages", "get_free_pages", "memory", "free_area"}) | SLAB_CAPABILITIES
+    capabilities: frozenset[str] = frozenset({"pages", "get_free_pages", "memory", "free_area", "zone_free_pages"}) | SLAB_CAPABILITIES
     claims: frozenset[str] = frozenset({
         "CTX-MIGHT-SLEEP", "GFP-ZONE-BAD", "BUDDY-DOUBLE-FREE", "BUDDY-BAD-FREE",
         "BUDDY-FREE-WRONG-ORDER", "BUDDY-FREE-INTERIOR", "API-FREE-BAD-ADDRESS",
@@ -367,6 +367,10 @@ class FastBuddy:
     def free_area(self) -> list[tuple[int, int]]:
         """Every free block as (pfn, order), all zones (/proc/buddyinfo's underlying free_area[])."""
         return [(pfn, k) for zs in self._zones for k, area in enumerate(zs.free_area) for pfn in area]
+
+    def zone_free_pages(self, zone: int) -> int:
+        """The zone's NR_FREE_PAGES (/proc/zoneinfo nr_free_pages); 0 for a zone this machine does not populate."""
+        return next((zs.nr_free for zs in self._zones if zs.zone_type == zone), 0)
 
 
     # -- the slab layer (harness/impls/slub.py) -------------------------------------

@@ -34,7 +34,7 @@ class _NoFreeArea(FastBuddy):
     its steps on the page rules the bug breaks.
     """
 
-    capabilities = FastBuddy.capabilities - {"free_area", "kmalloc", "slab", "slab_info", "slab_debug"}
+    capabilities = FastBuddy.capabilities - {"free_area", "zone_free_pages", "kmalloc", "slab", "slab_info", "slab_debug"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class MergeHeadFromBuddy(FastBuddy):
     BUDDY-ALIGN or BUDDY-NO-OVERLAP when a piece is handed out.
     """
 
-    capabilities = FastBuddy.capabilities - {"kmalloc", "slab", "slab_info", "slab_debug"}
+    capabilities = FastBuddy.capabilities - {"zone_free_pages", "kmalloc", "slab", "slab_info", "slab_debug"}
 
     def _combined_pfn(self, pfn: int, buddy: int) -> int:
         return buddy
@@ -248,7 +248,7 @@ class ZoneBadPartial(_NoFreeArea):
 class FreeAreaSkipsMax(FastBuddy):
     """free_area() walks orders 0..MAX_PAGE_ORDER - 1 and omits the top-order blocks."""
 
-    capabilities = FastBuddy.capabilities - {"kmalloc", "slab", "slab_info", "slab_debug"}
+    capabilities = FastBuddy.capabilities - {"zone_free_pages", "kmalloc", "slab", "slab_info", "slab_debug"}
 
     def free_area(self) -> list[tuple[int, int]]:
         return [(pfn, k) for zs in self._zones for k, area in enumerate(zs.free_area[:self._max_order]) for pfn in area]
@@ -300,6 +300,24 @@ class FreeAddrNullUnchecked(_NoFreeArea):
         self.free_pages(pfn, order)
 
 
+class TopMergeLosesAPage(_NoFreeArea):
+    """A merge that reaches MAX_PAGE_ORDER keeps the block minus its first page: one page leaks per top-order merge.
+
+    No free_area: only the free-page counts (zone_free_pages) show it at once.
+    """
+
+    capabilities = _NoFreeArea.capabilities | {"zone_free_pages"}
+
+    def _release(self, zs: ZoneState, pfn: int, order: int) -> None:
+        super()._release(zs, pfn, order)
+        top = pfn & ~((1 << self._max_order) - 1)
+        if top in zs.free_area[self._max_order]:
+            self._del(zs, top, self._max_order)
+            for k in range(self._max_order):
+                self._add(zs, top + (1 << k), k)
+            zs.nr_free -= 1
+
+
 _TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("cross-zone-merge", CrossZoneMerge, "BUDDY-NO-CROSS-ZONE", "tiny"),
     ("boot-misaligned", BootMisaligned, "BUDDY-ALIGN", "tiny"),
@@ -326,6 +344,7 @@ _TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("nofail-gives-up", NofailGivesUp, "NOFAIL-NEVER-NULL", "tiny-wmark"),
     ("interior-free-ignored", InteriorFreeIgnored, "BUDDY-FREE-INTERIOR", "tiny"),
     ("free-addr-null-unchecked", FreeAddrNullUnchecked, "API-FREE-ADDR-NULL", "tiny"),
+    ("top-merge-loses-a-page", TopMergeLosesAPage, "INTROSPECT-ZONE-FREE", "tiny"),
 )
 
 # -- the slab layer and kmalloc (harness/impls/slub.py) ------------------------------
@@ -335,7 +354,7 @@ class _SlabMutant(_NoFreeArea):
     """FastBuddy whose slab layer is ``layer``: each slab mutant overrides one SlubLayer method."""
 
     layer: type[SlubLayer] = SlubLayer
-    capabilities = FastBuddy.capabilities - {"free_area"}
+    capabilities = FastBuddy.capabilities - {"free_area", "zone_free_pages"}
 
     def __init__(self, machine: Machine, env: Env) -> None:
         super().__init__(machine, env)

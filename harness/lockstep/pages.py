@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ...refmodel.context import Context
-from ...refmodel.gfp import GFP_INT, format_gfp
+from ...refmodel.gfp import GFP_INT, ZoneType, format_gfp
 from ...refmodel.page_alloc import Expectation, Outcome
 from ...refmodel.rules import rule_ids
 from ..trace import Step
@@ -26,7 +26,11 @@ class PageChecker(Checker):
     """alloc_pages and friends, judged against the buddy oracle."""
 
     subsystem = "pages"
-    steps = ("set_context", "alloc_pages", "free_pages", "get_free_pages", "free_pages_addr", "check_free_area", "check_contents")
+    steps = ("set_context", "alloc_pages", "free_pages", "get_free_pages", "free_pages_addr", "check_free_area", "check_zone_free", "check_contents")
+
+    def __init__(self, driver: Any) -> None:
+        super().__init__(driver)
+        self.zone_free = "zone_free_pages" in driver.capabilities
 
     def set_context(self, ctx: Context) -> None:
         """Enter execution context ``ctx`` (process, atomic, softirq, hardirq)."""
@@ -108,6 +112,30 @@ class PageChecker(Checker):
         # Pages a layer holds invisibly (slabs without slabs()): then only "free here is free there".
         d.checked(lambda: d.model.check_free_area(pairs, exact=not d.model.opaque))
 
+    def check_zone_free(self) -> None:
+        """INTROSPECT-ZONE-FREE for every populated zone."""
+        d = self.d
+        if "zone_free_pages" not in d.capabilities:
+            return
+        d.trace.append(Step("check_zone_free"))
+        for zone in d.machine.populated_zones:
+            self._compare_zone_free(zone.zone_type)
+
+    def _zone_free(self, pfn: int) -> None:
+        """INTROSPECT-ZONE-FREE for the zone of ``pfn``, after the step that touched it (a leak is seen where it happens)."""
+        zone = self.d.machine.zone_of_pfn(pfn) if self.zone_free else None
+        if zone is not None:
+            self._compare_zone_free(zone.zone_type, pfn)
+
+    def _compare_zone_free(self, zone: ZoneType, near: int | None = None) -> None:
+        d = self.d
+        if d.model.opaque:  # a layer holds pages the model cannot see: the count is not the model's to know
+            return
+        result, _ = d.call(None, None, lambda: d.iut.zone_free_pages(int(zone)))
+        n = d.int_result(result, "zone_free_pages")
+        d.coverage["INTROSPECT-ZONE-FREE"] += 1
+        d.checked(lambda: d.model.check_zone_free(zone, n, near))
+
     def check_contents(self) -> None:
         """PAGE-CONTENTS-INTACT for every live block (where memory is exposed)."""
         d = self.d
@@ -141,6 +169,7 @@ class PageChecker(Checker):
             if gfp & _ZERO:
                 d.contents.verify_block_zero(blk)
             d.contents.write_block(blk)
+        self._zone_free(pfn)
 
     def _free(self, op: str, values: dict[str, Any], e: Expectation, pfn: int, order: int, call: Callable[[], Any]) -> None:
         d = self.d
@@ -158,6 +187,7 @@ class PageChecker(Checker):
             d.names.forget_block(pfn)
         elif d.check_memory:
             d.contents.verify_blocks()  # a refused misuse leaves every live block intact
+        self._zone_free(pfn)
 
 
 register_checker(PageChecker)

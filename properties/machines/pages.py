@@ -7,8 +7,9 @@ blocking __GFP_NOFAIL request under pressure, and misuse (double free, wrong
 order, interior PFN, never-allocated PFN, bad GFP zone combination, blocking
 allocation in atomic context), the misuse only against implementations that
 claim the detection. ``GetFreePagesRules`` (``get_free_pages``) does the same
-on logical addresses; ``FreeAreaRules`` and ``MemoryRules`` compare the
-implementation's free lists and page contents with the model's mid-sequence.
+on logical addresses; ``FreeAreaRules``, ``ZoneFreeRules`` and ``MemoryRules``
+compare the implementation's free lists, free-page counts and page contents
+with the model's mid-sequence.
 Checks live in the lockstep checker; these only decide what to try
 (mm/page_alloc.c).
 """
@@ -201,6 +202,14 @@ class FreeAreaRules(RuleSet):
         self.iut.check_free_area()
 
 
+class ZoneFreeRules(RuleSet):
+    """Mid-sequence, every zone's free-page count equals the model's (INTROSPECT-ZONE-FREE; after a slab step too)."""
+
+    @rule()
+    def check_zone_free(self) -> None:
+        self.iut.check_zone_free()
+
+
 class MemoryRules(RuleSet):
     """Mid-sequence, every live block and object still holds what was written to it."""
 
@@ -216,4 +225,5 @@ class PageStateMachine(PageRules):
 register_rule_set("pages", PageRules)
 register_rule_set("get_free_pages", GetFreePagesRules)
 register_rule_set("free_area", FreeAreaRules)
+register_rule_set("zone_free_pages", ZoneFreeRules)
 register_rule_set("memory", MemoryRules)
