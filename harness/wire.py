@@ -161,7 +161,8 @@ _RESULT_SCHEMA: Final[dict[Returns, dict[str, Any]]] = {
     Returns.NOTHING: {"type": "null"}, Returns.PFN: {"type": ["integer", "null"]}, Returns.ADDR: {"type": ["integer", "null"]},
     Returns.OBJECT: {"type": ["integer", "null"]}, Returns.CACHE: {"type": ["integer", "null"]}, Returns.SIZE: {"type": "integer"},
     Returns.BYTES: {"$ref": "#/$defs/hex"},
-    Returns.FREE_AREA: {"type": "array", "items": {"$ref": "#/$defs/range"}, "description": "[[pfn, order], ...]"},
+    Returns.FREE_AREA: {"type": "array", "items": {"$ref": "#/$defs/free_row"},
+                        "description": "[[pfn, order], ...]; a row [pfn, order, count] is count consecutive blocks of that order from pfn"},
     Returns.SLAB_ROWS: {"type": "array", "description": "[[cache, pfn, order, inuse, total], ...]",
                         "items": {"type": "array", "items": _UINT, "minItems": 5, "maxItems": 5}},
 }
@@ -202,6 +203,7 @@ def protocol_schema() -> dict[str, Any]:
             "hex": {"type": "string", "pattern": "^([0-9a-fA-F]{2})*$"},
             "violation": {"enum": [v.__name__ for v in VIOLATIONS]},
             "range": {"type": "array", "prefixItems": [_UINT, _UINT], "items": False, "minItems": 2},
+            "free_row": {"type": "array", "prefixItems": [_UINT, _UINT, _UINT], "items": False, "minItems": 2},
             "request": {"oneOf": [
                 {"type": "object", "required": ["op", "protocol"],
                  "properties": {"op": {"const": "hello"}, "protocol": {"enum": list(PROTOCOLS)}}},
@@ -240,7 +242,7 @@ def protocol_schema() -> dict[str, Any]:
 _RESULT_TEXT: Final[dict[Returns, str]] = {
     Returns.NOTHING: "`null`", Returns.PFN: "first PFN, or `null`", Returns.ADDR: "logical address, or `0` / `null`",
     Returns.OBJECT: "address (`16` for 0 bytes), or `null`", Returns.CACHE: "cache id (not 0), or `null`", Returns.SIZE: "int",
-    Returns.BYTES: "the bytes, as a hex string", Returns.FREE_AREA: "`[[pfn, order], ...]`",
+    Returns.BYTES: "the bytes, as a hex string", Returns.FREE_AREA: "`[[pfn, order], ...]` (or `[pfn, order, count]`: count blocks in a row)",
     Returns.SLAB_ROWS: "`[[cache, pfn, order, inuse, total], ...]`",
 }
 

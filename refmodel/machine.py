@@ -313,6 +313,25 @@ def split_aligned(r: PfnRange, max_order: int) -> Iterable[tuple[int, int]]:
         pfn += 1 << order
 
 
+def split_aligned_runs(r: PfnRange, max_order: int) -> Iterator[tuple[int, int, int]]:
+    """``split_aligned`` as (pfn, order, count) rows: the MAX_PAGE_ORDER blocks in the middle of ``r`` are one row.
+
+    O(MAX_PAGE_ORDER) rows for any length, so boot costs O(ranges), not O(memory / 2^MAX_PAGE_ORDER).
+    """
+    top = 1 << max_order
+    first = -(-r.start // top) * top
+    last = r.end // top * top
+    if first >= last:  # no whole top-order block: a few small ones
+        for pfn, order in split_aligned(r, max_order):
+            yield pfn, order, 1
+        return
+    for pfn, order in split_aligned(PfnRange(r.start, first), max_order):
+        yield pfn, order, 1
+    yield first, max_order, (last - first) >> max_order
+    for pfn, order in split_aligned(PfnRange(last, r.end), max_order):
+        yield pfn, order, 1
+
+
 def _coalesce(ranges: Iterable[PfnRange]) -> Iterator[PfnRange]:
     """Abutting ranges are one: memblock merges adjacent regions of a type (mm/memblock.c memblock_merge_regions)."""
     current: PfnRange | None = None

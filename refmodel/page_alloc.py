@@ -24,6 +24,7 @@ slab layer live in ``kmalloc`` and ``slab``, beside this oracle.
 
 from __future__ import annotations
 
+import bisect
 import functools
 from dataclasses import dataclass
 from operator import attrgetter
@@ -43,7 +44,8 @@ from .errors import (
 )
 from .expectation import Expectation, Outcome
 from .gfp import GFP_INT, ZoneType, format_gfp, gfp_zone, gfp_zone_bad, gfpflags_allow_blocking, zonelist_eligible
-from .machine import Machine, Zone, split_aligned
+from ._free_area import FreeArea, coalesce
+from .machine import Machine, Zone, split_aligned_runs
 from .rules import Level, Rule
 from .watermarks import may_ignore_min, min_watermark, watermark_free_ok
 from ._subsystem import Kind, Returns, Subsystem, op
@@ -98,7 +100,7 @@ class PageAllocModel:
         self._zones: dict[ZoneType, Zone] = {z.zone_type: z for z in machine.populated_zones}
         self.live: IntervalIndex[LiveBlock] = IntervalIndex(attrgetter("end_pfn"))
         boot_area, boot_free = _boot_free_area(machine)
-        self.free_area = {t: [set(s) for s in area] for t, area in boot_area.items()}
+        self.free_area: dict[ZoneType, FreeArea] = {t: area.copy() for t, area in boot_area.items()}
         self.nr_free = dict(boot_free)
         self.hidden: set[str] = set()  # owners holding pages the model cannot see (``hide``)
 
@@ -111,7 +113,7 @@ class PageAllocModel:
             return None
         for k in range(order, self.max_order + 1):
             start = pfn & ~((1 << k) - 1)
-            if start in area[k]:
+            if area.contains(start, k):
                 return start, k
         return None
 
@@ -133,8 +135,7 @@ class PageAllocModel:
 
     def has_free_block(self, zone: ZoneType, order: int) -> bool:
         """free_area[order..MAX_PAGE_ORDER] of ``zone`` is not all empty."""
-        area = self.free_area[zone]
-        return any(area[k] for k in range(order, self.max_order + 1))
+        return self.free_area[zone].has(order)
 
     def watermark_ok(self, zone: ZoneType, order: int, highest: ZoneType) -> bool:
         """Fact WMARK-OK with ALLOC_WMARK_LOW, as the fast path asks (mm/page_alloc.c __zone_watermark_ok).
@@ -149,10 +150,10 @@ class PageAllocModel:
 
     def _free_block(self, zone: ZoneType, order: int) -> str:
         """A free block of ``zone`` of at least ``order``, for a liveness failure's message (a scan: run only on failure)."""
-        k = next((k for k in range(order, self.max_order + 1) if self.free_area[zone][k]), None)
-        if k is None:
+        area = self.free_area[zone]
+        k, pfn = next(((k, p) for k in range(order, self.max_order + 1) if (p := area.first(k)) is not None), (None, None))
+        if k is None or pfn is None:
             return ""
-        pfn = min(self.free_area[zone][k])
         return f"pfn {pfn:#x}-{pfn + (1 << k) - 1:#x} (an order-{k} block of ZONE_{zone.name}) is free in the model"
 
     def min_watermark_ok(self, zone: ZoneType, order: int, highest: ZoneType, gfp: int) -> bool:
@@ -316,15 +317,15 @@ class PageAllocModel:
         assert found is not None, "adopt_alloc of a block check_alloc would reject"
         start, k = found
         area = self.free_area[zone.zone_type]
-        area[k].discard(start)
+        area.discard(start, k)
         while k > order:
             k -= 1
             half = 1 << k
             if pfn >= start + half:
-                area[k].add(start)
+                area.add(start, k)
                 start += half
             else:
-                area[k].add(start + half)
+                area.add(start + half, k)
         self.nr_free[zone.zone_type] -= 1 << order
         blk = LiveBlock(pfn, order, gfp, zone.zone_type, step, owner)
         self.live[pfn] = blk
@@ -376,12 +377,12 @@ class PageAllocModel:
         self.nr_free[blk.zone] += 1 << order
         while order < self.max_order:
             buddy = pfn ^ (1 << order)
-            if buddy not in area[order]:
+            if not area.contains(buddy, order):
                 break
-            area[order].discard(buddy)
+            area.discard(buddy, order)
             pfn &= buddy
             order += 1
-        area[order].add(pfn)
+        area.add(pfn, order)
 
     def expect_free_addr(self, addr: int, order: int) -> tuple[Expectation, int | None]:
         """free_pages(addr, order): 0 is a no-op; a non-lowmem address is BadAddress; else as free_pages(virt_to_pfn(addr))."""
@@ -396,8 +397,12 @@ class PageAllocModel:
     # -- canonical view --------------------------------------------------------
 
     def free_blocks(self) -> dict[ZoneType, set[tuple[int, int]]]:
-        """The canonical free area: (pfn, order) of each maximal aligned free block, per zone."""
-        return {t: {(pfn, k) for k, s in enumerate(area) for pfn in s} for t, area in self.free_area.items()}
+        """The canonical free area: (pfn, order) of each maximal aligned free block, per zone (O(memory): for small machines)."""
+        return {t: {(pfn + (i << k), k) for pfn, k, n in area.rows() for i in range(n)} for t, area in self.free_area.items()}
+
+    def free_rows(self) -> list[tuple[int, int, int]]:
+        """The canonical free area as (pfn, order, count) rows, untouched top-order blocks as one row per run: O(touched)."""
+        return [row for area in self.free_area.values() for row in area.rows()]
 
     def check_zone_free(self, zone: ZoneType, reported: int, near: int | None = None) -> None:
         """INTROSPECT-ZONE-FREE: ``reported`` is the number of free pages of ``zone`` (mm/page_alloc.c account_freepages, rule INTROSPECT-ZONE-FREE).
@@ -418,63 +423,134 @@ class PageAllocModel:
             held = self._free_block(zone, 0)
         raise failure_for("INTROSPECT-ZONE-FREE", f"{where}: {_pages(want - reported)} lost (a leak)" + (f"; {held}" if held else ""))
 
-    def check_free_area(self, reported: Iterable[tuple[int, int]], *, exact: bool = True) -> None:
-        """INTROSPECT-FREE-AREA: ``reported`` (pfn, order) blocks, merged, equal the model's canonical free area.
+    def check_free_area(self, reported: Iterable[tuple[int, ...]], *, exact: bool = True) -> None:
+        """INTROSPECT-FREE-AREA: ``reported`` (pfn, order) or (pfn, order, count) rows, merged, equal the model's canonical free area.
 
-        Not ``exact`` (pages held by a layer the model cannot see, such as slabs
-        without introspection): every reported block must lie in the model's free area.
+        A row is ``count`` consecutive blocks of ``order`` from ``pfn``; top-order
+        rows are compared as intervals, so an untouched zone costs O(rows) on both
+        sides. Not ``exact`` (pages held by a layer the model cannot see, such as
+        slabs without introspection): every reported block must lie in the model's free area.
         """
-        m = self.machine
+        merged, top_runs = self._merge_reported(reported)
+        if not exact:
+            self._check_reported_free(merged, top_runs)
+            return
+        top = self.max_order
+        for t, area in self.free_area.items():
+            for k in range(top):
+                if merged[t][k] != area.blocks[k]:
+                    extra = sorted(merged[t][k] - area.blocks[k])
+                    missing = sorted(area.blocks[k] - merged[t][k])
+                    self._free_area_differs(t, k, extra[0] if extra else None, missing[0] if missing else None)
+            got = coalesce(sorted([(p, p + (1 << top)) for p in merged[t][top]] + top_runs[t]))
+            want = area.top_intervals()
+            if got != want:
+                extra, missing = _first_difference(got, want, 1 << top)
+                self._free_area_differs(t, top, extra, missing)
+
+    def _merge_reported(self, reported: Iterable[tuple[int, ...]]) -> tuple[dict[ZoneType, list[set[int]]], dict[ZoneType, list[tuple[int, int]]]]:
+        """Reported rows checked (aligned, in one zone, disjoint) and merged with their buddies, as __free_one_page would."""
+        m, top = self.machine, self.max_order
         merged: dict[ZoneType, list[set[int]]] = {t: [set() for _ in range(m.nr_page_orders)] for t in self._zones}
-        for pfn, order in reported:
-            what = f"reported free order-{order} block at pfn {pfn:#x}"
-            if not 0 <= order <= self.max_order or pfn & ((1 << order) - 1):
-                raise failure_for("INTROSPECT-FREE-AREA", f"{what} is not an aligned block of order 0..{self.max_order}")
+        runs: dict[ZoneType, list[tuple[int, int]]] = {t: [] for t in self._zones}
+        small: list[tuple[int, int]] = []
+        for row in reported:
+            pfn, order, count = row if len(row) == 3 else (*row, 1)
+            what = f"reported free order-{order} block at pfn {pfn:#x}" + (f" (a row of {count})" if count != 1 else "")
+            if not 0 <= order <= top or pfn & ((1 << order) - 1) or count < 1:
+                raise failure_for("INTROSPECT-FREE-AREA", f"{what} is not an aligned block of order 0..{top} (count >= 1)")
+            end = pfn + (count << order)
             zone = m.zone_of_pfn(pfn)
-            if zone is None or m.zone_of_pfn(pfn + (1 << order) - 1) is not zone:
+            if zone is None or m.zone_of_pfn(end - 1) is not zone:
                 raise failure_for("INTROSPECT-FREE-AREA", f"{what} is not inside one zone")
-            area = merged[zone.zone_type]
-            for k in range(order, self.max_order + 1):
-                if pfn & ~((1 << k) - 1) in area[k]:
-                    raise failure_for("INTROSPECT-FREE-AREA", f"{what} overlaps another reported free block")
-            while order < self.max_order and (pfn ^ (1 << order)) in area[order]:
+            if order == top:
+                runs[zone.zone_type].append((pfn, end))
+            else:
+                small.extend((pfn + (i << order), order) for i in range(count))
+        for t, rs in runs.items():
+            rs.sort()
+            for (_, e1), (s2, _) in zip(rs, rs[1:]):
+                if s2 < e1:
+                    raise failure_for("INTROSPECT-FREE-AREA", f"reported free order-{top} block at pfn {s2:#x} overlaps another reported free block")
+        for pfn, order in small:
+            t = m.zone_of_pfn(pfn).zone_type  # type: ignore[union-attr]  (checked above)
+            area = merged[t]
+            for k in range(order, top + 1):
+                if pfn & ~((1 << k) - 1) in area[k] or (k == top and _in_intervals(runs[t], pfn)):
+                    raise failure_for("INTROSPECT-FREE-AREA", f"reported free order-{order} block at pfn {pfn:#x} overlaps another reported free block")
+            while order < top and (pfn ^ (1 << order)) in area[order]:
                 area[order].discard(pfn ^ (1 << order))
                 pfn &= ~(1 << order)
                 order += 1
             area[order].add(pfn)
-        if not exact:
-            for t, area in merged.items():
-                for k, starts in enumerate(area):
-                    for pfn in starts:
-                        if self.free_block_containing(t, pfn, k) is None:
-                            blk = self.live_overlapping(pfn, 1 << k)
-                            held = f"the live order-{blk.order} block at pfn {blk.pfn:#x}" if blk else "allocated memory"
-                            raise failure_for("INTROSPECT-FREE-AREA", f"ZONE_{t.name}: the implementation reports the order-{k} block at pfn {pfn:#x} free, but it overlaps {held}")
-            return
-        for t, area in self.free_area.items():
-            for k in range(m.nr_page_orders):
-                if merged[t][k] != area[k]:
-                    extra = sorted(merged[t][k] - area[k])
-                    missing = sorted(area[k] - merged[t][k])
-                    detail = (f"reports free order-{k} block at pfn {extra[0]:#x} the model does not have" if extra
-                              else f"does not report the free order-{k} block at pfn {missing[0]:#x}")
-                    raise failure_for("INTROSPECT-FREE-AREA", f"ZONE_{t.name}: the implementation {detail} (after merging buddies)")
+        return merged, runs
+
+    def _check_reported_free(self, merged: dict[ZoneType, list[set[int]]], runs: dict[ZoneType, list[tuple[int, int]]]) -> None:
+        """Not exact: each reported block lies in the model's free area."""
+        top = self.max_order
+        for t, area in merged.items():
+            model_top = self.free_area[t].top_intervals()
+            blocks = [(pfn, k, 1) for k, starts in enumerate(area) for pfn in starts] + [(s, top, (e - s) >> top) for s, e in runs[t]]
+            for pfn, k, n in blocks:
+                inside = (_covered(model_top, pfn, pfn + (n << k)) if k == top
+                          else self.free_block_containing(t, pfn, k) is not None)
+                if not inside:
+                    blk = self.live_overlapping(pfn, n << k)
+                    held = f"the live order-{blk.order} block at pfn {blk.pfn:#x}" if blk else "allocated memory"
+                    raise failure_for("INTROSPECT-FREE-AREA", f"ZONE_{t.name}: the implementation reports the order-{k} block at pfn {pfn:#x} free, but it overlaps {held}")
+
+    @staticmethod
+    def _free_area_differs(t: ZoneType, k: int, extra: int | None, missing: int | None) -> None:
+        detail = (f"reports free order-{k} block at pfn {extra:#x} the model does not have" if extra is not None
+                  else f"does not report the free order-{k} block at pfn {missing:#x}")
+        raise failure_for("INTROSPECT-FREE-AREA", f"ZONE_{t.name}: the implementation {detail} (after merging buddies)")
+
+
+def _in_intervals(intervals: list[tuple[int, int]], pfn: int) -> bool:
+    i = bisect.bisect_right(intervals, (pfn, 1 << 62)) - 1
+    return i >= 0 and intervals[i][0] <= pfn < intervals[i][1]
+
+
+def _covered(intervals: list[tuple[int, int]], start: int, end: int) -> bool:
+    """[start, end) lies inside one of the sorted, coalesced ``intervals``."""
+    i = bisect.bisect_right(intervals, (start, 1 << 62)) - 1
+    return i >= 0 and intervals[i][0] <= start and end <= intervals[i][1]
+
+
+def _first_difference(got: list[tuple[int, int]], want: list[tuple[int, int]], step: int) -> tuple[int | None, int | None]:
+    """The lowest block in ``got`` and not ``want`` (extra) or the reverse (missing): both coalesced interval lists."""
+    for g, w in zip(got, want):
+        if g != w:
+            if g[0] != w[0]:
+                return (g[0], None) if g[0] < w[0] else (None, w[0])
+            return (w[1], None) if g[1] > w[1] else (None, g[1])
+    if len(got) > len(want):
+        return got[len(want)][0], None
+    return None, want[len(got)][0]
 
 
 @functools.lru_cache(maxsize=8)
-def _boot_free_area(machine: Machine) -> tuple[dict[ZoneType, tuple[frozenset[int], ...]], dict[ZoneType, int]]:
-    """The free area right after boot (fact HOLE-BOOT-HANDOVER), computed once per machine and copied per model."""
-    area: dict[ZoneType, list[set[int]]] = {}
+def _boot_free_area(machine: Machine) -> tuple[dict[ZoneType, FreeArea], dict[ZoneType, int]]:
+    """The free area right after boot (fact HOLE-BOOT-HANDOVER), computed once per machine and copied per model.
+
+    The top-order blocks in the middle of each range stay one run: O(ranges), whatever the memory size.
+    """
+    area: dict[ZoneType, FreeArea] = {}
     free: dict[ZoneType, int] = {}
+    top = machine.max_page_order
     for zone in machine.populated_zones:
-        orders: list[set[int]] = [set() for _ in range(machine.nr_page_orders)]
+        blocks: list[set[int]] = [set() for _ in range(machine.nr_page_orders)]
+        runs: list[tuple[int, int]] = []
         free[zone.zone_type] = 0
         for r in machine.zone_free_ranges(zone):
-            for pfn, order in split_aligned(r, machine.max_page_order):
-                orders[order].add(pfn)
-                free[zone.zone_type] += 1 << order
-        area[zone.zone_type] = orders
-    return {t: tuple(frozenset(s) for s in a) for t, a in area.items()}, free
+            for pfn, order, count in split_aligned_runs(r, top):
+                if count == 1:
+                    blocks[order].add(pfn)
+                else:
+                    runs.append((pfn, pfn + (count << order)))
+                free[zone.zone_type] += count << order
+        area[zone.zone_type] = FreeArea(top, blocks, runs)
+    return area, free
 
 
 # -- the subsystem ----------------------------------------------------------------

@@ -91,3 +91,8 @@ def checked() -> Checked:
 @pytest.fixture
 def tmp_reports(tmp_path: Path) -> Path:
     return tmp_path / "reports"
+
+
+def free_starts(area, order: int) -> list[int]:
+    """The first PFNs of a model zone's free order-``order`` blocks, untouched runs expanded (small machines)."""
+    return sorted(pfn + (i << k) for pfn, k, n in area.rows() if k == order for i in range(n))

@@ -4,11 +4,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import free_starts
 from kmemspec.refmodel import ConformanceFailure, Context, load_machine
 from kmemspec.refmodel.errors import BadFree, DoubleFree, FreeInterior, FreeWrongOrder, InvalidGfp, SleepInAtomic
 from kmemspec.refmodel.gfp import GFP, GFP_ATOMIC, GFP_HIGHUSER, GFP_KERNEL, GFP_NOWAIT, ZoneType
 from kmemspec.refmodel._internal import IntervalIndex
-from kmemspec.refmodel.page_alloc import Outcome, PageAllocModel, split_aligned
+from kmemspec.refmodel.machine import split_aligned
+from kmemspec.refmodel.page_alloc import Outcome, PageAllocModel
 from kmemspec.refmodel.machine import PfnRange
 
 
@@ -54,8 +56,9 @@ def test_alloc_free_keeps_the_free_area_canonical(ops):
             if not zones:
                 continue
             area = model.free_area[zones[pick % len(zones)]]
-            k = next(k for k in range(order, 5) if area[k])
-            start = sorted(area[k])[pick % len(area[k])]
+            k = next(k for k in range(order, 5) if free_starts(area, k))
+            starts = free_starts(area, k)
+            start = starts[pick % len(starts)]
             pfn = start + ((pick % (1 << (k - order))) << order)
             model.check_alloc(GFP_KERNEL, order, pfn)
             model.adopt_alloc(GFP_KERNEL, order, pfn)
@@ -84,8 +87,8 @@ def test_expectations():
 def _take_dma_down_to(model, nr_free):
     dma = model.free_area[ZoneType.DMA]
     while model.nr_free[ZoneType.DMA] > nr_free:
-        k = next(k for k in range(5) if dma[k])
-        model.adopt_alloc(GFP_KERNEL | GFP.DMA, 0, min(dma[k]))
+        k = next(k for k in range(5) if free_starts(dma, k))
+        model.adopt_alloc(GFP_KERNEL | GFP.DMA, 0, free_starts(dma, k)[0])
 
 
 def test_watermark_band():

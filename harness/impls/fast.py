@@ -9,6 +9,11 @@ O(MAX_PAGE_ORDER); nothing scans pages. Live blocks are indexed by first PFN,
 so every misuse of free_pages() is classified with O(MAX_PAGE_ORDER) lookups
 plus a bisect over the usable RAM ranges.
 
+Untouched memory stays implicit: boot files each usable range's run of
+top-order blocks as one ``pristine`` row [start, end), and a block leaves the
+row only when the allocator takes it, so boot and free_area() cost O(ranges
++ touched blocks) on any machine size, 64 TiB included.
+
 Memory is sparse: a dict pfn -> bytearray(PAGE_SIZE); a page not in the dict
 reads as zeros.
 """
@@ -20,7 +25,7 @@ from typing import Final, Iterator
 
 from ...refmodel.errors import BadAddress, BadFree, DoubleFree, FreeInterior, FreeWrongOrder, InvalidGfp
 from ...refmodel.gfp import GFP_INT, GFP_ZONE_BAD, ZoneType, gfp_zone
-from ...refmodel.machine import Machine, PfnRange, Zone, split_aligned
+from ...refmodel.machine import Machine, PfnRange, Zone, split_aligned_runs
 from ..protocol import Env
 from .slub import SLAB_CAPABILITIES, SLAB_CLAIMS, SlubLayer
 
@@ -35,7 +40,7 @@ class ZoneState:
     by the request's highest_zoneidx (include/linux/mmzone.h struct zone).
     """
 
-    __slots__ = ("zone", "zone_type", "start_pfn", "end_pfn", "free_area", "nonempty", "nr_free", "min", "low", "lowmem_reserve")
+    __slots__ = ("zone", "zone_type", "start_pfn", "end_pfn", "free_area", "pristine", "nonempty", "nr_free", "min", "low", "lowmem_reserve")
 
     def __init__(self, zone: Zone, nr_page_orders: int) -> None:
         self.zone = zone
@@ -43,6 +48,7 @@ class ZoneState:
         self.start_pfn = zone.start_pfn
         self.end_pfn = zone.end_pfn
         self.free_area: list[dict[int, None]] = [{} for _ in range(nr_page_orders)]
+        self.pristine: list[list[int]] = []  # [start, end) rows of top-order blocks boot filed and nothing has touched
         self.nonempty = 0
         self.nr_free = 0
         self.min = zone.watermark.min
@@ -96,17 +102,21 @@ class FastBuddy:
     def _boot_zone(self, zs: ZoneState) -> None:
         """memblock_free_all: hand the zone's usable ranges to the buddy in maximal aligned blocks."""
         for r in self._boot_ranges(zs.zone):
-            for pfn, order in self._boot_blocks(r):
-                self._add(zs, pfn, order)
-                zs.nr_free += 1 << order
+            for pfn, order, count in self._boot_blocks(r):
+                if count == 1:
+                    self._add(zs, pfn, order)
+                else:  # a row of top-order blocks: filed as one, taken apart as the allocator uses it
+                    zs.pristine.append([pfn, pfn + (count << order)])
+                    zs.nonempty |= 1 << order
+                zs.nr_free += count << order
 
     def _boot_ranges(self, zone: Zone) -> Iterator[PfnRange]:
         """The zone's RAM minus memblock-reserved ranges (HOLE-RESERVED, HOLE-BOOT-HANDOVER)."""
         return self.machine.zone_free_ranges(zone)
 
-    def _boot_blocks(self, r: PfnRange) -> Iterator[tuple[int, int]]:
-        """The aligned blocks ``r`` is handed over in (mm/memblock.c __free_pages_memory)."""
-        return split_aligned(r, self._max_order)
+    def _boot_blocks(self, r: PfnRange) -> Iterator[tuple[int, int, int]]:
+        """The aligned blocks ``r`` is handed over in (mm/memblock.c __free_pages_memory), as (pfn, order, count) rows."""
+        return split_aligned_runs(r, self._max_order)
 
     def _build_zonelists(self, lowmem_only: bool) -> list[tuple[int, tuple[ZoneState, ...]]]:
         """(highest_zoneidx, zonelist) for each value of gfp & GFP_ZONEMASK (include/linux/gfp.h gfp_zone)."""
@@ -140,16 +150,26 @@ class FastBuddy:
         """del_page_from_free_list."""
         area = zs.free_area[order]
         del area[pfn]
-        if not area:
+        if not area and not (order == self._max_order and zs.pristine):
             zs.nonempty &= ~(1 << order)
 
     def _pop_block(self, zs: ZoneState, order: int) -> int:
         """Unlink and return the head block of free_area[order] (get_page_from_free_area + del_page_from_free_list)."""
         area = zs.free_area[order]
         pfn, _ = area.popitem()
-        if not area:
+        if not area and not (order == self._max_order and zs.pristine):
             zs.nonempty &= ~(1 << order)
         return pfn
+
+    def _unpack_pristine(self, zs: ZoneState) -> None:
+        """File the next untouched top-order block on the free list: the highest one, as popping a list boot
+        filled in ascending order would give (the row keeps the rest)."""
+        row = zs.pristine[-1]
+        row[1] -= 1 << self._max_order
+        pfn = row[1]
+        if row[0] == row[1]:
+            zs.pristine.pop()
+        zs.free_area[self._max_order][pfn] = None
 
     def _has_block(self, zs: ZoneState, order: int) -> bool:
         """Some free_area[order..MAX_PAGE_ORDER] list is non-empty (__zone_watermark_ok step 5)."""
@@ -159,6 +179,8 @@ class FastBuddy:
         """__rmqueue_smallest + expand(): take the smallest free block >= order, keep its lowest piece."""
         mask = zs.nonempty >> order
         k = order + (mask & -mask).bit_length() - 1
+        if k == self._max_order and not zs.free_area[k]:
+            self._unpack_pristine(zs)
         pfn = self._pop_block(zs, k)
         while k > order:
             k -= 1
@@ -364,9 +386,12 @@ class FastBuddy:
 
     # -- introspection -------------------------------------------------------------
 
-    def free_area(self) -> list[tuple[int, int]]:
-        """Every free block as (pfn, order), all zones (/proc/buddyinfo's underlying free_area[])."""
-        return [(pfn, k) for zs in self._zones for k, area in enumerate(zs.free_area) for pfn in area]
+    def free_area(self) -> list[tuple[int, ...]]:
+        """Every free block as (pfn, order), all zones (/proc/buddyinfo's underlying free_area[]); an untouched row of
+        top-order blocks as (pfn, MAX_PAGE_ORDER, count)."""
+        top = self._max_order
+        return ([(pfn, k) for zs in self._zones for k, area in enumerate(zs.free_area) for pfn in area]
+                + [(s, top, (e - s) >> top) for zs in self._zones for s, e in zs.pristine])
 
     def zone_free_pages(self, zone: int) -> int:
         """The zone's NR_FREE_PAGES (/proc/zoneinfo nr_free_pages); 0 for a zone this machine does not populate."""

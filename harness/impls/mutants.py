@@ -71,11 +71,11 @@ class CrossZoneMerge(_NoFreeArea):
 class BootMisaligned(_NoFreeArea):
     """Boot hands each free range over in the largest chunks that fit its length, ignoring alignment."""
 
-    def _boot_blocks(self, r: PfnRange) -> Iterator[tuple[int, int]]:
+    def _boot_blocks(self, r: PfnRange) -> Iterator[tuple[int, int, int]]:
         pfn = r.start
         while pfn < r.end:
             order = min(self._max_order, (r.end - pfn).bit_length() - 1)
-            yield pfn, order
+            yield pfn, order, 1
             pfn += 1 << order
 
 

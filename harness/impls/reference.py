@@ -79,8 +79,8 @@ class ReferenceAllocator:
     def write_phys(self, phys_addr: int, data: bytes) -> None:
         self.memory.write(phys_addr, data)
 
-    def free_area(self) -> list[tuple[int, int]]:
-        return [blk for blocks in self.model.free_blocks().values() for blk in blocks]
+    def free_area(self) -> list[tuple[int, int, int]]:
+        return self.model.free_rows()
 
     def _alloc(self, gfp: int, order: int, *, logical: bool) -> int | None:
         if gfp_zone_bad(gfp):
@@ -105,8 +105,7 @@ class ReferenceAllocator:
         ok = ([z for z in zones if self.model.watermark_ok(z, order, high)]
               or [z for z in zones if self.model.min_watermark_ok(z, order, high, gfp)] or zones)
         area = self.model.free_area[ok[0]]
-        k = next(k for k in range(order, self.model.max_order + 1) if area[k])
-        return min(area[k])
+        return next(pfn for k in range(order, self.model.max_order + 1) if (pfn := area.first(k)) is not None)
 
 
     # -- kmalloc and the slab layer: one page block per object ----------------------------

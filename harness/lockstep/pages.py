@@ -105,12 +105,13 @@ class PageChecker(Checker):
         d.trace.append(Step("check_free_area"))
         blocks, _ = d.call(None, None, d.iut.free_area)
         try:
-            pairs = [(int(p), int(o)) for p, o in blocks]
+            rows = [_free_row(row) for row in blocks]
         except (TypeError, ValueError):
-            raise d.fail("IUT-RETURN-TYPE", f"free_area() returned {type(blocks).__name__}; it must return a list of (pfn, order) pairs") from None
+            raise d.fail("IUT-RETURN-TYPE", f"free_area() returned {type(blocks).__name__}; it must return a list of (pfn, order) "
+                                            "or (pfn, order, count) rows") from None
         d.coverage["INTROSPECT-FREE-AREA"] += 1
         # Pages a layer holds invisibly (slabs without slabs()): then only "free here is free there".
-        d.checked(lambda: d.model.check_free_area(pairs, exact=not d.model.opaque))
+        d.checked(lambda: d.model.check_free_area(rows, exact=not d.model.opaque))
 
     def check_zone_free(self) -> None:
         """INTROSPECT-ZONE-FREE for every populated zone."""
@@ -188,6 +189,13 @@ class PageChecker(Checker):
         elif d.check_memory:
             d.contents.verify_blocks()  # a refused misuse leaves every live block intact
         self._zone_free(pfn)
+
+
+def _free_row(row: Any) -> tuple[int, int, int]:
+    """A free_area() row: (pfn, order) or (pfn, order, count) of ints (count consecutive blocks from pfn)."""
+    if isinstance(row, (str, bytes)) or len(row) not in (2, 3) or any(isinstance(v, bool) or not isinstance(v, int) for v in row):
+        raise TypeError(row)
+    return (row[0], row[1], row[2] if len(row) == 3 else 1)
 
 
 register_checker(PageChecker)
