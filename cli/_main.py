@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--ops", type=int, default=20000, help="operations per workload (default 20000)")
     b.add_argument("--impl", action="append", default=None, help="implementations to time, any spelling `check` takes (default: reference and fast)")
     b.add_argument("--isolated", action="store_true", help="also time each implementation behind the JSON lines protocol (--isolate)")
+    b.add_argument("--no-scale", action="store_true", help="skip the whole-check runs on tiny, 16 GiB, 1 TiB and 64 TiB (about half a minute)")
     return p
 
 
@@ -220,7 +221,7 @@ def _rules(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from ..harness.bench import run_bench
-    print(run_bench(args.ops, args.impl or ["reference", "fast"], isolated=args.isolated))
+    print(run_bench(args.ops, args.impl or ["reference", "fast"], isolated=args.isolated, scale=not args.no_scale))
     return EXIT_OK
 
 

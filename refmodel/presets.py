@@ -71,16 +71,22 @@ def x86_64(mem_bytes: int = 8 << 30) -> Machine:
     ZONE_DMA below 16 MiB, ZONE_DMA32 below 4 GiB, ZONE_NORMAL above
     (fact ZONE-X86-LIMITS), the low 1 MiB and the kernel image reserved
     (fact HOLE-X86-LOW1M), 46 physical address bits (fact BITS-PHYSMEM), kernel watermarks.
+    The RAM behind the PCI hole is remapped above 4 GiB while the address bits
+    leave room for it; at the top (x86_64:64T) RAM ends at the 64 TiB limit.
     """
     pages = mem_bytes >> 12
     if pages < 0x4000:  # RAM must hold the reserved kernel image at 16-48 MiB
         raise InvalidMachine(f"x86_64: {format_size(mem_bytes)} is too small; give at least 64 MiB")
+    limit = 1 << (46 - 12)
+    if pages > limit:
+        raise InvalidMachine(f"x86_64: {format_size(mem_bytes)} is more than the 64 TiB that 46 physical address bits reach "
+                             "(BITS-PHYSMEM); the largest is x86_64:64T")
     low_top = 0xC0000  # 3 GiB: the PCI hole starts here
     ram = [(0, 0x9F)]
     if pages <= low_top:
         ram.append((0x100, pages))
     else:
-        ram += [(0x100, low_top), (MAX_DMA32_PFN, MAX_DMA32_PFN + pages - low_top)]
+        ram += [(0x100, low_top), (MAX_DMA32_PFN, min(limit, MAX_DMA32_PFN + pages - low_top))]
     max_pfn = ram[-1][1]
     dma32_end = min(MAX_DMA32_PFN, max_pfn)
     return build_machine(
