@@ -85,6 +85,12 @@ class IntervalIndex(dict[int, _T], Generic[_T]):
             return item if self._end(item) > start else None
         return None
 
+    def nearest(self, point: int, n: int) -> list[_T]:
+        """Up to ``n`` intervals whose starts lie nearest ``point`` on either side, in start order."""
+        i = bisect.bisect_left(self._starts, point)
+        lo, hi = max(0, i - n // 2), min(len(self._starts), i + n - n // 2)
+        return [self[s] for s in self._starts[lo:hi]]
+
     def all_overlapping(self, start: int, end: int) -> list[_T]:
         """Every interval overlapping [start, end), lowest first."""
         i = bisect.bisect_left(self._starts, start)

@@ -615,6 +615,8 @@ OPS = (
        doc="write bytes of simulated physical memory (the suite's patterns)"),
     op("free_area", "free_area", returns=Returns.FREE_AREA, step=False,
        doc="every free block as (pfn, order), as the buddy lists hold them"),
+    op("fill", "pages", ("gfp", Kind.GFP), ("order", Kind.ORDER), wire=False,
+       doc="alloc_pages(gfp, k) for k from MAX_PAGE_ORDER down to order, each until NULL: the zones' watermark band and exhaustion in one step"),
     op("check_free_area", "free_area", wire=False, doc="INTROSPECT-FREE-AREA: the implementation's free blocks against the model's"),
     op("zone_free_pages", "zone_free_pages", ("zone", Kind.SIZE), returns=Returns.SIZE, step=False,
        doc="the free pages of zone ZONE (its enum zone_type index: DMA 0, DMA32 1, NORMAL 2, HIGHMEM 3, MOVABLE 4), as /proc/zoneinfo's nr_free_pages"),

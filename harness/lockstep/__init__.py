@@ -58,6 +58,8 @@ class Lockstep:
         self.skip: frozenset[str] = frozenset()
         self.on_skip: Callable[[ConformanceFailure], BaseException] | None = None
         self.trace: list[Step] = []
+        self.quiet = False  # inside a composite step (fill): its calls are judged, not recorded
+        self.inner: Step | None = None  # the composite step's call being judged
         self.step_reports: list[Violation] = []  # what the last step's call reported (raised included)
         try:
             self.iut, self.capabilities, self.claims = build_iut(make, self.machine, self.env, label)
@@ -122,7 +124,10 @@ class Lockstep:
             guard(op)
         comment = f"misuse: {e.misuse}; expects {e.report.__name__}" if e is not None and e.report is not None else ""
         step = Step(op, args, comment=comment, noop=e is not None and e.noop)
-        self.trace.append(step)
+        if self.quiet:
+            self.inner = step
+        else:
+            self.trace.append(step)
         return step
 
     def refs(self, op: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -248,18 +253,26 @@ class Lockstep:
         try:
             return check()
         except ConformanceFailure as f:
-            f.steps = list(self.trace)
+            f.steps = self._steps()
             self.failed = True
             self.failure = self.failure or f
             if f.rule_id in self.skip and self.on_skip is not None:
                 raise self.on_skip(f) from None
             raise
 
+    def _steps(self) -> list[Step]:
+        """The trace so far; a failure inside a composite step names the call it stopped at."""
+        steps = list(self.trace)
+        if self.quiet and self.inner is not None and steps:
+            last = steps[-1]
+            steps[-1] = Step(last.op, last.args, last.result, f"stopped at its call {self.inner.render()}", last.noop)
+        return steps
+
     def fail(self, rule_id: str, message: str) -> BaseException:
         """The failure of ``rule_id`` to raise: a ConformanceFailure, or for a skipped rule what ``on_skip`` makes of it."""
         self.failed = True
         f = failure_for(rule_id, message)
-        f.steps = list(self.trace)
+        f.steps = self._steps()
         self.failure = self.failure or f
         if rule_id in self.skip and self.on_skip is not None:
             return self.on_skip(f)

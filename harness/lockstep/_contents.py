@@ -10,15 +10,17 @@ by logical address, converted with the machine's ``virt_to_phys``.
 Only a region's seed is kept: the pattern is derived again where it is
 checked, so the suite holds 16 bytes per live region, whatever its size. The
 whole region is checked at its free, at krealloc and at ``check_contents``;
-after a refused misuse every live region is checked at three sites (its first,
-middle and last 16 bytes), so that check costs O(live regions), not O(live
-bytes). A region is at most KMALLOC_MAX_SIZE (an order-MAX_PAGE_ORDER block),
+after a refused misuse the regions nearest it and the newest (SPOT_LIMIT of
+each) are checked at three sites (their first, middle and last 16 bytes), so
+that check costs O(1), not O(live bytes). Blocks a ``fill`` step takes carry
+their pattern at those sites only. A region is at most KMALLOC_MAX_SIZE (an order-MAX_PAGE_ORDER block),
 so no operation's cost grows with the machine's memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,17 +35,23 @@ _CHUNK = 4096  # bytes that repeat one digest: chunks differ, so a page moved wi
 _SITE = 16  # bytes read at each cheap site
 _IO_LIMIT = 1 << 20  # bytes per read_phys/write_phys call: a JSON-lines line stays at 2 MiB of hex
 ZERO_CHECK_LIMIT = 1 << 16  # bytes of a poisoned object read back (SLAB-POISON)
+SPOT_LIMIT = 32  # regions read at their sites after a refused misuse: the nearest to it and the newest, this many each
 
 
 def _pattern(seed: bytes, start: int, n: int) -> bytes:
     """Bytes ``start .. start + n`` of the region pattern for ``seed``: chunk i repeats blake2b(i, key=seed)."""
     if n <= 0:
         return b""
-    first, last = start // _CHUNK, (start + n - 1) // _CHUNK
-    run = b"".join(hashlib.blake2b(i.to_bytes(8, "little"), digest_size=_DIGEST, key=seed).digest() * (_CHUNK // _DIGEST)
-                   for i in range(first, last + 1))
-    off = start - first * _CHUNK
-    return run[off:off + n]
+    out = []
+    pos, end = start, start + n
+    while pos < end:  # each chunk's piece, built no longer than it is
+        i, off = divmod(pos, _CHUNK)
+        take = min(_CHUNK - off, end - pos)
+        d = hashlib.blake2b(i.to_bytes(8, "little"), digest_size=_DIGEST, key=seed).digest()
+        lead = off % _DIGEST
+        out.append((d * ((lead + take) // _DIGEST + 1))[lead:lead + take])
+        pos += take
+    return b"".join(out)
 
 
 def _first_difference(want: bytes, got: bytes) -> int | None:
@@ -64,6 +72,7 @@ class _Region:
     seed: bytes
     phys: int
     size: int
+    sparse: bool = False  # written and read at its sites only (a zone filled in one step)
 
     def sites(self) -> list[tuple[int, int]]:
         """(offset, length) of the cheap sites: the first, middle and last 16 bytes."""
@@ -71,7 +80,9 @@ class _Region:
         return [(off, n) for off in sorted({0, (self.size // 2) & ~(_SITE - 1), self.size - n}) if off + n <= self.size]
 
     def spans(self) -> list[tuple[int, int]]:
-        """(offset, length) covering the whole region, in pieces of at most _IO_LIMIT bytes."""
+        """(offset, length) covering the whole region, in pieces of at most _IO_LIMIT bytes (its sites, if sparse)."""
+        if self.sparse:
+            return self.sites()
         return [(off, min(_IO_LIMIT, self.size - off)) for off in range(0, self.size, _IO_LIMIT)]
 
 
@@ -95,6 +106,7 @@ class Contents:
         self._d = driver
         self.enabled = driver.check_memory
         self._blocks: dict[int, _Region] = {}  # live block first pfn -> its region
+        self.sparse = False  # blocks written now carry their pattern at their sites only
         self._objects: dict[int, _Region] = {}  # live object address -> its region
 
     # -- raw access ------------------------------------------------------------------
@@ -138,7 +150,7 @@ class Contents:
     def write_block(self, blk: LiveBlock) -> None:
         ps = self._d.machine.page_size
         seed = hashlib.blake2b(f"{blk.pfn}:{blk.order}:{blk.step}".encode(), digest_size=_DIGEST).digest()
-        region = self._blocks[blk.pfn] = _Region(seed, blk.pfn * ps, ps << blk.order)
+        region = self._blocks[blk.pfn] = _Region(seed, blk.pfn * ps, ps << blk.order, self.sparse)
         self._fill(region)
 
     def verify_block(self, blk: LiveBlock, *, whole: bool = True) -> None:
@@ -152,10 +164,18 @@ class Contents:
             raise self._d.fail("PAGE-CONTENTS-INTACT", f"the order-{blk.order} block at pfn {blk.pfn:#x} (allocated at step {blk.step}) "
                                                        f"changed while live, in pfn {pfn:#x}: {diff}")
 
-    def verify_blocks(self, *, whole: bool = False) -> None:
-        """Every live block: at its cheap sites, or whole."""
-        for pfn in list(self._blocks):
-            self.verify_block(self._d.model.live[pfn], whole=whole)
+    def verify_blocks(self, *, whole: bool = False, near: int | None = None) -> None:
+        """Every live block whole; or (a refused misuse) at their sites, the SPOT_LIMIT blocks nearest pfn ``near``
+        and the SPOT_LIMIT newest, so the check costs O(1) however many blocks are live."""
+        live = self._d.model.live
+        if whole:
+            pfns: list[int] = list(self._blocks)
+        else:
+            pfns = list(dict.fromkeys([*(b.pfn for b in (live.nearest(near, SPOT_LIMIT) if near is not None else ())),
+                                       *itertools.islice(reversed(self._blocks), SPOT_LIMIT)]))
+        for pfn in pfns:
+            if pfn in self._blocks:
+                self.verify_block(live[pfn], whole=whole)
 
     def forget_block(self, pfn: int) -> None:
         self._blocks.pop(pfn, None)
@@ -163,7 +183,8 @@ class Contents:
     def verify_block_zero(self, blk: LiveBlock) -> None:
         self._d.coverage["API-ZERO"] += 1
         ps = self._d.machine.page_size
-        at = self._zero_at(blk.pfn * ps, ps << blk.order)
+        at = (next((off + a for off, n in _Region(b"", 0, ps << blk.order).sites() if (a := self._zero_at(blk.pfn * ps + off, n)) is not None), None)
+              if self.sparse else self._zero_at(blk.pfn * ps, ps << blk.order))
         if at is not None:
             pfn, off = blk.pfn + at // ps, at % ps
             data = self._read_phys(pfn * ps + off, 1)
@@ -203,8 +224,8 @@ class Contents:
             raise self._d.fail("SLAB-CONTENTS-INTACT", f"{obj.describe()} changed while live: {diff}")
 
     def verify_objects(self, *, whole: bool = False) -> None:
-        """Every live object: at its cheap sites, or whole."""
-        for addr in list(self._objects):
+        """Every live object whole; or (a refused misuse) the SPOT_LIMIT newest at their sites."""
+        for addr in list(self._objects) if whole else list(itertools.islice(reversed(self._objects), SPOT_LIMIT)):
             obj = self._d.slab.objects.get(addr)
             if obj is not None:
                 self.verify_object(obj, whole=whole)

@@ -49,6 +49,18 @@ class Namer:
         self._block_names[pfn] = name
         return name
 
+    def bind_list(self, prefix: str) -> str:
+        """A composite step's result, a list: ``fill_N``; its items are bound with ``bind_item``."""
+        name = f"{prefix}_{self._seq[prefix]}"
+        self._seq[prefix] += 1
+        return name
+
+    def bind_item(self, name: str, value: int, pfn: int) -> None:
+        """Item ``name`` (``fill_0[3]``) of a list result, a page block by its first PFN."""
+        self.values[name] = value
+        self._pfn_names[value] = name
+        self._block_names[pfn] = name
+
     def bind_object(self, addr: int) -> str:
         name = self._new("obj", addr)
         self._obj_names[addr] = name
@@ -95,7 +107,7 @@ class Namer:
 
     def pfn_ref(self, pfn: int) -> int | Ref:
         blk = self._d.model.live_block_at(pfn)
-        if blk is not None and self._block_names.get(blk.pfn, "").startswith("pfn"):
+        if blk is not None and not self._block_names.get(blk.pfn, "addr").startswith("addr"):
             return Ref(self._block_names[blk.pfn], pfn - blk.pfn)
         if pfn in self._pfn_names:
             return Ref(self._pfn_names[pfn])

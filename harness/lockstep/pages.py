@@ -26,7 +26,8 @@ class PageChecker(Checker):
     """alloc_pages and friends, judged against the buddy oracle."""
 
     subsystem = "pages"
-    steps = ("set_context", "alloc_pages", "free_pages", "get_free_pages", "free_pages_addr", "check_free_area", "check_zone_free", "check_contents")
+    steps = ("set_context", "alloc_pages", "free_pages", "get_free_pages", "free_pages_addr", "fill", "check_free_area", "check_zone_free",
+             "check_contents")
 
     def __init__(self, driver: Any) -> None:
         super().__init__(driver)
@@ -50,8 +51,37 @@ class PageChecker(Checker):
             return d.expect_null(e, f"alloc_pages({format_gfp(gfp)}, order={order})")
         pfn = d.int_result(result, "alloc_pages")
         self._place(gfp, order, pfn, logical=False)
-        step.result = d.names.bind_block("pfn", pfn, pfn)
+        if not d.quiet:
+            step.result = d.names.bind_block("pfn", pfn, pfn)
         return pfn
+
+    def fill(self, gfp: int, order: int) -> list[int]:
+        """alloc_pages(gfp, k) for k from MAX_PAGE_ORDER down to ``order``, each until NULL; the blocks' first PFNs.
+
+        One trace step (``fill_N = iut.fill(...)``, its blocks ``fill_N[i]``) that
+        takes the eligible zones to their watermarks and to exhaustion in
+        O(pages / 2^MAX_PAGE_ORDER + MAX_PAGE_ORDER) allocations, each judged as
+        alloc_pages; the blocks carry their pattern at their sites only.
+        """
+        d = self.d
+        step = d.record("fill", {"gfp": gfp, "order": order})
+        name = step.result = d.names.bind_list("fill")
+        got: list[int] = []
+        d.quiet, d.contents.sparse = True, True
+        try:
+            for k in range(d.machine.max_page_order, max(order, 0) - 1, -1):
+                for _ in range(sum(d.model.nr_free.values()) // (1 << k) + 2):  # a bound, should the implementation never say no
+                    pfn = self.alloc_pages(gfp, k)
+                    if pfn is None:
+                        break
+                    d.names.bind_item(f"{name}[{len(got)}]", pfn, pfn)
+                    got.append(pfn)
+        finally:
+            d.quiet, d.contents.sparse = False, False
+        if self.zone_free:
+            for zone in {d.machine.zone_of_pfn(p).zone_type for p in got}:  # type: ignore[union-attr]
+                self._compare_zone_free(zone)
+        return got
 
     def free_pages(self, pfn: int, order: int) -> None:
         """free_pages(pfn, order) (the kernel's __free_pages(pfn_to_page(pfn), order))."""
@@ -123,8 +153,9 @@ class PageChecker(Checker):
             self._compare_zone_free(zone.zone_type)
 
     def _zone_free(self, pfn: int) -> None:
-        """INTROSPECT-ZONE-FREE for the zone of ``pfn``, after the step that touched it (a leak is seen where it happens)."""
-        zone = self.d.machine.zone_of_pfn(pfn) if self.zone_free else None
+        """INTROSPECT-ZONE-FREE for the zone of ``pfn``, after the step that touched it (a leak is seen where it happens;
+        a fill step checks its zones once, at its end)."""
+        zone = self.d.machine.zone_of_pfn(pfn) if self.zone_free and not self.d.quiet else None
         if zone is not None:
             self._compare_zone_free(zone.zone_type, pfn)
 
@@ -187,7 +218,7 @@ class PageChecker(Checker):
             d.contents.forget_block(pfn)
             d.names.forget_block(pfn)
         elif d.check_memory:
-            d.contents.verify_blocks()  # a refused misuse leaves every live block intact
+            d.contents.verify_blocks(near=pfn)  # a refused misuse leaves the live blocks intact
         self._zone_free(pfn)
 
 

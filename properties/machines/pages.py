@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import consumes, multiple, precondition, rule
 
 from ...refmodel.context import Context, in_atomic
-from ...refmodel.gfp import GFP, GFP_ATOMIC, GFP_KERNEL
+from ...refmodel.gfp import GFP, GFP_ATOMIC, GFP_INT, GFP_KERNEL, ZoneType, gfp_zone
+from ...refmodel.machine import Machine
 from .._subsystems import register_rule_set
 from ..strategies.gfp import bad_gfp_masks, gfp_masks
 from ..strategies.pages import contexts, orders
@@ -31,12 +32,35 @@ from ._base import Block, RuleSet, claims, not_in_atomic
 
 _COMP = int(GFP.COMP)
 
-#: Zone-filling runs only on machines this small (pages), so one step stays cheap.
-FILL_LIMIT_PAGES = 4096
+#: A zone is filled (with the zones below it) only while they hold at most this many top-order blocks' worth of
+#: pages, so one fill step stays cheap: on x86_64 that is ZONE_DMA on any memory size, ZONE_DMA32 up to 256 MiB.
+FILL_LIMIT_BLOCKS = 64
+
+_ZONE_BITS = ((GFP.HIGHMEM, ZoneType.HIGHMEM), (0, ZoneType.NORMAL), (GFP.DMA32, ZoneType.DMA32), (GFP.DMA, ZoneType.DMA))
 
 
-def _small_machine(self: Any) -> bool:
-    return self.iut.machine.max_pfn <= FILL_LIMIT_PAGES
+def fill_zone_bits(machine: Machine) -> int | None:
+    """The zone modifier (0 for none) of the highest zone whose zonelist ``fill`` can exhaust cheaply, or None."""
+    for bits, zone in _ZONE_BITS:
+        if gfp_zone(int(bits), machine.configured_zones) is not zone or zone not in {z.zone_type for z in machine.populated_zones}:
+            continue
+        pages = sum(z.end_pfn - z.start_pfn for z in machine.populated_zones if z.zone_type <= zone)
+        if pages >> machine.max_page_order <= FILL_LIMIT_BLOCKS:
+            return int(bits)
+    return None
+
+
+def _fillable(self: Any) -> bool:
+    return fill_zone_bits(self.iut.machine) is not None
+
+
+def _fill_gfp(self: Any, gfp: int) -> int:
+    """``gfp`` as drawn where its zones can be filled, else with the zone modifier of the highest zone that can."""
+    m = self.iut.machine
+    high = gfp_zone(gfp, m.configured_zones)
+    if sum(z.end_pfn - z.start_pfn for z in m.populated_zones if z.zone_type <= high) >> m.max_page_order <= FILL_LIMIT_BLOCKS:
+        return gfp
+    return (gfp & ~int(GFP_INT.ZONEMASK)) | int(fill_zone_bits(m) or 0)
 
 
 class PageRules(RuleSet):
@@ -61,34 +85,22 @@ class PageRules(RuleSet):
     def set_context(self, ctx: Context) -> None:
         self.iut.set_context(ctx)
 
-    @precondition(_small_machine)
+    @precondition(_fillable)
     @rule(target=RuleSet.blocks, gfp=gfp_masks(blocking=False), data=st.data())
     def fill(self, gfp: int, data: st.DataObject) -> Any:
-        """Allocate until the implementation says no: reaches the watermark band and MUST_FAIL."""
+        """Largest blocks first, then smaller ones down to a drawn order, until the implementation says no: the
+        watermark band and MUST_FAIL, on any machine size (the zones below 4 GiB on a big one)."""
         order = data.draw(st.integers(0, self.max_order), label="order")
-        got = []
-        for _ in range(self.iut.machine.max_pfn // (1 << order) + 2):
-            pfn = self.iut.alloc_pages(gfp, order)
-            if pfn is None:
-                break
-            got.append(Block(pfn, order))
-        return multiple(*got)
+        return self._blocks(self.iut.fill(_fill_gfp(self, gfp), order))
 
-    @precondition(_small_machine)
+    @precondition(_fillable)
     @precondition(not_in_atomic)
     @rule(target=RuleSet.blocks)
     def nofail_under_pressure(self) -> Any:
         """Fill with GFP_ATOMIC until it fails, then a blocking __GFP_NOFAIL request: NOFAIL-NEVER-NULL's band."""
-        got = []
-        for _ in range(self.iut.machine.max_pfn + 2):
-            pfn = self.iut.alloc_pages(int(GFP_ATOMIC), 0)
-            if pfn is None:
-                break
-            got.append(Block(pfn, 0))
-        pfn = self.iut.alloc_pages(int(GFP_KERNEL | GFP.NOFAIL), 0)
-        if pfn is not None:
-            got.append(Block(pfn, 0))
-        return multiple(*got)
+        got = self._blocks(self.iut.fill(_fill_gfp(self, int(GFP_ATOMIC)), 0))
+        pfn = self.iut.alloc_pages(_fill_gfp(self, int(GFP_KERNEL | GFP.NOFAIL)), 0)
+        return multiple(*got.values, *([Block(pfn, 0)] if pfn is not None else []))
 
     # -- misuse, only where claimed ----------------------------------------------------
 
@@ -155,6 +167,10 @@ class PageRules(RuleSet):
         return self._alloc(gfp, order)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _blocks(self, pfns: list[int]) -> Any:
+        live = self.iut.model.live
+        return multiple(*(Block(p, live[p].order) for p in pfns if p in live))
 
     def _alloc(self, gfp: int, order: int) -> Any:
         pfn = self.iut.alloc_pages(gfp, order)

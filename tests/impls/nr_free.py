@@ -101,7 +101,7 @@ class _WithNrFree:
         return getattr(self._inner, name)
 
     def nr_free_pages(self) -> int:
-        return sum(1 << order for _, order in self._inner.free_area()) + self._error
+        return sum((row[2] if len(row) > 2 else 1) << row[1] for row in self._inner.free_area()) + self._error
 
 
 def make(machine: Any, env: Any) -> _WithNrFree:
