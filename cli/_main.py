@@ -28,7 +28,7 @@ from ..harness.loader import ImplSpec, load_impl
 from ..harness.lockstep import Lockstep
 from ..harness.report import _atomic_write, build_report, write_reports
 from ..harness.spelling import ResolvedMachine
-from ..harness.trace import load_trace
+from ..harness.trace import load_trace, render_steps
 from ..refmodel.errors import ConformanceFailure, KmemspecError
 from ..refmodel.rules import RULES, RULES_BY_ID, render_markdown, render_table
 
@@ -187,8 +187,8 @@ def _replay(args: argparse.Namespace) -> int:
             iut.replay_step(step)
     except ConformanceFailure as f:
         print(f"replay reproduced a failure at step {i}: {f}")
-        for s in f.steps:
-            print(f"    {s.render()}")
+        for line in render_steps(f.steps):
+            print(f"    {line}")
         return EXIT_NONCONFORMING
     finally:
         impl.close()

@@ -20,6 +20,7 @@ import pytest
 from ..harness.loader import ImplSpec, load_impl
 from ..harness.report import rule_status, write_reports
 from ..harness.spelling import ResolvedMachine
+from ..harness.trace import render_steps
 from ..properties import PROFILES, CheckResult, run_check
 from ..refmodel.errors import KmemspecError
 from ..refmodel.rules import RULES, Rule
@@ -176,7 +177,7 @@ class KmemspecRule(pytest.Item):
         self.kmemspec.update(status=status, seed=result.seed, examples=result.examples)
         if status == "fail":
             f = failed[self.rule.id]
-            steps = "\n".join(f"    {s.render()}" for s in f.steps) or "    (before the first operation)"
+            steps = "\n".join(f"    {line}" for line in render_steps(f.steps)) or "    (before the first operation)"
             raise RuleFailed(f"{f.message}\n\n{steps}\n\nreproduce: kmemspec check {result.impl} --machine {result.machine_spec} "
                              f"--profile {result.profile.name} --seed {result.seed}")
         if status != "pass":

@@ -20,7 +20,7 @@ from ..refmodel.kmalloc import kmalloc_bucket_names
 from ..refmodel.rules import PROCESS_RULES, RULES, Rule
 from .html_report import render_html
 from .loader import spec_import_lines
-from .trace import dump_trace, render_test
+from .trace import dump_trace, render_steps, render_test
 
 REPORT_SCHEMA: Final = "kmemspec-report/1"
 def _applies_to() -> dict[str, frozenset[str]]:
@@ -74,7 +74,7 @@ def build_report(result: Any, out_dir: Path) -> dict[str, Any]:
             "rule_id": f.rule_id,
             "message": f.message,
             "skipped": getattr(f, "skipped", False),
-            "steps": [s.render() for s in f.steps],
+            "steps": render_steps(f.steps),
             "trace_file": str(trace_file),
             "test_file": str(out_dir / "failures" / f"repro_{f.rule_id.lower().replace('-', '_')}.py"),
             "replay": f"kmemspec replay {trace_file}",

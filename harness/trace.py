@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Final
 
@@ -47,14 +48,25 @@ class Step:
     comment: str = ""
     noop: bool = field(default=False, compare=False)  # changed nothing (a free of NULL): the runner may drop it after shrinking
 
-    def render(self) -> str:
+    def render(self, names: dict[str, str] | None = None) -> str:
+        """The step as a line of a pasted test; ``names`` renames earlier results (an item of a printed loop's list)."""
+        call = self.call(names)
+        line = f"{self.result} = {call}" if self.result else call
+        return f"{line}  # {self.comment}" if self.comment else line
+
+    def call(self, names: dict[str, str] | None = None) -> str:
+        """``iut.op(args)``, references renamed by ``names``."""
         o = op_named(self.op)
         parts = []
         for key, value in self.args.items():
+            if names and isinstance(value, Ref) and value.name in names:
+                value = Ref(names[value.name], value.offset)
             parts.append(f"{key}={_render_arg(o.kind_of(key) if o is not None else None, value)}")
-        call = f"iut.{self.op}({', '.join(parts)})"
-        line = f"{self.result} = {call}" if self.result else call
-        return f"{line}  # {self.comment}" if self.comment else line
+        return f"iut.{self.op}({', '.join(parts)})"
+
+    def same_call(self, other: Step) -> bool:
+        """The same call, whatever its result is named: a printed loop may fold the two."""
+        return self.op == other.op and self.args == other.args and self.comment == other.comment and (self.result is None) == (other.result is None)
 
     def to_json(self) -> dict[str, Any]:
         args = {k: ({"ref": v.name, "offset": v.offset} if isinstance(v, Ref) else v) for k, v in self.args.items()}
@@ -100,9 +112,58 @@ _RENDER: Final[dict[Kind, Callable[[int], str]]] = {
 _GFP_NAME: Final = re.compile(r"\b(__GFP_[A-Z_0-9]+|GFP_[A-Z_0-9]+)\b")
 
 
+#: Consecutive identical calls print as one loop from this many on.
+LOOP_MIN: Final = 3
+
+
+def render_steps(steps: list[Step]) -> list[str]:
+    """``steps`` as the lines of a pasted test, the calls made the same and in the same order: a run of LOOP_MIN or
+    more identical calls is one line, ``pfns_0 = [iut.alloc_pages(...) for _ in range(160)]`` (its results then
+    ``pfns_0[i]``), and so is a repeated group of calls that bind nothing, ``for _ in range(6): iut.kfree(addr=0x0); ...``."""
+    lines: list[str] = []
+    names: dict[str, str] = {}
+    lists: Counter[str] = Counter()
+    i = 0
+    while i < len(steps):
+        period, reps = _repetition(steps, i)
+        s = steps[i]
+        if reps < LOOP_MIN:
+            lines.append(s.render(names))
+            i += 1
+            continue
+        if period > 1 or s.result is None:
+            body = "; ".join(t.call(names) for t in steps[i:i + period])
+            lines.append(f"for _ in range({reps}): {body}" + (f"  # {s.comment}" if s.comment else ""))
+        else:
+            prefix = s.result.rsplit("_", 1)[0] + "s"
+            var = f"{prefix}_{lists[prefix]}"
+            lists[prefix] += 1
+            for k, t in enumerate(steps[i:i + reps]):
+                names[t.result] = f"{var}[{k}]"  # type: ignore[index]
+            lines.append(f"{var} = [{s.call(names)} for _ in range({reps})]" + (f"  # {s.comment}" if s.comment else ""))
+        i += period * reps
+    return lines
+
+
+def _repetition(steps: list[Step], i: int, longest: int = 4) -> tuple[int, int]:
+    """(period, repetitions) of the group of calls that repeats most from ``steps[i]``: period 1 for any call, up to
+    ``longest`` for groups of calls that bind nothing and carry no comment."""
+    best = (1, 1)
+    for period in range(1, longest + 1):
+        group = steps[i:i + period]
+        if len(group) < period or (period > 1 and any(t.result is not None or t.comment for t in group)):
+            break
+        reps = 1
+        while all(j < len(steps) and steps[j].same_call(group[k]) for k, j in enumerate(range(i + reps * period, i + (reps + 1) * period))):
+            reps += 1
+        if reps >= LOOP_MIN and period * reps > best[0] * best[1]:
+            best = (period, reps)
+    return best
+
+
 def render_test(steps: list[Step], import_lines: list[str], machine_spec: str, rule_id: str, message: str) -> str:
     """A pytest function that replays ``steps`` through the lockstep checker and fails as the run did."""
-    body = [s.render() for s in steps]
+    body = render_steps(steps)
     gfp_names = sorted({n for line in body for n in _GFP_NAME.findall(line)})
     lines = ["from kmemspec.harness import Lockstep"]
     if any("Context." in line for line in body):

@@ -244,3 +244,33 @@ def test_a_replay_file_carries_its_machine(toy_failure, capsys, tmp_path):
     assert f"machine file {box}" in capsys.readouterr().err
     legacy.write_text(json.dumps({k: v for k, v in trace.items() if k != "machine_description"} | {"machine": "tiny"}))
     assert run_main("replay", str(legacy)) == 1 and "BUDDY-DOUBLE-FREE" in capsys.readouterr().out
+
+
+def test_repeated_calls_print_as_loops():
+    from kmemspec.harness.trace import Ref, Step, render_steps
+    steps = ([Step("alloc_pages", {"gfp": 0x820, "order": 0}, f"pfn_{i}") for i in range(5)]
+             + [Step("free_pages", {"pfn": Ref("pfn_3", 1), "order": 0})]
+             + [Step("kfree", {"addr": 0}), Step("ksize", {"addr": 0})] * 6 + [Step("kfree", {"addr": 0})]
+             + [Step("free_pages", {"pfn": Ref("pfn_1"), "order": 0})] * 2)
+    assert render_steps(steps) == [
+        "pfns_0 = [iut.alloc_pages(gfp=GFP_ATOMIC, order=0) for _ in range(5)]",
+        "iut.free_pages(pfn=pfns_0[3] + 1, order=0)",
+        "for _ in range(6): iut.kfree(addr=0x0); iut.ksize(addr=0x0)",
+        "iut.kfree(addr=0x0)",
+        "iut.free_pages(pfn=pfns_0[1], order=0)",  # two of a kind stay two lines
+        "iut.free_pages(pfn=pfns_0[1], order=0)",
+    ]
+
+
+def test_a_looped_counterexample_agrees_in_report_test_and_replay(tmp_path):
+    spec = f"{IMPLS / 'broken.py'}:make_crash_sixth_kfree_null"
+    p = kmemspec("check", spec, "--seed", "1", "--report-dir", str(tmp_path), "-q")
+    assert p.returncode == 1, p.stdout + p.stderr
+    failure = next(f for f in json.loads((tmp_path / "report.json").read_text())["failures"] if f["rule_id"] == "IUT-NO-CRASH")
+    assert len(failure["steps"]) <= 3 and any(s.startswith("for _ in range(") for s in failure["steps"]), failure["steps"]
+    assert "\n".join(f"    {s}" for s in failure["steps"]) in p.stdout
+    assert "\n".join(f"    {s}" for s in failure["steps"]) in Path(failure["test_file"]).read_text()
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", failure["test_file"]], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1 and "kfree(NULL) counter overflowed" in run.stdout, run.stdout + run.stderr
+    replay = kmemspec("replay", failure["trace_file"])
+    assert replay.returncode == 1 and "IUT-NO-CRASH" in replay.stdout, replay.stdout + replay.stderr

@@ -16,6 +16,21 @@ class _Crash(ReferenceAllocator):
         return super().alloc_pages(gfp, order)
 
 
+class _CrashSixthKfreeNull(ReferenceAllocator):
+    """Counts kfree(NULL) calls and crashes on the sixth: a counterexample of six identical steps."""
+
+    def __init__(self, machine, env):
+        super().__init__(machine, env)
+        self._null_frees = 0
+
+    def kfree(self, addr):
+        if addr == 0:
+            self._null_frees += 1
+            if self._null_frees == 6:
+                raise RuntimeError("kfree(NULL) counter overflowed")
+        super().kfree(addr)
+
+
 class _Str(ReferenceAllocator):
     def alloc_pages(self, gfp, order):
         pfn = super().alloc_pages(gfp, order)
@@ -45,6 +60,10 @@ class _NoFree:
 
 def make_crash(machine, env):
     return _Crash(machine, env)
+
+
+def make_crash_sixth_kfree_null(machine, env):
+    return _CrashSixthKfreeNull(machine, env)
 
 
 def make_str(machine, env):
