@@ -42,15 +42,16 @@ class Profile:
     max_examples: int
     step_count: int
     description: str
+    shrink_seconds: float = 15.0  # shrinking stops this long after the first failure; the shortest sequences so far are reported
 
 
 PROFILES: Final[dict[str, Profile]] = {
     p.name: p
     for p in (
-        Profile("smoke", 20, 20, "seconds: shows that an implementation is wired up, not that it conforms"),
-        Profile("ci", 120, 40, "the default: the page suite in well under 2 minutes on 2 cores"),
-        Profile("dev", 500, 60, "a deeper local run, a few minutes"),
-        Profile("campaign", 5000, 120, "long exploration for research and release gating; shows progress"),
+        Profile("smoke", 20, 20, "seconds: shows that an implementation is wired up, not that it conforms", 5.0),
+        Profile("ci", 120, 40, "the default: the page suite in well under 2 minutes on 2 cores", 15.0),
+        Profile("dev", 500, 60, "a deeper local run, a few minutes", 30.0),
+        Profile("campaign", 5000, 120, "long exploration for research and release gating; shows progress", 120.0),
     )
 }
 
@@ -93,11 +94,19 @@ class CheckResult:
         return not self.failures
 
 
+class ShrinkBudgetExhausted(BaseException):
+    """Shrinking has run for the profile's ``shrink_seconds``: the run stops with the shortest failures found.
+
+    A BaseException, so that Hypothesis does not take it for one more failing example.
+    """
+
+
 class _Progress:
     """Example and step counts on the terminal while the run goes (a line every few seconds off a tty)."""
 
     def __init__(self, result: CheckResult, stream: TextIO | None, skip: frozenset[str] = frozenset()) -> None:
         self.result, self.stream, self.skip = result, stream, skip
+        self.first_failure: float | None = None  # when the search met its first failure: shrinking starts
         self.start = time.monotonic()
         self.last = 0.0
         self.tty = bool(stream and stream.isatty())
@@ -107,6 +116,9 @@ class _Progress:
         self.stopped_early = False  # a hang budget cut the run short: no more calls into the implementation
 
     def example(self, iut: Lockstep) -> None:
+        if self.first_failure is not None and time.monotonic() - self.first_failure > self.result.profile.shrink_seconds:
+            raise ShrinkBudgetExhausted(f"shrinking stopped after {self.result.profile.shrink_seconds:g} s (profile "
+                                        f"{self.result.profile.name}'s shrink_seconds)")
         self.result.examples += 1
         if self.skip:
             iut.skip, iut.on_skip = self.skip, self._departure
@@ -122,6 +134,8 @@ class _Progress:
 
     def teardown(self, iut: Lockstep) -> None:
         f = iut.failure
+        if f is not None and f.rule_id not in self.skip and self.first_failure is None:
+            self.first_failure = time.monotonic()
         if f is not None and (f.rule_id not in self.seen or len(f.steps) < len(self.seen[f.rule_id].steps)):
             self.seen[f.rule_id] = Failure(f.rule_id, f.message, list(f.steps))
         self.result.steps += len(iut.trace)
@@ -213,10 +227,14 @@ def _run(impl: ImplSpec, machine: Machine, machine_spec: str, profile: Profile, 
     except BaseException as exc:  # noqa: BLE001 - sorted below, anything else re-raised
         failures = _conformance_failures(exc)
         budget = _in_chain(exc, HangBudgetExhausted)
+        bound = _in_chain(exc, ShrinkBudgetExhausted)
         if budget is not None:  # Hypothesis may wrap it while recording the cut-short example
             bar.stopped_early = True
             result.failures = sorted(bar.seen.values(), key=lambda f: f.rule_id)
             result.notes.append(f"the run stopped early: {budget}; failures are the shortest sequences found before that (raise --hang-budget to shrink further)")
+        elif bound is not None:
+            result.failures = sorted((f for f in bar.seen.values() if f.rule_id not in skip), key=lambda f: f.rule_id)
+            result.notes.append(f"{bound}; failures are the shortest sequences found by then (a dev or campaign profile shrinks longer)")
         elif failures is not None:
             result.failures = _dedupe(failures)
         elif _in_chain(exc, Unsatisfiable) is not None and bar.departed:

@@ -144,3 +144,13 @@ def test_a_free_of_null_that_is_the_failure_stays():
     f = caught.value
     kept = _without_noops(impl, load_machine("tiny"), Failure(f.rule_id, f.message, list(f.steps)))
     assert kept.rule_id == "API-FREE-ADDR-NULL" and [s.op for s in kept.steps] == ["free_pages_addr"]
+
+
+def test_shrinking_stops_at_the_profiles_bound_and_says_so():
+    from kmemspec.properties import Profile, run_check
+    from kmemspec.refmodel import load_machine
+    hasty = Profile("hasty", 120, 40, "", shrink_seconds=0.0)
+    result = run_check(load_impl("mutant:double-free-unchecked"), load_machine("tiny"), machine_spec="tiny", profile=hasty,
+                       seed_value=1, progress=None)
+    assert [f.rule_id for f in result.failures] == ["BUDDY-DOUBLE-FREE"] and result.failures[0].steps
+    assert any(n.startswith("shrinking stopped after 0 s (profile hasty's shrink_seconds)") for n in result.notes), result.notes
