@@ -70,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     ru = sub.add_parser("rules", help="print the rule catalog")
     ru.add_argument("--markdown", action="store_true", help="print docs/rules.md")
 
+    mu = sub.add_parser("mutants", help="run the bundled seeded bugs over many seeds; write kill tables and plots")
+    mu.add_argument("names", nargs="*", metavar="NAME|SUBSYSTEM", help="mutants by name or by subsystem (pages, kmalloc, slab, slab_debug, context); default: all")
+    mu.add_argument("--seeds", type=int, default=20, help="seeds 1..N per mutant, one unshrunk run each (default 20)")
+    mu.add_argument("--profile", default="ci", help="the profile of each run (default ci, as a CI pipeline runs it)")
+    mu.add_argument("--jobs", type=int, default=None, help="processes (default: one per CPU)")
+    mu.add_argument("--report-dir", type=Path, default=Path("conformance_reports") / "mutants", help="default conformance_reports/mutants")
+    mu.add_argument("--no-shrink", action="store_true", help="skip the shrunk run that measures each counterexample's printed length")
+
     b = sub.add_parser("bench", help="measure operations per second and the oracle's cost per checked operation")
     b.add_argument("--ops", type=int, default=20000, help="operations per workload (default 20000)")
     b.add_argument("--impl", action="append", default=None, help="implementations to time, any spelling `check` takes (default: reference and fast)")
@@ -219,6 +227,33 @@ def _rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _mutants(args: argparse.Namespace) -> int:
+    from ..properties import PROFILES
+    from ..properties.mutants import PLOTS_HINT, build_mutant_report, has_matplotlib, run_mutants, select, write_mutant_report
+
+    if args.profile not in PROFILES:
+        print(f"kmemspec: error: profile {args.profile!r} does not exist; choose one of {', '.join(PROFILES)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.seeds < 1:
+        print("kmemspec: error: --seeds must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    chosen = select(args.names)
+    seeds = list(range(1, args.seeds + 1))
+    print(f"kmemspec mutants: {len(chosen)} mutants x {len(seeds)} seeds, profile {args.profile}", file=sys.stderr)
+    summaries = run_mutants(chosen, seeds, profile=args.profile, jobs=args.jobs, progress=sys.stderr, shrink=not args.no_shrink)
+    doc = build_mutant_report(summaries, seeds, args.profile)
+    written = write_mutant_report(doc, args.report_dir)
+    weak = [m for m in doc["mutants"] if m["kill_rate"] < 0.99]
+    print(f"{len(chosen) - len(weak)} of {len(chosen)} mutants killed by their own rule in >= 99% of runs "
+          f"(overall {doc['overall_kill_rate']:.1%})")
+    for m in weak:
+        print(f"  {m['name']}: {m['kills']}/{m['runs']} by {m['rule_id']}")
+    print("written: " + ", ".join(str(p) for p in written))
+    if not has_matplotlib():
+        print(f"no plots: {PLOTS_HINT}")
+    return EXIT_OK
+
+
 def _bench(args: argparse.Namespace) -> int:
     from ..harness.bench import run_bench
     print(run_bench(args.ops, args.impl or ["reference", "fast"], isolated=args.isolated, scale=not args.no_scale))
@@ -230,4 +265,5 @@ def _include_dir(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"check": _check, "replay": _replay, "machine": _machine, "rules": _rules, "bench": _bench, "include-dir": _include_dir}
+_COMMANDS = {"check": _check, "replay": _replay, "machine": _machine, "rules": _rules, "mutants": _mutants, "bench": _bench,
+             "include-dir": _include_dir}

@@ -173,3 +173,48 @@ if __name__ == "__main__":
     for key, value in sorted(found.items()):
         print(f'    "{key}": {value},')
     print("}")
+
+
+# -- kmemspec mutants ---------------------------------------------------------------------------
+
+
+def _cli(*args, cwd=None, env=None):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "kmemspec.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def test_kmemspec_mutants_writes_the_tables_and_plots(tmp_path):
+    import json
+    p = _cli("mutants", "double-free-unchecked", "zero-size-null", "--seeds", "2", "--jobs", "1", "--report-dir", str(tmp_path))
+    assert p.returncode == 0, p.stdout + p.stderr
+    doc = json.loads((tmp_path / "mutants.json").read_text())
+    rows = {m["name"]: m for m in doc["mutants"]}
+    assert set(rows) == {"double-free-unchecked", "zero-size-null"} and doc["seeds"] == [1, 2]
+    dfu = rows["double-free-unchecked"]
+    assert dfu["runs"] == 2 and dfu["kills"] == 2 and dfu["killed_by"]["BUDDY-DOUBLE-FREE"] == 2 and dfu["killed_by_target"]
+    assert 1 <= dfu["printed_lines"] <= 20 and dfu["shrunk_rule"] == "BUDDY-DOUBLE-FREE"
+    md = (tmp_path / "mutants.md").read_text()
+    assert "| `double-free-unchecked` | pages | `BUDDY-DOUBLE-FREE` | tiny | 2/2 | 100% |" in md and "## Rules no mutant targets" in md
+    assert all((tmp_path / f"{stem}.{ext}").stat().st_size > 0 for stem in ("kill_matrix", "time_to_kill") for ext in ("png", "svg"))
+    assert "2 of 2 mutants killed by their own rule" in p.stdout
+
+
+def test_kmemspec_mutants_without_matplotlib_still_writes_the_tables(tmp_path):
+    import os
+    blocker = tmp_path / "site"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\nclass _No:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'matplotlib' or name.startswith('matplotlib.'):\n            raise ImportError('no matplotlib here')\n"
+        "sys.meta_path.insert(0, _No())\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    p = _cli("mutants", "double-free-unchecked", "--seeds", "1", "--no-shrink", "--report-dir", str(tmp_path / "r"), env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "no plots: pip install 'kmemspec[plots]'" in p.stdout
+    assert (tmp_path / "r" / "mutants.md").exists() and not (tmp_path / "r" / "kill_matrix.png").exists()
+
+
+def test_kmemspec_mutants_names_what_it_does_not_know():
+    p = _cli("mutants", "no-such-bug")
+    assert p.returncode == 2 and "no mutant or subsystem 'no-such-bug'" in p.stderr, p.stderr
