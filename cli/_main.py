@@ -256,7 +256,12 @@ def _mutants(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from ..harness.bench import run_bench
-    print(run_bench(args.ops, args.impl or ["reference", "fast"], isolated=args.isolated, scale=not args.no_scale))
+    from ..harness.bench import scale_table
+    from ..properties.speed import floor_table
+    lines = [run_bench(args.ops, args.impl or ["reference", "fast"], isolated=args.isolated), "", *floor_table()]
+    if not args.no_scale:
+        lines += ["", *scale_table()]
+    print("\n".join(lines))
     return EXIT_OK
 
 

@@ -276,7 +276,7 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def run_bench(n: int, impls: list[str], *, isolated: bool = False, scale: bool = True) -> str:
+def run_bench(n: int, impls: list[str], *, isolated: bool = False) -> str:
     """The report ``kmemspec bench`` prints (a Markdown table, pasteable into docs/bench.md).
 
     With ``isolated``, each implementation is also timed behind the JSON lines
@@ -308,6 +308,4 @@ def run_bench(n: int, impls: list[str], *, isolated: bool = False, scale: bool =
     small_slab, big_slab = slab_oracle_cost(small, n), slab_oracle_cost(big, n)
     lines += ["", f"Slab oracle (expect + check + adopt of kmalloc/kfree): {small_slab:.2f} µs per operation on tiny, "
                   f"{big_slab:.2f} µs on {BENCH_MACHINE} (ratio {max(small_slab, big_slab) / min(small_slab, big_slab):.2f}x)."]
-    if scale:
-        lines += ["", *scale_table()]
     return "\n".join(lines)

@@ -13,6 +13,7 @@ import pytest
 from conftest import IMPLS
 
 from kmemspec.cli import main
+from kmemspec.refmodel import ConformanceFailure
 from kmemspec.harness import ImplSpec, Ref, Step, dump_trace, hookimpl, load_impl, plugin_manager
 from kmemspec.refmodel.errors import InvalidDefinition
 from kmemspec.refmodel.gfp import GFP_KERNEL
@@ -262,15 +263,26 @@ def test_repeated_calls_print_as_loops():
     ]
 
 
-def test_a_looped_counterexample_agrees_in_report_test_and_replay(tmp_path):
+def test_a_looped_counterexample_agrees_in_replay_and_pasted_test(tmp_path):
+    from kmemspec.harness import Lockstep, dump_trace, load_impl, render_test
+    from kmemspec.harness.spelling import spec_import_lines
+    from kmemspec.harness.trace import render_steps
     spec = f"{IMPLS / 'broken.py'}:make_crash_sixth_kfree_null"
-    p = kmemspec("check", spec, "--seed", "1", "--report-dir", str(tmp_path), "-q")
-    assert p.returncode == 1, p.stdout + p.stderr
-    failure = next(f for f in json.loads((tmp_path / "report.json").read_text())["failures"] if f["rule_id"] == "IUT-NO-CRASH")
-    assert len(failure["steps"]) <= 3 and any(s.startswith("for _ in range(") for s in failure["steps"]), failure["steps"]
-    assert "\n".join(f"    {s}" for s in failure["steps"]) in p.stdout
-    assert "\n".join(f"    {s}" for s in failure["steps"]) in Path(failure["test_file"]).read_text()
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", failure["test_file"]], capture_output=True, text=True, cwd=tmp_path)
+    iut = Lockstep(load_impl(spec).factory, "tiny")
+    for _ in range(5):
+        iut.kfree(0)
+        iut.ksize(0)
+    with pytest.raises(ConformanceFailure) as caught:
+        iut.kfree(0)
+    steps = caught.value.steps
+    printed = render_steps(steps)
+    assert printed == ["for _ in range(5): iut.kfree(addr=0x0); iut.ksize(addr=0x0)", "iut.kfree(addr=0x0)"]
+    trace = tmp_path / "IUT-NO-CRASH.json"
+    trace.write_text(dump_trace(steps, impl=spec, machine="tiny", rule_id="IUT-NO-CRASH"))
+    replay = kmemspec("replay", str(trace))
+    assert replay.returncode == 1 and "\n".join(f"    {line}" for line in printed) in replay.stdout, replay.stdout + replay.stderr
+    test_file = tmp_path / "repro_iut_no_crash.py"
+    test_file.write_text(render_test(steps, spec_import_lines(spec), "tiny", "IUT-NO-CRASH", str(caught.value)))
+    assert "\n".join(f"    {line}" for line in printed) in test_file.read_text()
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 1 and "kfree(NULL) counter overflowed" in run.stdout, run.stdout + run.stderr
-    replay = kmemspec("replay", failure["trace_file"])
-    assert replay.returncode == 1 and "IUT-NO-CRASH" in replay.stdout, replay.stdout + replay.stderr

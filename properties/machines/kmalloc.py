@@ -19,7 +19,9 @@ from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
-from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_max_cache_size, kmalloc_max_size
+from ...refmodel.context import Context
+from ...refmodel.gfp import GFP_KERNEL
+from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_max_cache_size, kmalloc_max_size, kmalloc_size_roundup
 from .._subsystems import register_rule_set
 from ..strategies.kmalloc import kmalloc_sizes
 from ._base import RuleSet, claims
@@ -61,6 +63,18 @@ class KmallocRules(RuleSet):
         old = self.iut.slab.objects[addr].size
         size = data.draw(st.one_of(st.integers(0, 2 * max(old, 8)), self._sizes()), label="size")
         self.iut.krealloc(addr, size, self._gfp(data))
+
+    @precondition(claims("CTX-MIGHT-SLEEP"))
+    @rule(data=st.data(), ctx=st.sampled_from((Context.ATOMIC, Context.SOFTIRQ, Context.HARDIRQ)))
+    def krealloc_moves_in_atomic(self, data: st.DataObject, ctx: Context) -> None:
+        """A blocking krealloc that outgrows its object in atomic context: the move is a kmalloc, so might_sleep splats."""
+        addr = self._object(data)
+        m = self.target.machine
+        size = min(2 * max(kmalloc_size_roundup(self.iut.slab.objects[addr].size, m), 8), kmalloc_max_size(m))
+        before = self.iut.env.context
+        self.iut.set_context(ctx)
+        self.iut.krealloc(addr, size, int(GFP_KERNEL))
+        self.iut.set_context(before)
 
     @rule(data=st.data())
     def ksize(self, data: st.DataObject) -> None:

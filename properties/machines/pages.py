@@ -50,11 +50,12 @@ def fill_zone_bits(machine: Machine) -> int | None:
     return None
 
 
-def _fillable(self: Any) -> bool:
+def fillable(self: Any) -> bool:
+    """A precondition: some zonelist of the machine can be filled in one cheap step."""
     return fill_zone_bits(self.iut.machine) is not None
 
 
-def _fill_gfp(self: Any, gfp: int) -> int:
+def fill_gfp(self: Any, gfp: int) -> int:
     """``gfp`` as drawn where its zones can be filled, else with the zone modifier of the highest zone that can."""
     m = self.iut.machine
     high = gfp_zone(gfp, m.configured_zones)
@@ -85,21 +86,21 @@ class PageRules(RuleSet):
     def set_context(self, ctx: Context) -> None:
         self.iut.set_context(ctx)
 
-    @precondition(_fillable)
+    @precondition(fillable)
     @rule(target=RuleSet.blocks, gfp=gfp_masks(blocking=False), data=st.data())
     def fill(self, gfp: int, data: st.DataObject) -> Any:
         """Largest blocks first, then smaller ones down to a drawn order, until the implementation says no: the
         watermark band and MUST_FAIL, on any machine size (the zones below 4 GiB on a big one)."""
         order = data.draw(st.integers(0, self.max_order), label="order")
-        return self._blocks(self.iut.fill(_fill_gfp(self, gfp), order))
+        return self._blocks(self.iut.fill(fill_gfp(self, gfp), order))
 
-    @precondition(_fillable)
+    @precondition(fillable)
     @precondition(not_in_atomic)
     @rule(target=RuleSet.blocks)
     def nofail_under_pressure(self) -> Any:
         """Fill with GFP_ATOMIC until it fails, then a blocking __GFP_NOFAIL request: NOFAIL-NEVER-NULL's band."""
-        got = self._blocks(self.iut.fill(_fill_gfp(self, int(GFP_ATOMIC)), 0))
-        pfn = self.iut.alloc_pages(_fill_gfp(self, int(GFP_KERNEL | GFP.NOFAIL)), 0)
+        got = self._blocks(self.iut.fill(fill_gfp(self, int(GFP_ATOMIC)), 0))
+        pfn = self.iut.alloc_pages(fill_gfp(self, int(GFP_KERNEL | GFP.NOFAIL)), 0)
         return multiple(*got.values, *([Block(pfn, 0)] if pfn is not None else []))
 
     # -- misuse, only where claimed ----------------------------------------------------
@@ -122,15 +123,21 @@ class PageRules(RuleSet):
         self.iut.free_pages(pfn, data.draw(st.integers(0, self.max_order), label="order"))
 
     @precondition(claims("BUDDY-FREE-WRONG-ORDER"))
-    @rule(data=st.data())
-    def free_wrong_order(self, data: st.DataObject) -> None:
-        # The kernel checks the order only for compound pages; elsewhere it is undefined.
+    @rule(target=RuleSet.blocks, data=st.data())
+    def free_wrong_order(self, data: st.DataObject) -> Any:
+        """free_pages of a live compound block with another order (one is allocated in the same step if none is live);
+        the kernel checks the order only for compound pages, elsewhere it is undefined."""
         slabs = self.iut.slab.slab_blocks  # the slab layer's blocks have their own rule (SLAB-PAGE-BAD-FREE)
         compound = sorted(b.pfn for b in self.iut.model.live.values() if b.order > 0 and b.gfp & _COMP and b.pfn not in slabs)
-        assume(compound)
+        made = None
+        if not compound:
+            made = self._alloc(int(GFP_ATOMIC) | _COMP, data.draw(st.integers(1, min(3, self.max_order)), label="order"))
+            assume(isinstance(made, Block))
+            compound = [made.start]
         live = self.iut.model.live[data.draw(st.sampled_from(compound), label="pfn")]
         order = data.draw(st.integers(0, self.max_order).filter(lambda o: o != live.order), label="order")
         self.iut.free_pages(live.pfn, order)
+        return made if made is not None else multiple()
 
     @precondition(claims("BUDDY-FREE-WRONG-ORDER"))
     @rule(target=RuleSet.blocks, gfp=gfp_masks(blocking=False), order=st.integers(1, 3))
@@ -138,11 +145,20 @@ class PageRules(RuleSet):
         return self._alloc(gfp | GFP.COMP, min(order, self.max_order))
 
     @precondition(claims("BUDDY-FREE-INTERIOR"))
-    @rule(block=RuleSet.blocks, data=st.data())
-    def free_interior(self, block: Block, data: st.DataObject) -> None:
-        assume(block.order > 0 and block.start in self.iut.model.live)
-        offset = data.draw(st.integers(1, (1 << block.order) - 1), label="offset")
-        self.iut.free_pages(block.start + offset, data.draw(st.integers(0, block.order), label="order"))
+    @rule(target=RuleSet.blocks, data=st.data())
+    def free_interior(self, data: st.DataObject) -> Any:
+        """free_pages of a PFN inside a live block of order > 0 (one is allocated in the same step if none is live)."""
+        slabs = self.iut.slab.slab_blocks  # the slab layer's blocks have their own rule (SLAB-PAGE-BAD-FREE)
+        live = sorted(b.pfn for b in self.iut.model.live.values() if b.order > 0 and b.pfn not in slabs)
+        made = None
+        if not live:
+            made = self._alloc(int(GFP_ATOMIC), data.draw(st.integers(1, min(3, self.max_order)), label="order"))
+            assume(isinstance(made, Block))
+            live = [made.start]
+        blk = self.iut.model.live[data.draw(st.sampled_from(live), label="pfn")]
+        offset = data.draw(st.integers(1, (1 << blk.order) - 1), label="offset")
+        self.iut.free_pages(blk.pfn + offset, data.draw(st.integers(0, blk.order), label="order"))
+        return made if made is not None else multiple()
 
     @precondition(claims("BUDDY-BAD-FREE"))
     @rule(data=st.data())

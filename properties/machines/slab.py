@@ -20,11 +20,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from ...refmodel.context import in_atomic
-from ...refmodel.gfp import GFP_ZONEMASK
+from ...refmodel.gfp import GFP_ATOMIC, GFP_ZONEMASK
 from ...refmodel.kmalloc import kmalloc_max_cache_size
+from ...refmodel.slab import SLAB_NEVER_MERGE, SlabFlag
 from .._subsystems import register_rule_set
 from ..strategies.slab import aligns, cache_sizes, slab_flags, twin_requests
 from ._base import RuleSet, claims, rule_id
+from .pages import fill_gfp, fillable
 
 _ZONE_BITS = int(GFP_ZONEMASK)
 _CACHE_MIGHT_SLEEP = rule_id("SLAB-CACHE-MIGHT-SLEEP")
@@ -93,12 +95,31 @@ class SlabRules(CacheDraws):
     def kmem_cache_shrink(self, data: st.DataObject) -> None:
         self.iut.kmem_cache_shrink(self._cache(data))
 
+    @precondition(may_sleep_in_cache_ops)
+    @rule(data=st.data(), never=st.sampled_from([f for f in SlabFlag if f & SLAB_NEVER_MERGE]))
+    def kmem_cache_create_unmergeable_twin(self, data: st.DataObject, never: SlabFlag) -> None:
+        """A live plain cache's exact geometry with one SLAB_NEVER_MERGE flag more: find_mergeable must refuse it, so
+        the request gets a cache of its own (mm/slab_common.c slab_unmergeable of the request)."""
+        caches = self.iut.slab.caches
+        plain = sorted(c for c in caches if caches[c].plain_stride is not None and caches[c].linked)
+        if not plain:  # make one in the same step, so the rule is not left to luck
+            self._cache(data)
+            plain = sorted(c for c in caches if caches[c].plain_stride is not None and caches[c].linked)
+        assume(plain)
+        twin = caches[data.draw(st.sampled_from(plain), label="twin of")]
+        self.iut.kmem_cache_create(f"kmemspec_test_{len(caches)}", twin.object_size, twin.align, twin.flags | int(never))
+
     @precondition(claims("SLAB-WRONG-CACHE"))
     @rule(data=st.data())
     def kmem_cache_free_wrong_cache(self, data: st.DataObject) -> None:
+        """kmem_cache_free of a live object (a kmalloc one too) into a cache it is not from."""
+        objs = self.iut.slab.objects
         addr = self._object(data)
-        cache = self._cache(data)
-        assume(self.iut.slab.objects.get(addr) is not None and self.iut.slab.objects[addr].cache != cache)
+        own = objs[addr].cache
+        others = sorted(c for c in self.iut.slab.caches if c != own)
+        # A cache the object is not from, drawn rather than hoped for: a failed assume would end the whole example.
+        cache = data.draw(st.sampled_from(others), label="wrong cache") if others else self._cache(data)
+        assume(cache != own)
         self.iut.kmem_cache_free(cache, addr)
 
 
@@ -166,6 +187,31 @@ class SlabPageFreeRules(RuleSet):
             self.iut.kfree(large.addr)
 
 
+class SlabFallbackRules(RuleSet):
+    """kmalloc when a single free page is all that is left: a new slab must come from the slab's smallest order."""
+
+    @precondition(claims("SLAB-NO-SPURIOUS-FAIL"))
+    @precondition(fillable)
+    @rule(size=st.sampled_from((1024, 2048, 4096)), data=st.data())
+    def kmalloc_with_one_free_page(self, size: int, data: st.DataObject) -> None:
+        """Exhaust the zones, give back one page, then kmalloc until a new slab is needed: allocate_slab falls back from
+        the preferred order (oo) to the smallest that holds one object (s->min: order 0 here) with the caller's flags."""
+        gfp = fill_gfp(self, int(GFP_ATOMIC))
+        taken = self.iut.fill(gfp, 0)
+        live = self.iut.model.live
+        bigger = [p for p in taken if p in live and live[p].order > 0]
+        assume(bigger)
+        pfn = data.draw(st.sampled_from(bigger), label="block to give back")
+        order = live[pfn].order
+        self.iut.free_pages(pfn, order)
+        for _ in range((1 << order) - 1):  # all but one page of it taken again: one free page, no bigger block
+            self.iut.alloc_pages(gfp, 0)
+        for _ in range(8 * 4096 // size + 1):
+            if self.iut.kmalloc(size, gfp) is None:
+                break
+
+
 register_rule_set("slab", SlabRules)
 register_rule_set({"slab", "slab_info"}, SlabLifecycleRules)
 register_rule_set({"kmalloc", "slab_info"}, SlabPageFreeRules)
+register_rule_set({"kmalloc", "slab_info"}, SlabFallbackRules)
