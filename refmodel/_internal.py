@@ -85,6 +85,11 @@ class IntervalIndex(dict[int, _T], Generic[_T]):
             return item if self._end(item) > start else None
         return None
 
+    def at_or_before(self, point: int) -> _T | None:
+        """The interval starting last at or before ``point`` (whether or not it reaches it), or None."""
+        i = bisect.bisect_right(self._starts, point) - 1
+        return self[self._starts[i]] if i >= 0 else None
+
     def nearest(self, point: int, n: int) -> list[_T]:
         """Up to ``n`` intervals whose starts lie nearest ``point`` on either side, in start order."""
         i = bisect.bisect_left(self._starts, point)

@@ -45,7 +45,7 @@ from .errors import (
 from .expectation import Expectation, Outcome
 from .gfp import GFP_INT, ZoneType, format_gfp, gfp_zone, gfp_zone_bad, gfpflags_allow_blocking, zonelist_eligible
 from ._free_area import FreeArea, coalesce
-from .machine import Machine, Zone, split_aligned_runs
+from .machine import Machine, Zone, split_aligned, split_aligned_runs  # noqa: F401  (split_aligned: importable here, as before)
 from .rules import Level, Rule
 from .watermarks import may_ignore_min, min_watermark, watermark_free_ok
 from ._subsystem import Kind, Returns, Subsystem, op

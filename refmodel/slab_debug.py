@@ -180,7 +180,9 @@ class SlabDebug:
             after = objects.get(addr + 1) or self.free.get(addr + 1)
             if after is not None and after.cache is not None:
                 candidates.append((after.addr, after.cache, "left red zone", addr + 1 in objects))
-            before: LiveObject | FreeObject | None = self.slab.object_at(addr - 1)
+            # By the cache's object size, not the object's: krealloc of a kmem_cache object in place keeps the red zone
+            # where the cache put it (mm/slub.c __do_krealloc sets it again only for kmalloc caches, slub_debug_orig_size).
+            before: LiveObject | FreeObject | None = self.slab.objects.at_or_before(addr - 1)
             if before is None or before.cache is None or addr != before.addr + caches[before.cache].object_size:
                 before = self.free_object_at(addr - 1)
             if before is not None and before.cache is not None and addr == before.addr + caches[before.cache].object_size:

@@ -393,3 +393,15 @@ def test_a_run_that_cannot_see_leaks_says_so():
     assert not any("leaks" in n for n in claimed.notes), claimed.notes  # ZONE_DMA is filled to exhaustion on any size
     seeing = run_check(load_impl("fast"), load_machine("x86_64:64M"), machine_spec="x86_64:64M", profile=quick, seed_value=1, progress=None)
     assert not any("leaks" in n for n in seeing.notes) and seeing.coverage["INTROSPECT-ZONE-FREE"] > 0, seeing.notes
+
+
+def test_a_red_zone_after_an_object_shrunk_in_place_stays_where_the_cache_put_it():
+    # mm/slub.c __do_krealloc sets a new red zone only for kmalloc caches (slub_debug_orig_size): a kmem_cache
+    # object shrunk in place keeps its red zone at the cache's object size.
+    iut = Lockstep(load_impl("fast").factory, "tiny")
+    cache = iut.kmem_cache_create("rz", 85, 8, int(SlabFlag.RED_ZONE))
+    obj = iut.kmem_cache_alloc(cache, GFP_KERNEL)
+    assert iut.krealloc(obj, 21, GFP_KERNEL) == obj
+    iut.clobber(obj + 85)
+    iut.kmem_cache_validate(cache)  # fast reports the overwritten right red zone: SLAB-REDZONE-CHECK holds
+    assert iut.coverage["SLAB-REDZONE-CHECK"] > 0

@@ -15,7 +15,7 @@ import bisect
 from kmemspec.harness.protocol import Env
 from kmemspec.refmodel.gfp import ZoneType, gfp_zone
 from kmemspec.refmodel.machine import Machine, Zone
-from kmemspec.refmodel.page_alloc import split_aligned
+from kmemspec.refmodel.machine import split_aligned
 
 
 class HighestFirst:

@@ -22,7 +22,7 @@ from kmemspec.harness.protocol import Env
 from kmemspec.refmodel.errors import BadAddress, BadFree, DoubleFree, FreeInterior, FreeWrongOrder
 from kmemspec.refmodel.gfp import GFP, ZoneType, gfp_zone
 from kmemspec.refmodel.machine import Machine, Zone
-from kmemspec.refmodel.page_alloc import split_aligned
+from kmemspec.refmodel.machine import split_aligned
 
 SEED = 0x6B6D656D
 
