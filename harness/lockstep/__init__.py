@@ -303,6 +303,11 @@ class Lockstep:
             raise InvalidArgument(f"trace step {problem}")
         return getattr(self, op)(**args)
 
+    def check_at_end(self) -> None:
+        """Every checker's end-of-example checks, in registration order (the pages' contents, free area, zone counts first)."""
+        for c in self.checkers:
+            c.at_end()
+
     def replay_step(self, step: Step) -> Any:
         """Run a recorded step, its references resolved against this run's own results."""
         return self.run_step(step.op, {k: self.value_of(v.name) + v.offset if isinstance(v, Ref) else v for k, v in step.args.items()})

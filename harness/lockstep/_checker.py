@@ -41,6 +41,9 @@ class Checker:
         """free_pages (``op``, with ``values``) of a block one of ``owns_pages`` holds; False to leave it to the page oracle."""
         return False
 
+    def at_end(self) -> None:
+        """The subsystem's checks when an example ends without a failure (its own steps, recorded); by default none."""
+
 
 def register_checker(cls: type[Checker]) -> type[Checker]:
     """Add a checker; InvalidDefinition when a step it names is no operation, or has no method."""

@@ -143,6 +143,12 @@ class PageChecker(Checker):
         # Pages a layer holds invisibly (slabs without slabs()): then only "free here is free there".
         d.checked(lambda: d.model.check_free_area(rows, exact=not d.model.opaque))
 
+    def at_end(self) -> None:
+        """Contents, free area and zone counts, as the last steps of an example."""
+        self.check_contents()
+        self.check_free_area()
+        self.check_zone_free()
+
     def check_zone_free(self) -> None:
         """INTROSPECT-ZONE-FREE for every populated zone."""
         d = self.d

@@ -123,9 +123,7 @@ class RuleSet(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             if not self.iut.failed:  # after a failure the two are out of step: report the first one
-                self.iut.check_contents()
-                self.iut.check_free_area()
-                self.iut.check_zone_free()
+                self.iut.check_at_end()
         finally:
             self.iut.close()
             self.target.on_teardown(self.iut)
