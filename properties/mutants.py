@@ -185,7 +185,7 @@ def write_mutant_report(doc: dict[str, Any], out_dir: Path, *, plots: Callable[[
 
 
 def write_plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
-    """kill_matrix and time_to_kill as PNG and SVG; [] (and ImportError's hint to the caller) without matplotlib."""
+    """kill_matrix and time_to_kill as PNG and SVG; [] without matplotlib (the caller prints PLOTS_HINT)."""
     try:
         import matplotlib
     except ImportError:

@@ -36,18 +36,23 @@ _COMP = int(GFP.COMP)
 #: pages, so one fill step stays cheap: on x86_64 that is ZONE_DMA on any memory size, ZONE_DMA32 up to 256 MiB.
 FILL_LIMIT_BLOCKS = 64
 
-_ZONE_BITS = ((GFP.HIGHMEM, ZoneType.HIGHMEM), (0, ZoneType.NORMAL), (GFP.DMA32, ZoneType.DMA32), (GFP.DMA, ZoneType.DMA))
+_FILL_ZONES = ((GFP.HIGHMEM, ZoneType.HIGHMEM), (0, ZoneType.NORMAL), (GFP.DMA32, ZoneType.DMA32), (GFP.DMA, ZoneType.DMA))
 
 
 def fill_zone_bits(machine: Machine) -> int | None:
     """The zone modifier (0 for none) of the highest zone whose zonelist ``fill`` can exhaust cheaply, or None."""
-    for bits, zone in _ZONE_BITS:
+    for bits, zone in _FILL_ZONES:
         if gfp_zone(int(bits), machine.configured_zones) is not zone or zone not in {z.zone_type for z in machine.populated_zones}:
             continue
-        pages = sum(z.end_pfn - z.start_pfn for z in machine.populated_zones if z.zone_type <= zone)
-        if pages >> machine.max_page_order <= FILL_LIMIT_BLOCKS:
+        if _cheap_to_fill(machine, zone):
             return int(bits)
     return None
+
+
+def _cheap_to_fill(machine: Machine, highest: ZoneType) -> bool:
+    """The zones at or below ``highest`` hold at most FILL_LIMIT_BLOCKS top-order blocks' worth of pages."""
+    pages = sum(z.end_pfn - z.start_pfn for z in machine.populated_zones if z.zone_type <= highest)
+    return pages >> machine.max_page_order <= FILL_LIMIT_BLOCKS
 
 
 def fillable(self: Any) -> bool:
@@ -58,8 +63,7 @@ def fillable(self: Any) -> bool:
 def fill_gfp(self: Any, gfp: int) -> int:
     """``gfp`` as drawn where its zones can be filled, else with the zone modifier of the highest zone that can."""
     m = self.iut.machine
-    high = gfp_zone(gfp, m.configured_zones)
-    if sum(z.end_pfn - z.start_pfn for z in m.populated_zones if z.zone_type <= high) >> m.max_page_order <= FILL_LIMIT_BLOCKS:
+    if _cheap_to_fill(m, gfp_zone(gfp, m.configured_zones)):
         return gfp
     return (gfp & ~int(GFP_INT.ZONEMASK)) | int(fill_zone_bits(m) or 0)
 
