@@ -57,7 +57,7 @@ def test_the_watermark_band_is_reached(checked):
     assert _conforms(checked, "reference", "tiny-wmark").outcomes["MAY_FAIL"] > 0
 
 
-#: What a conforming `ci` run of reference on tiny (seed 3) does not check: the process rules (it runs in
+#: What a conforming `ci` run of reference on tiny (seed 1) does not check: the process rules (it runs in
 #: process), SLAB-POISON-CHECK, which only a validate of a clobbered free object's poison reaches, and
 #: INTROSPECT-ZONE-FREE (reference lists its free area instead of counting it; fast declares both).
 UNCHECKED_ON_REFERENCE = {"IUT-PROCESS-ALIVE", "IUT-TIMEOUT", "IUT-WIRE-FORMAT", "SLAB-POISON-CHECK", "INTROSPECT-ZONE-FREE"}
@@ -66,7 +66,7 @@ UNCHECKED_ON_REFERENCE = {"IUT-PROCESS-ALIVE", "IUT-TIMEOUT", "IUT-WIRE-FORMAT",
 @pytest.mark.xdist_group(SHARED)
 def test_a_conformance_run_checks_every_rule(checked):
     # A run that checks nothing conforms: the default tier's representative must check every rule it can reach.
-    # One seed (3) stands for all: how often each rule is reached across seeds is what `kmemspec mutants` measures.
-    result = _conforms(checked, "reference", "tiny", seed=3)
+    # One seed (1) stands for all: how often each rule is reached across seeds is what `kmemspec mutants` measures.
+    result = _conforms(checked, "reference", "tiny", seed=1)
     unchecked = {r.id for r in RULES if not result.coverage[r.id]}
     assert unchecked <= UNCHECKED_ON_REFERENCE, f"rules a ci run of reference on tiny no longer checks: {sorted(unchecked - UNCHECKED_ON_REFERENCE)}"

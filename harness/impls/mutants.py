@@ -888,8 +888,11 @@ _ALSO: Final[dict[str, tuple[str, ...]]] = {
     "refill-with-gfp-kernel": ("IUT-NO-FALSE-REPORT",),
     # the wrapped product goes on into kmalloc, which reports the caller's zone flags; the kernel returned NULL first
     "array-overflow-wraps": ("IUT-NO-FALSE-REPORT",),
-    # the misfiled block is handed out misaligned or over a live one before the free lists are compared
-    "merge-head-from-buddy": ("BUDDY-ALIGN", "BUDDY-NO-OVERLAP"),
+    # the misfiled block is handed out misaligned, over a live one or over a hole before the free lists are compared
+    "merge-head-from-buddy": ("BUDDY-ALIGN", "BUDDY-NO-OVERLAP", "PAGE-RAM-ONLY"),
+    # the object too small for its request runs past its slot when placed, before ksize is asked: into the
+    # neighbour, or past its slab's last page
+    "bucket-too-small": ("SLAB-NO-OVERLAP", "SLAB-INTROSPECT", "SLAB-LOWMEM"),
     # the free pointer it writes over the poison is what its own validate then misses (poison or left red zone)
     "free-pointer-in-poison": ("SLAB-POISON-CHECK", "SLAB-REDZONE-CHECK"),
     # overlapping neighbours: one object's bytes are another's contents or red zone, which its validate reports

@@ -26,6 +26,8 @@ from ...harness.lockstep import Lockstep
 from ...harness.protocol import Factory
 from ...refmodel.context import in_atomic
 from ...refmodel.errors import InvalidDefinition
+from ...refmodel.gfp import GFP_ATOMIC
+from ...refmodel.kmalloc import ZERO_SIZE_PTR
 from ...refmodel.machine import Machine
 from ...refmodel.rules import CLAIMABLE, RULES_BY_ID
 from ..strategies.gfp import gfp_masks
@@ -112,9 +114,14 @@ class RuleSet(RuleBasedStateMachine):
         return data.draw(gfp_masks(blocking=blocking), label="gfp")
 
     def _object(self, data: st.DataObject, *, kmalloc_only: bool = False, cache: int | None = None) -> int:
-        """A live slab object (kmalloc or kmem_cache_alloc), drawn from the model's objects."""
+        """A live slab object (kmalloc or kmem_cache_alloc), drawn from the model's objects; when there is none, one
+        made in the same step with GFP_ATOMIC (valid in any context), so the rule is not lost to a failed assume."""
         objs = self.iut.slab.objects
         live = sorted(a for a, o in objs.items() if (not kmalloc_only or o.cache is None) and (cache is None or o.cache == cache))
+        if not live and "kmalloc" in self.target.capabilities:
+            made = (self.iut.kmem_cache_alloc(cache, int(GFP_ATOMIC)) if cache is not None
+                    else self.iut.kmalloc(data.draw(st.integers(1, 512), label="size"), int(GFP_ATOMIC)))
+            live = [made] if made is not None and made > ZERO_SIZE_PTR else []
         assume(live)
         return data.draw(st.sampled_from(live), label="object")
 

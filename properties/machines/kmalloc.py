@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from ...refmodel.context import Context
-from ...refmodel.gfp import GFP_KERNEL
+from ...refmodel.gfp import GFP, GFP_KERNEL, GFP_ZONEMASK
 from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_max_cache_size, kmalloc_max_size, kmalloc_size_roundup
 from .._subsystems import register_rule_set
 from ..strategies.kmalloc import kmalloc_sizes
@@ -43,6 +43,16 @@ class KmallocRules(RuleSet):
         addr = self.iut.kmalloc(data.draw(self._sizes(), label="size"), self._gfp(data))
         if ask_ksize and addr is not None and addr > ZERO_SIZE_PTR:
             self.iut.ksize(addr)
+
+    @rule(data=st.data(), zone=st.sampled_from((GFP.DMA, GFP.DMA32, GFP.HIGHMEM)))
+    def kmalloc_zone_modifier(self, data: st.DataObject, zone: GFP) -> None:
+        """Two kmallocs of one size with a zone modifier, the second from the slab the first used: __GFP_DMA picks the
+        kmalloc-dma caches; __GFP_DMA32 and __GFP_HIGHMEM are a caller's bug that kmalloc_fix_flags reports and strips
+        where a new slab or a large kmalloc needs pages (mm/slab_common.c kmalloc_type, mm/slub.c new_slab)."""
+        size = data.draw(self._sizes(), label="size")
+        gfp = (self._gfp(data) & ~int(GFP_ZONEMASK)) | int(zone)
+        for _ in range(2):
+            self.iut.kmalloc(size, gfp)
 
     @rule(data=st.data())
     def kzalloc(self, data: st.DataObject) -> None:

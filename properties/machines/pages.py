@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import consumes, multiple, precondition, rule
 
 from ...refmodel.context import Context, in_atomic
-from ...refmodel.gfp import GFP, GFP_ATOMIC, GFP_INT, GFP_KERNEL, ZoneType, gfp_zone
+from ...refmodel.gfp import GFP, GFP_ATOMIC, GFP_INT, GFP_KERNEL, GFP_NOWAIT, ZoneType, gfp_zone
 from ...refmodel.machine import Machine
 from .._subsystems import register_rule_set
 from ..strategies.gfp import bad_gfp_masks, gfp_masks
@@ -106,6 +106,19 @@ class PageRules(RuleSet):
         got = self._blocks(self.iut.fill(fill_gfp(self, int(GFP_ATOMIC)), 0))
         pfn = self.iut.alloc_pages(fill_gfp(self, int(GFP_KERNEL | GFP.NOFAIL)), 0)
         return multiple(*got.values, *([Block(pfn, 0)] if pfn is not None else []))
+
+    @precondition(fillable)
+    @precondition(not_in_atomic)
+    @rule(target=RuleSet.blocks)
+    def blocking_in_watermark_band(self) -> Any:
+        """Fill with GFP_NOWAIT, which stops at the min mark, give the last page back, then a blocking order-0 request:
+        below the low mark the fast path fails and the slow path's retry at the min mark serves it before any direct
+        reclaim (mm/page_alloc.c __alloc_pages_slowpath): BUDDY-NO-SPURIOUS-FAIL's band, in one step."""
+        got = list(self._blocks(self.iut.fill(fill_gfp(self, int(GFP_NOWAIT)), 0)).values)
+        if got:
+            self.iut.free_pages(got[-1].start, got[-1].order)
+        pfn = self.iut.alloc_pages(fill_gfp(self, int(GFP_KERNEL)), 0)
+        return multiple(*got[:-1], *([Block(pfn, 0)] if pfn is not None else []))
 
     # -- misuse, only where claimed ----------------------------------------------------
 

@@ -44,10 +44,12 @@ def may_sleep_in_cache_ops(self: Any) -> bool:
 class CacheDraws(RuleSet):
     """Drawing a cache for the rules that need one (no rules of its own)."""
 
-    def _cache(self, data: st.DataObject, *, debug: bool = False) -> int:
-        """A live cache, or a new one when there is none (or sometimes anyway); with ``debug``, one with red zones or poison."""
+    def _cache(self, data: st.DataObject, *, debug: bool = False, poison: bool = False) -> int:
+        """A live cache, or a new one when there is none (or sometimes anyway); with ``debug``, one with red zones or
+        poison; with ``poison``, one that poisons its free objects."""
         caches = self.iut.slab.caches
-        live = sorted(c for c in caches if not debug or caches[c].red_zoned or caches[c].poisoned)
+        debug = debug or poison
+        live = sorted(c for c in caches if (not debug or caches[c].red_zoned or caches[c].poisoned) and (not poison or caches[c].poisoned))
         if live and data.draw(st.integers(0, 3), label="new cache?"):
             return data.draw(st.sampled_from(live), label="cache")
         assume(may_sleep_in_cache_ops(self))
@@ -56,6 +58,7 @@ class CacheDraws(RuleSet):
             size, align, flags = data.draw(twin_requests(caches[data.draw(st.sampled_from(plain), label="twin of")]), label="twin")
         else:
             size, align, flags = data.draw(cache_sizes(), label="size"), data.draw(aligns(), label="align"), data.draw(slab_flags(debug=debug), label="flags")
+            flags |= int(SlabFlag.POISON) if poison else 0
         cid = self.iut.kmem_cache_create(f"kmemspec_test_{len(caches)}", size, align, flags)
         assume(cid is not None)
         return cid
@@ -75,6 +78,9 @@ class SlabRules(CacheDraws):
     @rule(data=st.data())
     def kmem_cache_free(self, data: st.DataObject) -> None:
         live = sorted(a for a, o in self.iut.slab.objects.items() if o.cache is not None)
+        if not live:  # one made in the same step, so the rule is not lost to a failed assume
+            made = self.iut.kmem_cache_alloc(self._cache(data), int(GFP_ATOMIC))
+            live = [made] if made is not None else []
         assume(live)
         addr = data.draw(st.sampled_from(live), label="object")
         self.iut.kmem_cache_free(self.iut.slab.objects[addr].cache, addr)

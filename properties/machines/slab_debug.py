@@ -44,6 +44,24 @@ class ClobberRules(CacheDraws):
         if addr is not None and free_first:
             self.iut.kmem_cache_free(cache, addr)
         sites = self.iut.slab.clobber_sites(cache, self.target.claims)
+        self._clobber_one(cache, sites, data)
+
+    @precondition(claims("SLAB-POISON-CHECK"))
+    @precondition(not_in_atomic)
+    @rule(data=st.data())
+    def write_after_free_and_validate(self, data: st.DataObject) -> None:
+        """slub_kunit's test_first_word and test_clobber_50th_byte: a byte of an object just freed into a poisoned
+        cache overwritten (a use after free); validate reports and restores the poison, then validate again is clean."""
+        cache = self._cache(data, poison=True)
+        addr = self.iut.kmem_cache_alloc(cache, self._gfp(data) & ~_ZONE_BITS)
+        assume(addr is not None)
+        self.iut.kmem_cache_free(cache, addr)
+        end = addr + self.iut.slab.caches[cache].object_size
+        sites = [s for s in self.iut.slab.clobber_sites(cache, self.target.claims) if addr <= s < end]
+        self._clobber_one(cache, sites, data)
+
+    def _clobber_one(self, cache: int, sites: list[int], data: st.DataObject) -> None:
+        """One of ``sites`` overwritten, then the cache validated twice: reported and restored, then clean."""
         assume(sites)
         self.iut.clobber(data.draw(st.sampled_from(sites), label="byte"))
         self.iut.kmem_cache_validate(cache)
