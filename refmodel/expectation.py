@@ -47,7 +47,8 @@ class Expectation:
     report_rule: str | None = None
     fatal: bool = False
     misuse: str = ""  # what the misuse is, in kernel terms; ``reason`` explains ``outcome``
-    also_report: tuple[type[Violation], ...] = ()  # other kinds the kernel may report for this call
+    also_report: tuple[type[Violation], ...] = ()  # other kinds the kernel may report for this call, any one enough
+    beside: tuple[type[Violation], ...] = ()  # kinds it may report as well as ``report``, never instead of it
     hint: Callable[[], str] | None = field(default=None, compare=False)  # a diagnosis, built only when the call fails the rule (a free block the model holds)
     noop: bool = False  # the call changes nothing (a free of NULL): a printed counterexample may drop it
 

@@ -509,9 +509,9 @@ class WrongCacheUnchecked(_SlabMutant):
 class _DestroyBusyFrees(SlubLayer):
     def kmem_cache_destroy(self, cid: int) -> None:
         cache = self.caches[cid]
-        for addr in [a for a, c in self._live.items() if c is cache]:
-            del self._live[addr]
-        cache.live = 0
+        if cache.refcount == 1:  # the last reference: its objects are freed in silence, then the empty cache goes
+            for addr in [a for a, c in self._live.items() if c is cache]:
+                self.kmem_cache_free(cid, addr)
         super().kmem_cache_destroy(cid)
 
 
@@ -888,11 +888,14 @@ _ALSO: Final[dict[str, tuple[str, ...]]] = {
     "refill-with-gfp-kernel": ("IUT-NO-FALSE-REPORT",),
     # the wrapped product goes on into kmalloc, which reports the caller's zone flags; the kernel returned NULL first
     "array-overflow-wraps": ("IUT-NO-FALSE-REPORT",),
-    # the misfiled block is handed out misaligned, over a live one or over a hole before the free lists are compared
-    "merge-head-from-buddy": ("BUDDY-ALIGN", "BUDDY-NO-OVERLAP", "PAGE-RAM-ONLY"),
+    # the misfiled block is handed out misaligned, over a live one or over a hole (a __get_free_pages address outside
+    # lowmem) before the free lists are compared
+    "merge-head-from-buddy": ("BUDDY-ALIGN", "BUDDY-NO-OVERLAP", "PAGE-RAM-ONLY", "API-LOWMEM-ADDRESS"),
     # the object too small for its request runs past its slot when placed, before ksize is asked: into the
     # neighbour, or past its slab's last page
     "bucket-too-small": ("SLAB-NO-OVERLAP", "SLAB-INTROSPECT", "SLAB-LOWMEM"),
+    # the clamped block is then allocated as asked, with its might_sleep, where the kernel returned NULL before it
+    "large-order-clamped": ("IUT-NO-FALSE-REPORT",),
     # the free pointer it writes over the poison is what its own validate then misses (poison or left red zone)
     "free-pointer-in-poison": ("SLAB-POISON-CHECK", "SLAB-REDZONE-CHECK"),
     # overlapping neighbours: one object's bytes are another's contents or red zone, which its validate reports

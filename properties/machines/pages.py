@@ -86,6 +86,34 @@ class PageRules(RuleSet):
     def free(self, block: Block) -> None:
         self.iut.free_pages(block.start, block.order)
 
+    @rule(target=RuleSet.blocks, block=consumes(RuleSet.blocks), data=st.data())
+    def free_then_alloc_zeroed(self, block: Block, data: st.DataObject) -> Any:
+        """A block freed, then one of its order asked for with __GFP_ZERO: where the freed pages come straight back,
+        dirty, every page of the new block must still read zero (mm/page_alloc.c post_alloc_hook, kernel_init_pages
+        over all 1 << order pages)."""
+        self.iut.free_pages(block.start, block.order)
+        return self._alloc(data.draw(gfp_masks(blocking=False), label="gfp") | GFP.ZERO, block.order)
+
+    @precondition(fillable)
+    @rule(target=RuleSet.blocks, data=st.data())
+    def free_across_zone_boundary(self, data: st.DataObject) -> Any:
+        """Everything taken (__GFP_MEMALLOC: no watermarks), then the two blocks that meet at a zone boundary given back,
+        then a block of twice the larger one's size asked for: buddies merge only within one zone (mm/page_alloc.c
+        page_is_buddy), so no block may straddle the boundary (BUDDY-NO-CROSS-ZONE)."""
+        gfp = fill_gfp(self, int(GFP_ATOMIC | GFP.MEMALLOC))
+        got = list(self._blocks(self.iut.fill(gfp, 0)).values)
+        starts = {z.start_pfn for z in self.iut.machine.populated_zones}
+        by_end = {b.start + (1 << b.order): b for b in got}
+        pairs = [(by_end[b.start], b) for b in got if b.start in starts and b.start in by_end]
+        assume(pairs)
+        below, above = data.draw(st.sampled_from(pairs), label="boundary")
+        self.iut.free_pages(below.start, below.order)
+        self.iut.free_pages(above.start, above.order)
+        asked = min(max(below.order, above.order) + 1, self.max_order)
+        pfn = self.iut.alloc_pages(gfp, asked)
+        kept = [b for b in got if b not in (below, above)]
+        return multiple(*kept, *([Block(pfn, asked)] if pfn is not None else []))
+
     @rule(ctx=contexts())
     def set_context(self, ctx: Context) -> None:
         self.iut.set_context(ctx)

@@ -158,38 +158,45 @@ class SlabLifecycleRules(CacheDraws):
 class SlabPageFreeRules(RuleSet):
     """Page blocks of the slab layer (slab pages, large kmalloc blocks) given to free_pages, and kfree around that."""
 
+    @precondition(claims("SLAB-PAGE-BAD-FREE"))
+    @rule(data=st.data())
+    def free_pages_of_slab_page(self, data: st.DataObject) -> None:
+        """A slab page given to free_pages: a Bad page state, reported, the slab kept (one is made in the same step if none is live)."""
+        slab = self.iut.slab
+        blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is None)
+        if not blocks:
+            size = data.draw(st.integers(1, kmalloc_max_cache_size(self.target.machine)), label="small kmalloc size")
+            assume(self.iut.kmalloc(size, self._gfp(data)) is not None)
+            blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is None)
+        assume(blocks)
+        pfn = data.draw(st.sampled_from(blocks), label="slab block")
+        self.iut.free_pages(pfn, slab.slab_blocks[pfn][1])
+
     @rule(data=st.data(), then=st.sampled_from(("", "kfree", "kfree first")))
-    def free_pages_of_slab_block(self, data: st.DataObject, then: str) -> None:
-        """A slab page given to free_pages (a Bad page state, where claimed), or a large kmalloc block (freed or reported),
-        then maybe kfree of it (a double free); or kfree of a large block, then free_pages of it (a page double free)."""
+    def free_pages_of_large_kmalloc(self, data: st.DataObject, then: str) -> None:
+        """A large kmalloc block given to free_pages (freed, or reported where claimed), then maybe kfree of it (a double
+        free); or kfree of it first, then free_pages (a page double free). One is made in the same step if none is live."""
         slab = self.iut.slab
         claimed = self.target.claims
-        if data.draw(st.booleans(), label="a slab page?") and _PAGE_BAD_FREE in claimed:
-            blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is None)
-            if not blocks:  # make a slab in the same step, so the rule is not left to luck
-                size = data.draw(st.integers(1, kmalloc_max_cache_size(self.target.machine)), label="small kmalloc size")
-                assume(self.iut.kmalloc(size, self._gfp(data)) is not None)
-                blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is None)
-        else:
-            blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is not None)
-            if not blocks or data.draw(st.booleans(), label="a new large kmalloc?"):
-                max_cache = kmalloc_max_cache_size(self.target.machine)
-                addr = self.iut.kmalloc(data.draw(st.integers(max_cache + 1, 4 * max_cache), label="size"), self._gfp(data))
-                assume(addr is not None and slab.large_object_at(self.target.machine.virt_to_pfn(addr)) is not None)
-                blocks = [self.target.machine.virt_to_pfn(addr)]
-        assume(blocks)
+        blocks = sorted(p for p in slab.slab_blocks if slab.large_object_at(p) is not None)
+        if not blocks or data.draw(st.booleans(), label="a new large kmalloc?"):
+            max_cache = kmalloc_max_cache_size(self.target.machine)
+            addr = self.iut.kmalloc(data.draw(st.integers(max_cache + 1, 4 * max_cache), label="size"), self._gfp(data))
+            assume(addr is not None and slab.large_object_at(self.target.machine.virt_to_pfn(addr)) is not None)
+            blocks = [self.target.machine.virt_to_pfn(addr)]
         pfn = data.draw(st.sampled_from(blocks), label="slab block")
         order = slab.slab_blocks[pfn][1]
         large = slab.large_object_at(pfn)
+        assert large is not None
         if then == "kfree first":
-            assume(large is not None and _BUDDY_DOUBLE_FREE in claimed)
+            assume(_BUDDY_DOUBLE_FREE in claimed)
             self.iut.kfree(large.addr)
             if pfn in slab.slab_blocks and _PAGE_BAD_FREE not in claimed:
                 return  # the block stayed as an empty slab: freeing it is a misuse this implementation does not claim
             self.iut.free_pages(pfn, order)
             return
         self.iut.free_pages(pfn, order)
-        if then == "kfree" and large is not None and large.addr not in slab.objects and _SLAB_DOUBLE_FREE in claimed:
+        if then == "kfree" and large.addr not in slab.objects and _SLAB_DOUBLE_FREE in claimed:
             self.iut.kfree(large.addr)
 
 
