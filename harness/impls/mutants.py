@@ -882,24 +882,29 @@ _SLAB_TABLE: Final[tuple[tuple[str, type[FastBuddy], str, str], ...]] = (
     ("krealloc-move-no-might-sleep", KreallocMoveNoMightSleep, "CTX-MIGHT-SLEEP", "tiny"),
 )
 
-#: In atomic context the GFP_KERNEL refill is first seen as might_sleep's splat, which the caller's GFP_ATOMIC did not earn.
 #: Rules the same slip breaks as directly as its own, whichever a run meets first (measured with `kmemspec mutants`).
 _ALSO: Final[dict[str, tuple[str, ...]]] = {
+    # in atomic context the GFP_KERNEL refill is first seen as might_sleep's splat, which the caller's GFP_ATOMIC did not earn
     "refill-with-gfp-kernel": ("IUT-NO-FALSE-REPORT",),
     # the wrapped product goes on into kmalloc, which reports the caller's zone flags; the kernel returned NULL first
     "array-overflow-wraps": ("IUT-NO-FALSE-REPORT",),
     # the misfiled block is handed out misaligned, over a live one or over a hole (a __get_free_pages address outside
-    # lowmem) before the free lists are compared
-    "merge-head-from-buddy": ("BUDDY-ALIGN", "BUDDY-NO-OVERLAP", "PAGE-RAM-ONLY", "API-LOWMEM-ADDRESS"),
+    # lowmem), or the freed block is lost and a request it should serve fails
+    "merge-head-from-buddy": ("BUDDY-ALIGN", "BUDDY-NO-OVERLAP", "PAGE-RAM-ONLY", "API-LOWMEM-ADDRESS", "BUDDY-NO-SPURIOUS-FAIL"),
     # the object too small for its request runs past its slot when placed, before ksize is asked: into the
     # neighbour, or past its slab's last page
-    "bucket-too-small": ("SLAB-NO-OVERLAP", "SLAB-INTROSPECT", "SLAB-LOWMEM"),
+    "bucket-too-small": ("SLAB-NO-OVERLAP", "SLAB-INTROSPECT", "SLAB-LOWMEM", "KREALLOC"),  # krealloc trusts the small ksize
     # the clamped block is then allocated as asked, with its might_sleep, where the kernel returned NULL before it
     "large-order-clamped": ("IUT-NO-FALSE-REPORT",),
     # the free pointer it writes over the poison is what its own validate then misses (poison or left red zone)
     "free-pointer-in-poison": ("SLAB-POISON-CHECK", "SLAB-REDZONE-CHECK"),
-    # overlapping neighbours: one object's bytes are another's contents or red zone, which its validate reports
-    "stride-too-small": ("SLAB-CONTENTS-INTACT", "SLAB-REDZONE-CHECK", "IUT-NO-FALSE-REPORT"),
+    # the pointer it writes into the live neighbour is what its own validate then reports as that object's poison
+    "free-pointer-in-neighbour": ("IUT-NO-FALSE-REPORT",),
+    # the refill falls back to no smaller order, for __GFP_NOFAIL requests too
+    "no-order-fallback": ("NOFAIL-NEVER-NULL",),
+    # overlapping neighbours: one object's bytes are another's contents or red zone, which its validate reports;
+    # the last object runs past the slab into the page block after it
+    "stride-too-small": ("SLAB-CONTENTS-INTACT", "SLAB-REDZONE-CHECK", "IUT-NO-FALSE-REPORT", "PAGE-CONTENTS-INTACT"),
     # krealloc trusts the too-large ksize and stays in place past the object
     "ksize-is-stride": ("KREALLOC",),
     # the unrestored bytes are found again by the next validate, as poison or red zone

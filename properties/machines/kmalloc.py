@@ -24,6 +24,7 @@ from ...refmodel.gfp import GFP, GFP_KERNEL, GFP_ZONEMASK
 from ...refmodel.kmalloc import ZERO_SIZE_PTR, kmalloc_max_cache_size, kmalloc_max_size, kmalloc_size_roundup
 from .._subsystems import register_rule_set
 from ..strategies.kmalloc import kmalloc_sizes
+from ..strategies.pages import ATOMIC_CONTEXTS
 from ._base import RuleSet, claims
 
 
@@ -75,7 +76,7 @@ class KmallocRules(RuleSet):
         self.iut.krealloc(addr, size, self._gfp(data))
 
     @precondition(claims("CTX-MIGHT-SLEEP"))
-    @rule(data=st.data(), ctx=st.sampled_from((Context.ATOMIC, Context.SOFTIRQ, Context.HARDIRQ)))
+    @rule(data=st.data(), ctx=st.sampled_from(ATOMIC_CONTEXTS))
     def krealloc_moves_in_atomic(self, data: st.DataObject, ctx: Context) -> None:
         """A blocking krealloc that outgrows its object in atomic context: the move is a kmalloc, so might_sleep splats."""
         addr = self._object(data)

@@ -27,7 +27,7 @@ from ...refmodel.gfp import GFP, GFP_ATOMIC, GFP_INT, GFP_KERNEL, GFP_NOWAIT, Zo
 from ...refmodel.machine import Machine
 from .._subsystems import register_rule_set
 from ..strategies.gfp import bad_gfp_masks, gfp_masks
-from ..strategies.pages import contexts, orders
+from ..strategies.pages import ATOMIC_CONTEXTS, contexts, orders
 from ._base import Block, RuleSet, claims, not_in_atomic
 
 _COMP = int(GFP.COMP)
@@ -222,10 +222,17 @@ class PageRules(RuleSet):
         return self._alloc(gfp, order)
 
     @precondition(claims("CTX-MIGHT-SLEEP"))
-    @precondition(lambda self: in_atomic(self.iut.env.context))
-    @rule(target=RuleSet.blocks, gfp=gfp_masks(blocking=True), order=st.integers(0, 2))
-    def alloc_blocking_in_atomic(self, gfp: int, order: int) -> Any:
-        return self._alloc(gfp, order)
+    @rule(target=RuleSet.blocks, gfp=gfp_masks(blocking=True), order=st.integers(0, 2), ctx=st.sampled_from(ATOMIC_CONTEXTS))
+    def alloc_blocking_in_atomic(self, gfp: int, order: int, ctx: Context) -> Any:
+        """A blocking allocation in atomic context (entered in the same step unless already there): might_alloc's
+        might_sleep splat (mm/page_alloc.c prepare_alloc_pages)."""
+        before = self.iut.env.context
+        if not in_atomic(before):
+            self.iut.set_context(ctx)
+        got = self._alloc(gfp, order)
+        if not in_atomic(before):
+            self.iut.set_context(before)
+        return got
 
     # -- helpers ---------------------------------------------------------------------------
 

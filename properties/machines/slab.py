@@ -67,13 +67,17 @@ class CacheDraws(RuleSet):
 class SlabRules(CacheDraws):
     """kmem_cache_create/alloc/free/destroy/shrink, and kmem_cache_free into the wrong cache where claimed."""
 
-    @rule(data=st.data(), n=st.integers(1, 4))
-    def kmem_cache_alloc(self, data: st.DataObject, n: int) -> None:
-        """A few objects at once: neighbours in one slab, where stride and alignment bugs show."""
+    @rule(data=st.data(), n=st.integers(1, 4), ask_ksize=st.booleans())
+    def kmem_cache_alloc(self, data: st.DataObject, n: int, ask_ksize: bool) -> None:
+        """A few objects at once: neighbours in one slab, where stride and alignment bugs show; then maybe ksize of the
+        last, which for a red-zoned or poisoned cache is its object size, not its stride (mm/slab.h slab_ksize)."""
         cache = self._cache(data)
         gfp = self._gfp(data) & ~_ZONE_BITS
+        addr = None
         for _ in range(n):
-            self.iut.kmem_cache_alloc(cache, gfp)
+            addr = self.iut.kmem_cache_alloc(cache, gfp)
+        if ask_ksize and addr is not None:
+            self.iut.ksize(addr)
 
     @rule(data=st.data())
     def kmem_cache_free(self, data: st.DataObject) -> None:

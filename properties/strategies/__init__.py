@@ -7,11 +7,12 @@ rule set in ``machines/<subsystem>.py``. The names below are re-exported so
 
 from .gfp import ATOMIC_BASES, BLOCKING_BASES, MODIFIERS, bad_gfp_masks, gfp_masks, zone_bits
 from .kmalloc import BUCKET_EDGES, kmalloc_sizes
-from .pages import ALLOC_CONTEXTS, contexts, orders
+from .pages import ALLOC_CONTEXTS, ATOMIC_CONTEXTS, contexts, orders
 from .slab import aligns, cache_sizes, slab_flags
 
 __all__ = [
     "ALLOC_CONTEXTS",
+    "ATOMIC_CONTEXTS",
     "ATOMIC_BASES",
     "BLOCKING_BASES",
     "BUCKET_EDGES",

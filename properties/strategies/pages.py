@@ -10,6 +10,8 @@ from ...refmodel.context import Context
 
 #: Contexts the page allocator may be called from; NMI is not one (CTX-NMI).
 ALLOC_CONTEXTS: Final = (Context.PROCESS, Context.ATOMIC, Context.SOFTIRQ, Context.HARDIRQ)
+#: The contexts in which a sleeping call is a might_sleep splat.
+ATOMIC_CONTEXTS: Final = ALLOC_CONTEXTS[1:]
 
 
 def orders(max_page_order: int) -> st.SearchStrategy[int]:
