@@ -72,8 +72,8 @@ class SlabModel(SlabLayer):
     def free_object_at(self, addr: int) -> FreeObject | None:
         return self.debug.free_object_at(addr)
 
-    def clobber_sites(self, cid: int, claims: frozenset[str]) -> list[int]:
-        return self.debug.clobber_sites(cid, claims)
+    def clobber_sites(self, cid: int, claims: frozenset[str], area: str | None = None) -> list[int]:
+        return self.debug.clobber_sites(cid, claims, area)
 
     def classify_clobber(self, addr: int, claims: frozenset[str]) -> Corruption:
         return self.debug.classify_clobber(addr, claims)

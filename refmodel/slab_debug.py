@@ -144,15 +144,19 @@ class SlabDebug:
 
     # -- clobber: SLAB-POISON-CHECK, SLAB-REDZONE-CHECK ------------------------------------
 
-    def clobber_sites(self, cid: int, claims: frozenset[str]) -> list[int]:
-        """Bytes of cache ``cid`` whose overwrite the claimed checks must find: red zones next to objects, poison of free ones."""
+    def clobber_sites(self, cid: int, claims: frozenset[str], area: str | None = None) -> list[int]:
+        """Bytes of cache ``cid`` whose overwrite the claimed checks must find: red zones next to objects, poison of free
+        ones; only those of ``area`` ("left red zone", "right red zone", "poison") when it is given."""
         cache = self.slab.caches[cid]
         free = [self.free[a] for a in sorted(self._by_cache.get(cid, ()))]
         sites: list[int] = []
         if "SLAB-REDZONE-CHECK" in claims and cache.red_zoned:
-            sites += [s for addr in sorted(cache.live) if self._visited(addr, cache) for s in (addr - 1, addr + cache.object_size)]
-            sites += [s for f in free for s in (f.addr - 1, f.addr + f.size)]
-        if "SLAB-POISON-CHECK" in claims and cache.poisoned:
+            live = [(a, cache.object_size) for a in sorted(cache.live) if self._visited(a, cache)] + [(f.addr, f.size) for f in free]
+            if area in (None, "left red zone"):
+                sites += [a - 1 for a, _ in live]
+            if area in (None, "right red zone"):
+                sites += [a + size for a, size in live]
+        if "SLAB-POISON-CHECK" in claims and cache.poisoned and area in (None, "poison"):
             sites += [s for f in free for s in (f.addr, f.addr + f.size // 2, f.addr + f.size - 1)]
         return sites
 

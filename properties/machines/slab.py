@@ -22,7 +22,7 @@ from hypothesis.stateful import precondition, rule
 from ...refmodel.context import in_atomic
 from ...refmodel.gfp import GFP_ATOMIC, GFP_ZONEMASK
 from ...refmodel.kmalloc import kmalloc_max_cache_size
-from ...refmodel.slab import SLAB_NEVER_MERGE, SlabFlag
+from ...refmodel.slab import SLAB_NEVER_MERGE, Cache, SlabFlag
 from .._subsystems import register_rule_set
 from ..strategies.slab import aligns, cache_sizes, slab_flags, twin_requests
 from ._base import RuleSet, claims, rule_id
@@ -44,12 +44,20 @@ def may_sleep_in_cache_ops(self: Any) -> bool:
 class CacheDraws(RuleSet):
     """Drawing a cache for the rules that need one (no rules of its own)."""
 
-    def _cache(self, data: st.DataObject, *, debug: bool = False, poison: bool = False) -> int:
+    def _cache(self, data: st.DataObject, *, debug: bool = False, need: SlabFlag | None = None) -> int:
         """A live cache, or a new one when there is none (or sometimes anyway); with ``debug``, one with red zones or
-        poison; with ``poison``, one that poisons its free objects."""
+        poison; with ``need`` (SLAB_RED_ZONE or SLAB_POISON), one that keeps that debug area."""
         caches = self.iut.slab.caches
-        debug = debug or poison
-        live = sorted(c for c in caches if (not debug or caches[c].red_zoned or caches[c].poisoned) and (not poison or caches[c].poisoned))
+        debug = debug or need is not None
+
+        def fits(c: Cache) -> bool:
+            if need is SlabFlag.RED_ZONE:
+                return c.red_zoned
+            if need is SlabFlag.POISON:
+                return c.poisoned
+            return not debug or c.red_zoned or c.poisoned
+
+        live = sorted(c for c in caches if fits(caches[c]))
         if live and data.draw(st.integers(0, 3), label="new cache?"):
             return data.draw(st.sampled_from(live), label="cache")
         assume(may_sleep_in_cache_ops(self))
@@ -58,7 +66,7 @@ class CacheDraws(RuleSet):
             size, align, flags = data.draw(twin_requests(caches[data.draw(st.sampled_from(plain), label="twin of")]), label="twin")
         else:
             size, align, flags = data.draw(cache_sizes(), label="size"), data.draw(aligns(), label="align"), data.draw(slab_flags(debug=debug), label="flags")
-            flags |= int(SlabFlag.POISON) if poison else 0
+            flags |= int(need or 0)
         cid = self.iut.kmem_cache_create(f"kmemspec_test_{len(caches)}", size, align, flags)
         assume(cid is not None)
         return cid
@@ -113,7 +121,8 @@ class SlabRules(CacheDraws):
         caches = self.iut.slab.caches
         plain = sorted(c for c in caches if caches[c].plain_stride is not None and caches[c].linked)
         if not plain:  # make one in the same step, so the rule is not left to luck
-            self._cache(data)
+            flags = data.draw(st.sampled_from((0, int(SlabFlag.HWCACHE_ALIGN))), label="flags")
+            self.iut.kmem_cache_create(f"kmemspec_test_{len(caches)}", data.draw(cache_sizes(), label="size"), data.draw(aligns(), label="align"), flags)
             plain = sorted(c for c in caches if caches[c].plain_stride is not None and caches[c].linked)
         assume(plain)
         twin = caches[data.draw(st.sampled_from(plain), label="twin of")]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from ...refmodel.gfp import GFP_ZONEMASK
+from ...refmodel.slab import SlabFlag
 from .._subsystems import register_rule_set
 from ._base import claims, not_in_atomic
 from .slab import CacheDraws
@@ -32,19 +33,19 @@ class SlabDebugRules(CacheDraws):
 
 
 class ClobberRules(CacheDraws):
-    """A poison or red zone byte overwritten, then validated twice: reported and restored, then clean."""
+    """A red zone or poison byte overwritten, then validated twice: reported and restored, then clean."""
 
-    @precondition(claims("SLAB-POISON-CHECK", "SLAB-REDZONE-CHECK"))
+    @precondition(claims("SLAB-REDZONE-CHECK"))
     @precondition(not_in_atomic)
-    @rule(data=st.data(), free_first=st.booleans())
-    def clobber_and_validate(self, data: st.DataObject, free_first: bool) -> None:
-        """slub_kunit's clobber tests: overwrite a poison or red zone byte; validate reports and restores it; validate again is clean."""
-        cache = self._cache(data, debug=True)
+    @rule(data=st.data(), free_first=st.booleans(), area=st.sampled_from(("left red zone", "right red zone")))
+    def clobber_and_validate(self, data: st.DataObject, free_first: bool, area: str) -> None:
+        """slub_kunit's clobber tests: overwrite a byte of a red zone before or after an object (freed first or not);
+        validate reports and restores it; validate again is clean."""
+        cache = self._cache(data, need=SlabFlag.RED_ZONE)
         addr = self.iut.kmem_cache_alloc(cache, self._gfp(data) & ~_ZONE_BITS)
         if addr is not None and free_first:
             self.iut.kmem_cache_free(cache, addr)
-        sites = self.iut.slab.clobber_sites(cache, self.target.claims)
-        self._clobber_one(cache, sites, data)
+        self._clobber_one(cache, self.iut.slab.clobber_sites(cache, self.target.claims, area), data)
 
     @precondition(claims("SLAB-POISON-CHECK"))
     @precondition(not_in_atomic)
@@ -52,12 +53,12 @@ class ClobberRules(CacheDraws):
     def write_after_free_and_validate(self, data: st.DataObject) -> None:
         """slub_kunit's test_first_word and test_clobber_50th_byte: a byte of an object just freed into a poisoned
         cache overwritten (a use after free); validate reports and restores the poison, then validate again is clean."""
-        cache = self._cache(data, poison=True)
+        cache = self._cache(data, need=SlabFlag.POISON)
         addr = self.iut.kmem_cache_alloc(cache, self._gfp(data) & ~_ZONE_BITS)
         assume(addr is not None)
         self.iut.kmem_cache_free(cache, addr)
         end = addr + self.iut.slab.caches[cache].object_size
-        sites = [s for s in self.iut.slab.clobber_sites(cache, self.target.claims) if addr <= s < end]
+        sites = [s for s in self.iut.slab.clobber_sites(cache, self.target.claims, "poison") if addr <= s < end]
         self._clobber_one(cache, sites, data)
 
     def _clobber_one(self, cache: int, sites: list[int], data: st.DataObject) -> None:
