@@ -248,6 +248,10 @@ def _mutants(args: argparse.Namespace) -> int:
           f"(overall {doc['overall_kill_rate']:.1%})")
     for m in weak:
         print(f"  {m['name']}: {m['kills']}/{m['runs']} by {m['rule_id']}")
+    if doc["worst_length_ratio"] is not None:
+        longest = max(doc["mutants"], key=lambda m: m["printed_lines"] or 0)
+        print(f"longest printed counterexample: {longest['printed_lines']} lines ({longest['name']}); worst ratio to the "
+              f"shortest program by hand: {doc['worst_length_ratio']:g}")
     print("written: " + ", ".join(str(p) for p in written))
     if not has_matplotlib():
         print(f"no plots: {PLOTS_HINT}")

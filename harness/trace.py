@@ -119,7 +119,8 @@ LOOP_MIN: Final = 3
 def render_steps(steps: list[Step]) -> list[str]:
     """``steps`` as the lines of a pasted test, the calls made the same and in the same order: a run of LOOP_MIN or
     more identical calls is one line, ``pfns_0 = [iut.alloc_pages(...) for _ in range(160)]`` (its results then
-    ``pfns_0[i]``), and so is a repeated group of calls that bind nothing, ``for _ in range(6): iut.kfree(addr=0x0); ...``."""
+    ``pfns_0[i]``), and so are a repeated group of calls that bind nothing, ``for _ in range(6): iut.kfree(addr=0x0); ...``,
+    and a call over consecutive items of such a list, ``for addr in objs_0[0:16]: iut.kmem_cache_free(cache=cache_0, addr=addr)``."""
     lines: list[str] = []
     names: dict[str, str] = {}
     lists: Counter[str] = Counter()
@@ -127,6 +128,14 @@ def render_steps(steps: list[Step]) -> list[str]:
     while i < len(steps):
         period, reps = _repetition(steps, i)
         s = steps[i]
+        sweep = _sweep(steps, i, names)
+        if sweep is not None and sweep[0] > period * reps:
+            length, key, var, first, step = sweep
+            loop = Step(s.op, {**s.args, key: Ref(key)})
+            items = f"{var}[{first}:{first + length}]" if step > 0 else f"reversed({var}[{first - length + 1}:{first + 1}])"
+            lines.append(f"for {key} in {items}: {loop.call(names)}")
+            i += length
+            continue
         if reps < LOOP_MIN:
             lines.append(s.render(names))
             i += 1
@@ -143,6 +152,43 @@ def render_steps(steps: list[Step]) -> list[str]:
             lines.append(f"{var} = [{s.call(names)} for _ in range({reps})]" + (f"  # {s.comment}" if s.comment else ""))
         i += period * reps
     return lines
+
+
+_ITEM: Final = re.compile(r"^(\w+)\[(\d+)\]$")
+
+
+def _item(value: Arg, names: dict[str, str]) -> tuple[str, int] | None:
+    """(list, index) when ``value`` is an item of a printed list (``objs_0[3]``, ``fill_1[12]``), else None."""
+    if not isinstance(value, Ref) or value.offset:
+        return None
+    m = _ITEM.match(names.get(value.name, value.name))
+    return (m.group(1), int(m.group(2))) if m else None
+
+
+def _sweep(steps: list[Step], i: int, names: dict[str, str]) -> tuple[int, str, str, int, int] | None:
+    """A run of LOOP_MIN or more calls from ``steps[i]`` that bind nothing and differ in one argument only, the items
+    of one printed list in order: (length, argument, list, first index, +1 or -1), printed ``for addr in objs_0[4:9]: ...``."""
+    s = steps[i]
+    if s.result is not None or s.comment:
+        return None
+    for key, value in s.args.items():
+        item = _item(value, names)
+        if item is None:
+            continue
+        var, first = item
+        for step in (1, -1):
+            n = 1
+            while i + n < len(steps) and _swept(steps[i + n], s, key) and _item(steps[i + n].args[key], names) == (var, first + step * n):
+                n += 1
+            if n >= LOOP_MIN and first + step * (n - 1) >= 0:
+                return n, key, var, first, step
+    return None
+
+
+def _swept(t: Step, s: Step, key: str) -> bool:
+    """``t`` is ``s``'s call with only argument ``key`` changed, and binds and says nothing."""
+    return (t.op == s.op and t.result is None and not t.comment and t.args.keys() == s.args.keys()
+            and all(t.args[k] == v for k, v in s.args.items() if k != key))
 
 
 def _repetition(steps: list[Step], i: int, longest: int = 4) -> tuple[int, int]:
@@ -164,7 +210,8 @@ def _repetition(steps: list[Step], i: int, longest: int = 4) -> tuple[int, int]:
 def render_test(steps: list[Step], import_lines: list[str], machine_spec: str, rule_id: str, message: str) -> str:
     """A pytest function that replays ``steps`` through the lockstep checker and fails as the run did."""
     body = render_steps(steps)
-    gfp_names = sorted({n for line in body for n in _GFP_NAME.findall(line)})
+    # Names in the calls only: a misuse comment may name a kernel mask (GFP_SLAB_BUG_MASK) the model does not export.
+    gfp_names = sorted({n for line in body for n in _GFP_NAME.findall(line.split("  # ", 1)[0])})
     lines = ["from kmemspec.harness import Lockstep"]
     if any("Context." in line for line in body):
         lines.append("from kmemspec.refmodel import Context")

@@ -27,9 +27,10 @@ from ..harness.trace import render_steps
 from ..refmodel.errors import KmemspecError
 from ..refmodel.presets import load_machine
 from ..refmodel.rules import RULES, RULES_BY_ID
+from .mutant_programs import SHORTEST
 from .runner import PROFILES, run_check
 
-MUTANTS_SCHEMA: Final = "kmemspec-mutants/1"
+MUTANTS_SCHEMA: Final = "kmemspec-mutants/2"
 PLOTS_HINT: Final = "pip install 'kmemspec[plots]' (matplotlib) to get the plots"
 
 
@@ -97,8 +98,28 @@ def _shrunk_lines(name: str, seed: int, profile: str) -> tuple[int, str]:
     m = MUTANTS[name]
     result = run_check(load_impl(f"mutant:{name}"), load_machine(m.machine), machine_spec=m.machine, profile=PROFILES[profile],
                        seed_value=seed, progress=None)
-    own = [f for f in result.failures if f.rule_id in (m.rule_id, *m.also)] or result.failures
+    # Its own rule's counterexample first, then one of a rule the same slip breaks.
+    own = ([f for f in result.failures if f.rule_id == m.rule_id] or [f for f in result.failures if f.rule_id in m.also]
+           or result.failures)
     return (len(render_steps(own[0].steps)), own[0].rule_id) if own else (0, "")
+
+
+class _Ticker:
+    """A progress line for ``total`` pieces of work: redrawn on a terminal, one line every 10 s elsewhere."""
+
+    def __init__(self, stream: TextIO | None, total: int, what: str) -> None:
+        self.stream, self.total, self.what = stream, total, what
+        self.tty = bool(stream and stream.isatty())
+        self.done, self.started, self.shown = 0, time.monotonic(), 0.0
+
+    def tick(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.stream is not None and (self.done == self.total or now - self.shown >= (0.2 if self.tty else 10.0)):
+            self.shown = now
+            end = "\n" if not self.tty or self.done == self.total else ""
+            self.stream.write(("\r" if self.tty else "") + f"kmemspec mutants: {self.done}/{self.total} {self.what}, {now - self.started:.0f}s" + end)
+            self.stream.flush()
 
 
 def run_mutants(mutants: list[Mutant], seeds: Iterable[int], *, profile: str = "ci", jobs: int | None = None,
@@ -108,12 +129,10 @@ def run_mutants(mutants: list[Mutant], seeds: Iterable[int], *, profile: str = "
     summaries = {m.name: MutantSummary(m.name, RULES_BY_ID[m.rule_id].subsystem, m.rule_id, m.machine) for m in mutants}
     jobs = jobs or os.cpu_count() or 1
     tasks = [(m.name, s) for m in mutants for s in seeds]
-    started, done, shown = time.monotonic(), 0, 0.0
-    tty = bool(progress and progress.isatty())
     first_kill: dict[str, int] = {}
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_run_one, name, seed, profile) for name, seed in tasks]
-        for fut in futures:
+        runs = _Ticker(progress, len(tasks), "runs")
+        for fut in [pool.submit(_run_one, name, seed, profile) for name, seed in tasks]:
             run = fut.result()
             s = summaries[run.mutant]
             s.runs += 1
@@ -122,18 +141,13 @@ def run_mutants(mutants: list[Mutant], seeds: Iterable[int], *, profile: str = "
                 s.kills += 1
                 s.seconds_to_kill.append(run.seconds)
                 first_kill.setdefault(run.mutant, run.seed)
-            done += 1
-            now = time.monotonic()
-            if progress is not None and (done == len(tasks) or now - shown >= (0.2 if tty else 10.0)):
-                shown = now
-                progress.write(("\r" if tty else "") + f"kmemspec mutants: {done}/{len(tasks)} runs, {now - started:.0f}s" + ("" if tty else "\n"))
-                progress.flush()
+            runs.tick()
         if shrink:
-            shrunk = {name: pool.submit(_shrunk_lines, name, seed, profile) for name, seed in first_kill.items()}
-            for name, fut in shrunk.items():
+            shrunk = _Ticker(progress, len(first_kill), "shrunk counterexamples")
+            futures = {name: pool.submit(_shrunk_lines, name, seed, profile) for name, seed in first_kill.items()}
+            for name, fut in futures.items():
                 summaries[name].printed_lines, summaries[name].shrunk_rule = fut.result()
-    if progress is not None and tty:
-        progress.write("\n")
+                shrunk.tick()
     return [summaries[m.name] for m in mutants]
 
 
@@ -150,12 +164,19 @@ def build_mutant_report(summaries: list[MutantSummary], seeds: list[int], profil
             {"name": s.name, "subsystem": s.subsystem, "rule_id": s.rule_id, "machine": s.machine, "runs": s.runs, "kills": s.kills,
              "kill_rate": round(s.kill_rate, 4), "median_seconds_to_kill": round(statistics.median(s.seconds_to_kill), 3) if s.seconds_to_kill else None,
              "seconds_to_kill": [round(t, 3) for t in s.seconds_to_kill], "killed_by": dict(sorted(s.killed_by.items())),
-             "killed_by_target": s.kills > 0, "printed_lines": s.printed_lines, "shrunk_rule": s.shrunk_rule}
+             "killed_by_target": s.kills > 0, "printed_lines": s.printed_lines, "shrunk_rule": s.shrunk_rule,
+             "shortest_lines": len(SHORTEST[s.name]), "length_ratio": _ratio(s)}
             for s in summaries
         ],
+        "worst_length_ratio": max((r for s in summaries if (r := _ratio(s)) is not None), default=None),
         "untargeted_rules": sorted(r.id for r in RULES if r.id not in targeted),
         "overall_kill_rate": round(sum(s.kills for s in summaries) / max(1, sum(s.runs for s in summaries)), 4),
     }
+
+
+def _ratio(s: MutantSummary) -> float | None:
+    """The printed counterexample's lines over the hand-written shortest program's (properties/mutant_programs.py)."""
+    return None if s.printed_lines is None else round(s.printed_lines / len(SHORTEST[s.name]), 2)
 
 
 def render_mutant_markdown(doc: dict[str, Any]) -> str:
@@ -163,14 +184,17 @@ def render_mutant_markdown(doc: dict[str, Any]) -> str:
     weak = [m for m in ms if m["kill_rate"] < 0.99]
     out = [f"# Mutant kill report ({len(ms)} mutants, {len(doc['seeds'])} seeds each, profile `{doc['profile']}`, unshrunk runs)", "",
            f"Overall: {doc['overall_kill_rate']:.1%} of single runs kill their mutant by its own rule; "
-           f"{len(ms) - len(weak)} of {len(ms)} mutants die in at least 99% of runs.", "",
-           "| mutant | subsystem | targeted rule | machine | killed | kill rate | median s to kill | printed lines | other rules that failed |",
-           "|---|---|---|---|---:|---:|---:|---:|---|"]
+           f"{len(ms) - len(weak)} of {len(ms)} mutants die in at least 99% of runs."
+           + ("" if doc["worst_length_ratio"] is None else
+              f" Printed counterexamples are at most {max(m['printed_lines'] or 0 for m in ms)} lines, at worst "
+              f"{doc['worst_length_ratio']:g} times the shortest program written by hand."), "",
+           "| mutant | subsystem | targeted rule | machine | killed | kill rate | median s to kill | printed lines | by hand | other rules that failed |",
+           "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
     for m in ms:
         others = ", ".join(f"{r} ({n})" for r, n in m["killed_by"].items() if r != m["rule_id"])
         med = "" if m["median_seconds_to_kill"] is None else f"{m['median_seconds_to_kill']:.2f}"
         out.append(f"| `{m['name']}` | {m['subsystem']} | `{m['rule_id']}` | {m['machine']} | {m['kills']}/{m['runs']} | "
-                   f"{m['kill_rate']:.0%} | {med} | {'' if m['printed_lines'] is None else m['printed_lines']} | {others} |")
+                   f"{m['kill_rate']:.0%} | {med} | {'' if m['printed_lines'] is None else m['printed_lines']} | {m['shortest_lines']} | {others} |")
     out += ["", "## Rules no mutant targets", "", ", ".join(f"`{r}`" for r in doc["untargeted_rules"]) or "none"]
     return "\n".join(out) + "\n"
 

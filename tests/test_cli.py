@@ -263,6 +263,51 @@ def test_repeated_calls_print_as_loops():
     ]
 
 
+def test_calls_over_a_list_print_as_one_loop():
+    from kmemspec.harness.trace import Ref, Step, render_steps
+    steps = ([Step("kmem_cache_alloc", {"cache": Ref("cache_0"), "gfp": 0x820}, f"obj_{i}") for i in range(6)]
+             + [Step("kmem_cache_free", {"cache": Ref("cache_0"), "addr": Ref(f"obj_{i}")}) for i in (1, 2, 3, 4)]
+             + [Step("free_pages", {"pfn": Ref(f"fill_0[{i}]"), "order": 0}) for i in (7, 6, 5)]
+             + [Step("kfree", {"addr": Ref("obj_5")}), Step("kfree", {"addr": Ref("obj_0")})])
+    assert render_steps(steps) == [
+        "objs_0 = [iut.kmem_cache_alloc(cache=cache_0, gfp=GFP_ATOMIC) for _ in range(6)]",
+        "for addr in objs_0[1:5]: iut.kmem_cache_free(cache=cache_0, addr=addr)",
+        "for pfn in reversed(fill_0[5:8]): iut.free_pages(pfn=pfn, order=0)",
+        "iut.kfree(addr=objs_0[5])",  # two are not a run
+        "iut.kfree(addr=objs_0[0])",
+    ]
+
+
+def test_a_pasted_test_imports_the_gfp_names_of_its_calls_not_of_its_comments():
+    from kmemspec.harness import render_test
+    from kmemspec.harness.trace import Step
+    step = Step("kmalloc", {"size": 8, "gfp": 0x822}, comment="misuse: __GFP_HIGHMEM is in GFP_SLAB_BUG_MASK; expects UnexpectedGfp")
+    source = render_test([step], ["from kmemspec.harness import load_impl", "make = load_impl('fast').factory"], "tiny", "KMALLOC-GFP-BUG", "")
+    assert "GFP_SLAB_BUG_MASK" not in source.split("def test_")[0] and "import GFP_ATOMIC, __GFP_HIGHMEM" in source, source
+    exec(compile(source, "repro.py", "exec"), {})  # every name it imports exists
+
+
+def test_a_swept_counterexample_still_fails_when_pasted(tmp_path):
+    from kmemspec.harness import Lockstep, load_impl, render_test
+    from kmemspec.harness.spelling import spec_import_lines
+    from kmemspec.harness.trace import render_steps
+    from kmemspec.refmodel.gfp import GFP_KERNEL
+    iut = Lockstep(load_impl("mutant:slab-double-free-unchecked").factory, "tiny")
+    cache = iut.kmem_cache_create("t", 64, 0, 0)
+    objs = [iut.kmem_cache_alloc(cache, int(GFP_KERNEL)) for _ in range(8)]
+    for addr in objs[2:7]:
+        iut.kmem_cache_free(cache, addr)
+    with pytest.raises(ConformanceFailure) as caught:
+        iut.kmem_cache_free(cache, objs[3])
+    printed = render_steps(caught.value.steps)
+    assert "for addr in objs_0[2:7]: iut.kmem_cache_free(cache=cache_0, addr=addr)" in printed and len(printed) == 4, printed
+    test_file = tmp_path / "repro_slab_double_free.py"
+    test_file.write_text(render_test(caught.value.steps, spec_import_lines("mutant:slab-double-free-unchecked"), "tiny",
+                                     caught.value.rule_id, str(caught.value)))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1 and caught.value.rule_id in run.stdout, run.stdout + run.stderr
+
+
 def test_a_looped_counterexample_agrees_in_replay_and_pasted_test(tmp_path):
     from kmemspec.harness import Lockstep, dump_trace, load_impl, render_test
     from kmemspec.harness.spelling import spec_import_lines

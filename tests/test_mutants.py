@@ -62,6 +62,20 @@ def test_mutant_is_killed_by_its_rule(name):
                                    f"{sorted(f.rule_id for f in result.failures)}; `kmemspec mutants {name}` shows its kill rate")
 
 
+def test_every_mutant_has_a_shortest_program():
+    from kmemspec.properties.mutant_programs import SHORTEST
+    assert set(SHORTEST) == set(MUTANTS)
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_the_shortest_program_shows_the_bug_and_fast_conforms(name):
+    from kmemspec.properties.mutant_programs import run_program
+    mutant = MUTANTS[name]
+    failure = run_program(name)
+    assert failure is not None and failure.rule_id in (mutant.rule_id, *mutant.also), f"{name}: {failure}"
+    assert run_program(name, "fast") is None
+
+
 # -- kmemspec mutants ---------------------------------------------------------------------------
 
 
@@ -79,8 +93,10 @@ def test_kmemspec_mutants_writes_the_tables_and_plots(tmp_path):
     dfu = rows["double-free-unchecked"]
     assert dfu["runs"] == 2 and dfu["kills"] == 2 and dfu["killed_by"]["BUDDY-DOUBLE-FREE"] == 2 and dfu["killed_by_target"]
     assert 1 <= dfu["printed_lines"] <= 20 and dfu["shrunk_rule"] == "BUDDY-DOUBLE-FREE"
+    assert dfu["shortest_lines"] == 3 and dfu["length_ratio"] == round(dfu["printed_lines"] / 3, 2) and doc["worst_length_ratio"] >= dfu["length_ratio"]
     md = (tmp_path / "mutants.md").read_text()
     assert "| `double-free-unchecked` | pages | `BUDDY-DOUBLE-FREE` | tiny | 2/2 | 100% |" in md and "## Rules no mutant targets" in md
+    assert "times the shortest program written by hand" in md
     assert all((tmp_path / f"{stem}.{ext}").stat().st_size > 0 for stem in ("kill_matrix", "time_to_kill") for ext in ("png", "svg"))
     assert "2 of 2 mutants killed by their own rule" in p.stdout
 
@@ -114,3 +130,25 @@ def test_every_mutant_dies_by_its_rule_in_every_single_run():
     summaries = run_mutants(select([]), range(1, RATE_SEEDS + 1), jobs=2, shrink=False)
     weaker = [f"{s.name}: {s.kills}/{s.runs}, killed by {dict(s.killed_by)}" for s in summaries if s.kills < s.runs]
     assert not weaker, f"mutants that single ci runs (seeds 1..{RATE_SEEDS}) do not always kill by their rule: {weaker}"
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_the_shrunk_counterexample_is_short_and_fails_when_pasted(name):
+    # issue 12: no printed counterexample of a bundled mutant is longer than 20 lines, and pasted it still fails.
+    from kmemspec.harness import render_test
+    from kmemspec.harness.spelling import spec_import_lines
+    from kmemspec.harness.trace import render_steps
+    mutant = MUTANTS[name]
+    result = run_check(load_impl(f"mutant:{name}"), load_machine(mutant.machine), machine_spec=mutant.machine,
+                       profile=PROFILES["ci"], seed_value=SEED, progress=None)
+    own = [f for f in result.failures if f.rule_id == mutant.rule_id] or [f for f in result.failures if f.rule_id in mutant.also]
+    assert own, f"{name}: no failure of {mutant.rule_id} on seed {SEED}: {[f.rule_id for f in result.failures]}"
+    printed = render_steps(own[0].steps)
+    assert len(printed) <= 20, "\n".join(printed)
+    source = render_test(own[0].steps, spec_import_lines(f"mutant:{name}"), mutant.machine, own[0].rule_id, own[0].message)
+    namespace: dict[str, object] = {}
+    exec(compile(source, f"repro_{name}.py", "exec"), namespace)
+    test = next(v for k, v in namespace.items() if k.startswith("test_kmemspec_"))
+    with pytest.raises(Exception, match=own[0].rule_id):
+        test()
