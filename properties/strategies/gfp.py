@@ -9,6 +9,7 @@ implementations that claim GFP-ZONE-BAD (include/linux/gfp.h).
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Final
 
 from hypothesis import strategies as st
@@ -34,11 +35,13 @@ ATOMIC_BASES: Final = (GFP_ATOMIC, GFP_NOWAIT, GFP_ATOMIC | GFP.NOWARN)
 MODIFIERS: Final = (GFP.ZERO, GFP.NOWARN, GFP.NORETRY, GFP.RETRY_MAYFAIL, GFP.NOFAIL, GFP.COMP, GFP.HIGH, GFP.MEMALLOC)
 
 
+@cache
 def zone_bits() -> st.SearchStrategy[int]:
     """A valid zone modifier (a GFP_ZONE_TABLE row), None meaning: keep the base's own."""
     return st.sampled_from(sorted(GFP_ZONE_TABLE))
 
 
+@cache
 def gfp_masks(*, blocking: bool) -> st.SearchStrategy[int]:
     """Valid GFP masks; ``blocking`` selects bases with or without __GFP_DIRECT_RECLAIM."""
     bases = BLOCKING_BASES if blocking else ATOMIC_BASES
@@ -55,6 +58,7 @@ def gfp_masks(*, blocking: bool) -> st.SearchStrategy[int]:
     return build()
 
 
+@cache
 def bad_gfp_masks() -> st.SearchStrategy[int]:
     """Masks with a GFP_ZONE_BAD zone combination (more than one of DMA/DMA32/HIGHMEM)."""
     return st.tuples(st.sampled_from(BLOCKING_BASES + ATOMIC_BASES), st.sampled_from(sorted(GFP_ZONE_BAD))).map(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Final
 
 from hypothesis import strategies as st
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 BUCKET_EDGES: Final = (1, 7, 8, 9, 16, 17, 24, 32, 33, 64, 65, 96, 97, 128, 129, 192, 193, 256, 257, 512, 1000, 1024, 2048, 4095, 4096, 4097)
 
 
+@cache
 def kmalloc_sizes(max_cache_size: int, max_size: int) -> st.SearchStrategy[int]:
     """kmalloc sizes: 0, bucket edges, any slab size, large sizes up to just past KMALLOC_MAX_SIZE."""
     edges = [s for s in BUCKET_EDGES if s <= max_cache_size] + [max_cache_size, max_cache_size + 1, max_size, max_size + 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Final
 
 from hypothesis import strategies as st
@@ -14,10 +15,12 @@ ALLOC_CONTEXTS: Final = (Context.PROCESS, Context.ATOMIC, Context.SOFTIRQ, Conte
 ATOMIC_CONTEXTS: Final = ALLOC_CONTEXTS[1:]
 
 
+@cache
 def orders(max_page_order: int) -> st.SearchStrategy[int]:
     """Orders 0..MAX_PAGE_ORDER + 1, small ones most often (as callers ask)."""
     return st.one_of(st.integers(0, min(2, max_page_order)), st.integers(0, max_page_order + 1))
 
 
+@cache
 def contexts() -> st.SearchStrategy[Context]:
     return st.sampled_from(ALLOC_CONTEXTS)

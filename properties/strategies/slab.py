@@ -3,6 +3,7 @@ and requests near a live cache's geometry, which SLUB may merge into it."""
 
 from __future__ import annotations
 
+from functools import cache
 from hypothesis import strategies as st
 
 from ...refmodel.slab import Cache, SlabFlag
@@ -11,6 +12,7 @@ _DEBUG_FLAGS = (0, SlabFlag.RED_ZONE, SlabFlag.POISON, SlabFlag.RED_ZONE | SlabF
                 SlabFlag.RED_ZONE | SlabFlag.STORE_USER, SlabFlag.POISON | SlabFlag.TYPESAFE_BY_RCU)
 
 
+@cache
 def slab_flags(*, debug: bool = False) -> st.SearchStrategy[int]:
     """kmem_cache_create flags: cache-line alignment, the DMA zones, and SLUB's debug flags (always some with ``debug``)."""
     debug_flags = st.sampled_from([int(f) for f in (_DEBUG_FLAGS[1:5] if debug else _DEBUG_FLAGS)])
@@ -19,10 +21,12 @@ def slab_flags(*, debug: bool = False) -> st.SearchStrategy[int]:
     )
 
 
+@cache
 def cache_sizes() -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from((1, 8, 20, 40, 64, 100, 192, 500, 1024, 3000)), st.integers(1, 2048))
 
 
+@cache
 def aligns() -> st.SearchStrategy[int]:
     """0 (none) or a power of two up to 256."""
     return st.sampled_from((0, 8, 16, 32, 64, 128, 256))
