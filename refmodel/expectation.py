@@ -48,7 +48,7 @@ class Expectation:
     fatal: bool = False
     misuse: str = ""  # what the misuse is, in kernel terms; ``reason`` explains ``outcome``
     also_report: tuple[type[Violation], ...] = ()  # other kinds the kernel may report for this call, any one enough
-    beside: tuple[type[Violation], ...] = ()  # kinds it may report as well as ``report``, never instead of it
+    beside: tuple[tuple[type[Violation], str], ...] = ()  # (kind, rule) it reports as well as ``report``, required where the rule is claimed
     hint: Callable[[], str] | None = field(default=None, compare=False)  # a diagnosis, built only when the call fails the rule (a free block the model holds)
     noop: bool = False  # the call changes nothing (a free of NULL): a printed counterexample may drop it
 

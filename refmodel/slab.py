@@ -413,15 +413,16 @@ class SlabLayer:
     def _may_sleep(self, base: Expectation, fn: str, ctx: Context) -> Expectation:
         """SLAB-CACHE-MIGHT-SLEEP: mutex_lock's might_sleep splat in atomic context; the call then goes on.
 
-        A call that is a misuse of its own (a busy cache destroyed) still makes
-        that report after the splat (mm/slab_common.c kmem_cache_destroy), so it
-        stays the required one and the splat is allowed beside it.
+        A call that is a misuse of its own (a busy cache destroyed) makes that
+        report too, after the splat (mm/slab_common.c kmem_cache_destroy: its
+        RCU barrier, cpus_read_lock and slab_mutex sleep, then shutdown_cache
+        fails and WARNs): both are required, each where its rule is claimed.
         """
         if not in_atomic(ctx):
             return base
         if base.report is not None:
-            return replace(base, beside=(*base.beside, SleepInAtomic),
-                           misuse=f"{base.misuse}; in {ctx.name.lower()} context, where {fn} may also splat (slab_mutex)")
+            return replace(base, beside=(*base.beside, (SleepInAtomic, "SLAB-CACHE-MIGHT-SLEEP")),
+                           misuse=f"{base.misuse}, in {ctx.name.lower()} context where {fn} sleeps")
         return replace(base, report=SleepInAtomic, report_rule="SLAB-CACHE-MIGHT-SLEEP", fatal=False,
                        misuse=f"{fn} in {ctx.name.lower()} context: it takes slab_mutex and may sleep")
 

@@ -405,3 +405,29 @@ def test_a_red_zone_after_an_object_shrunk_in_place_stays_where_the_cache_put_it
     iut.clobber(obj + 85)
     iut.kmem_cache_validate(cache)  # fast reports the overwritten right red zone: SLAB-REDZONE-CHECK holds
     assert iut.coverage["SLAB-REDZONE-CHECK"] > 0
+
+
+def test_a_busy_cache_destroyed_in_atomic_context_is_both_reports():
+    # mm/slab_common.c kmem_cache_destroy sleeps (RCU barrier, cpus_read_lock, slab_mutex), then WARNs on the
+    # objects left: where both rules are claimed, the busy report does not excuse a missing might_sleep splat.
+    fast = load_impl("fast").factory
+
+    def make(machine, env):
+        impl = fast(machine, env)
+        destroy = impl.kmem_cache_destroy
+
+        def without_splat(cid):
+            splat, env.might_sleep = env.might_sleep, lambda: None
+            try:
+                destroy(cid)
+            finally:
+                env.might_sleep = splat
+        impl.kmem_cache_destroy = without_splat
+        return impl
+
+    iut = Lockstep(make, "tiny")
+    cache = iut.kmem_cache_create("busy", 64, 0, 0)
+    iut.kmem_cache_alloc(cache, int(GFP_ATOMIC))
+    iut.set_context(Context.ATOMIC)
+    with pytest.raises(ConformanceFailure, match="SLAB-CACHE-MIGHT-SLEEP"):
+        iut.kmem_cache_destroy(cache)

@@ -898,12 +898,13 @@ _ALSO: Final[dict[str, tuple[str, ...]]] = {
     "large-order-clamped": ("IUT-NO-FALSE-REPORT",),
     # the free pointer it writes over the poison is what its own validate then misses (poison or left red zone)
     "free-pointer-in-poison": ("SLAB-POISON-CHECK", "SLAB-REDZONE-CHECK"),
-    # the pointer it writes into the live neighbour is what its own validate then reports as that object's poison
+    # the free pointer it writes into the neighbour's slot is what its own validate then reports (as that slot's
+    # poison when the neighbour is free too)
     "free-pointer-in-neighbour": ("IUT-NO-FALSE-REPORT",),
     # the refill falls back to no smaller order, for __GFP_NOFAIL requests too
     "no-order-fallback": ("NOFAIL-NEVER-NULL",),
     # overlapping neighbours: one object's bytes are another's contents or red zone, which its validate reports;
-    # the last object runs past the slab into the page block after it
+    # the first object's left red zone lands in the page block before the slab
     "stride-too-small": ("SLAB-CONTENTS-INTACT", "SLAB-REDZONE-CHECK", "IUT-NO-FALSE-REPORT", "PAGE-CONTENTS-INTACT"),
     # krealloc trusts the too-large ksize and stays in place past the object
     "ksize-is-stride": ("KREALLOC",),

@@ -206,13 +206,13 @@ class Lockstep:
     def _judge_reports(self, e: Expectation | None, reports: list[Violation], raised: bool, false_report_rule: str) -> None:
         self.coverage["IUT-NO-FALSE-REPORT"] += 1
         if e is None or e.report is None:
-            allowed = (*e.also_report, *e.beside) if e is not None else ()
+            allowed = (*e.also_report, *(kind for kind, _ in e.beside)) if e is not None else ()
             unexpected = [r for r in reports if not isinstance(r, allowed)]
             if unexpected:
                 r = unexpected[-1]
                 raise self.fail(false_report_rule, f"the call is valid, but {self.label} reported {r.kind()}: {r}")
             return
-        wrong = [r for r in reports if not isinstance(r, (e.report, *e.also_report, *e.beside))]
+        wrong = [r for r in reports if not isinstance(r, (e.report, *e.also_report, *(kind for kind, _ in e.beside)))]
         if wrong:
             raise self.fail("IUT-NO-FALSE-REPORT", f"{e.misuse}: the kernel reports {e.report.__name__}, {self.label} reported {wrong[0].kind()}: {wrong[0]}")
         if e.report_rule in self.claims:
@@ -221,6 +221,11 @@ class Lockstep:
                 raise self.fail(e.report_rule, f"{e.misuse}, which must be reported as {e.report.__name__} ({self.label} claims {e.report_rule}); nothing was reported")  # type: ignore[arg-type]
             if e.fatal and not raised:
                 raise self.fail(e.report_rule, f"{e.misuse}: {self.label} reported {e.report.__name__} but went on; the kernel stops at this BUG, so raise the Violation and change nothing")  # type: ignore[arg-type]
+        for kind, rule in e.beside:
+            if rule in self.claims:
+                self.coverage[rule] += 1
+                if not any(isinstance(r, kind) for r in reports):
+                    raise self.fail(rule, f"{e.misuse}: the kernel reports {kind.__name__} as well ({self.label} claims {rule}); it was not reported")
 
     def expect_null(self, e: Expectation, call: str) -> None:
         """A NULL answer: a failure of the liveness rule when the call must succeed and the rule binds."""

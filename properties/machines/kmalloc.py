@@ -49,7 +49,8 @@ class KmallocRules(RuleSet):
     def kmalloc_zone_modifier(self, data: st.DataObject, zone: GFP) -> None:
         """Two kmallocs of one size with a zone modifier, the second from the slab the first used: __GFP_DMA picks the
         kmalloc-dma caches; __GFP_DMA32 and __GFP_HIGHMEM are a caller's bug that kmalloc_fix_flags reports and strips
-        where a new slab or a large kmalloc needs pages (mm/slab_common.c kmalloc_type, mm/slub.c new_slab)."""
+        where a new slab or a large kmalloc needs pages (include/linux/slab.h kmalloc_type, mm/slab_common.c
+        kmalloc_fix_flags, mm/slub.c new_slab)."""
         size = data.draw(self._sizes(), label="size")
         gfp = (self._gfp(data) & ~int(GFP_ZONEMASK)) | int(zone)
         for _ in range(2):

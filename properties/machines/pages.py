@@ -55,6 +55,15 @@ def _cheap_to_fill(machine: Machine, highest: ZoneType) -> bool:
     return pages >> machine.max_page_order <= FILL_LIMIT_BLOCKS
 
 
+def _fillable_boundaries(machine: Machine) -> tuple[int, ...]:
+    """The first PFNs of the zones above the lowest in the zonelist ``fill`` can exhaust: where two filled zones meet."""
+    bits = fill_zone_bits(machine)
+    if bits is None:
+        return ()
+    highest = gfp_zone(bits, machine.configured_zones)
+    return tuple(z.start_pfn for z in machine.populated_zones if z.zone_type <= highest)[1:]
+
+
 def fillable(self: Any) -> bool:
     """A precondition: some zonelist of the machine can be filled in one cheap step."""
     return fill_zone_bits(self.iut.machine) is not None
@@ -94,18 +103,18 @@ class PageRules(RuleSet):
         self.iut.free_pages(block.start, block.order)
         return self._alloc(data.draw(gfp_masks(blocking=False), label="gfp") | GFP.ZERO, block.order)
 
-    @precondition(fillable)
+    @precondition(lambda self: _fillable_boundaries(self.iut.machine) != ())
     @rule(target=RuleSet.blocks, data=st.data())
     def free_across_zone_boundary(self, data: st.DataObject) -> Any:
-        """Everything taken (__GFP_MEMALLOC: no watermarks), then the two blocks that meet at a zone boundary given back,
-        then a block of twice the larger one's size asked for: buddies merge only within one zone (mm/page_alloc.c
-        page_is_buddy), so no block may straddle the boundary (BUDDY-NO-CROSS-ZONE)."""
-        gfp = fill_gfp(self, int(GFP_ATOMIC | GFP.MEMALLOC))
+        """The zones below the highest cheap one emptied (__GFP_MEMALLOC: no watermarks), the two blocks that meet at a
+        zone boundary given back, then a block of twice the larger one's size asked for: buddies merge only within one
+        zone (mm/internal.h page_is_buddy), so no block may straddle the boundary (BUDDY-NO-CROSS-ZONE)."""
+        gfp = (int(GFP_ATOMIC | GFP.MEMALLOC) & ~int(GFP_INT.ZONEMASK)) | int(fill_zone_bits(self.iut.machine) or 0)
         got = list(self._blocks(self.iut.fill(gfp, 0)).values)
-        starts = {z.start_pfn for z in self.iut.machine.populated_zones}
         by_end = {b.start + (1 << b.order): b for b in got}
-        pairs = [(by_end[b.start], b) for b in got if b.start in starts and b.start in by_end]
-        assume(pairs)
+        pairs = [(by_end[b.start], b) for b in got if b.start in _fillable_boundaries(self.iut.machine) and b.start in by_end]
+        if not pairs:  # a block at the boundary was live before the fill: the fill still stands
+            return multiple(*got)
         below, above = data.draw(st.sampled_from(pairs), label="boundary")
         self.iut.free_pages(below.start, below.order)
         self.iut.free_pages(above.start, above.order)
@@ -141,7 +150,8 @@ class PageRules(RuleSet):
     def blocking_in_watermark_band(self) -> Any:
         """Fill with GFP_NOWAIT, which stops at the min mark, give the last page back, then a blocking order-0 request:
         below the low mark the fast path fails and the slow path's retry at the min mark serves it before any direct
-        reclaim (mm/page_alloc.c __alloc_pages_slowpath): BUDDY-NO-SPURIOUS-FAIL's band, in one step."""
+        reclaim (mm/page_alloc.c __alloc_pages_slowpath; with no per-CPU lists, as BUDDY-NO-SPURIOUS-FAIL assumes):
+        that rule's band, in one step."""
         got = list(self._blocks(self.iut.fill(fill_gfp(self, int(GFP_NOWAIT)), 0)).values)
         if got:
             self.iut.free_pages(got[-1].start, got[-1].order)
