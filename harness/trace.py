@@ -47,6 +47,9 @@ class Step:
     result: str | None = None
     comment: str = ""
     noop: bool = field(default=False, compare=False)  # changed nothing (a free of NULL): the runner may drop it after shrinking
+    #: Made by the call before it (the ksize a claimed size class adds to every kmalloc): a replay of that call makes
+    #: it again, so printed tests and replay files leave it out unless it is the failing step.
+    implied: bool = field(default=False, compare=False)
 
     def render(self, names: dict[str, str] | None = None) -> str:
         """The step as a line of a pasted test; ``names`` renames earlier results (an item of a printed loop's list)."""
@@ -116,11 +119,17 @@ _GFP_NAME: Final = re.compile(r"\b(__GFP_[A-Z_0-9]+|GFP_[A-Z_0-9]+)\b")
 LOOP_MIN: Final = 3
 
 
+def without_implied(steps: list[Step]) -> list[Step]:
+    """``steps`` less the implied ones (``Step.implied``), but for the last, where a failure shows its step."""
+    return [s for k, s in enumerate(steps) if not s.implied or k == len(steps) - 1]
+
+
 def render_steps(steps: list[Step]) -> list[str]:
     """``steps`` as the lines of a pasted test, the calls made the same and in the same order: a run of LOOP_MIN or
     more identical calls is one line, ``pfns_0 = [iut.alloc_pages(...) for _ in range(160)]`` (its results then
     ``pfns_0[i]``), and so are a repeated group of calls that bind nothing, ``for _ in range(6): iut.kfree(addr=0x0); ...``,
     and a call over consecutive items of such a list, ``for addr in objs_0[0:16]: iut.kmem_cache_free(cache=cache_0, addr=addr)``."""
+    steps = without_implied(steps)
     lines: list[str] = []
     names: dict[str, str] = {}
     lists: Counter[str] = Counter()
@@ -243,7 +252,7 @@ def dump_trace(steps: list[Step], *, impl: str, machine: Any, rule_id: str = "",
             **({"machine_description": machine_description} if machine_description is not None else {}),
             "rule_id": rule_id,
             "message": message,
-            "steps": [s.to_json() for s in steps],
+            "steps": [s.to_json() for s in without_implied(steps)],
         },
         indent=1,
     )

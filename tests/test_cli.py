@@ -287,6 +287,22 @@ def test_a_pasted_test_imports_the_gfp_names_of_its_calls_not_of_its_comments():
     exec(compile(source, "repro.py", "exec"), {})  # every name it imports exists
 
 
+def test_the_ksize_a_claimed_size_class_adds_is_not_printed_unless_it_fails():
+    from kmemspec.harness import Lockstep, load_impl
+    from kmemspec.harness.trace import render_steps
+    from kmemspec.refmodel.gfp import GFP_ATOMIC
+    iut = Lockstep(load_impl("fast").factory, "tiny")  # fast claims KMALLOC-SIZE-CLASS: every kmalloc is followed by ksize
+    for _ in range(3):
+        iut.kmalloc(64, int(GFP_ATOMIC))
+    assert [s.op for s in iut.trace] == ["kmalloc", "ksize"] * 3 and iut.trace[1].implied
+    iut.kfree(iut.value_of("obj_0"))
+    assert render_steps(iut.trace) == ["objs_0 = [iut.kmalloc(size=64, gfp=GFP_ATOMIC) for _ in range(3)]", "iut.kfree(addr=objs_0[0])"]
+    assert render_steps(iut.trace[:2])[-1] == "iut.ksize(addr=obj_0)"  # the last step, where a failure is, is always shown
+    with pytest.raises(ConformanceFailure, match="KMALLOC-SIZE-CLASS"):
+        bad = Lockstep(load_impl("mutant:size-class-no-96").factory, "tiny")
+        bad.kmalloc(65, int(GFP_ATOMIC))
+
+
 def test_a_swept_counterexample_still_fails_when_pasted(tmp_path):
     from kmemspec.harness import Lockstep, load_impl, render_test
     from kmemspec.harness.spelling import spec_import_lines

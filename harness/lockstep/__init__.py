@@ -59,6 +59,7 @@ class Lockstep:
         self.on_skip: Callable[[ConformanceFailure], BaseException] | None = None
         self.trace: list[Step] = []
         self.quiet = False  # inside a composite step (fill): its calls are judged, not recorded
+        self.implying = False  # recording a step the call before it makes (Step.implied)
         self.inner: Step | None = None  # the composite step's call being judged
         self.step_reports: list[Violation] = []  # what the last step's call reported (raised included)
         try:
@@ -123,7 +124,7 @@ class Lockstep:
         for guard in self.before_step:
             guard(op)
         comment = f"misuse: {e.misuse}; expects {e.report.__name__}" if e is not None and e.report is not None else ""
-        step = Step(op, args, comment=comment, noop=e is not None and e.noop)
+        step = Step(op, args, comment=comment, noop=e is not None and e.noop, implied=self.implying)
         if self.quiet:
             self.inner = step
         else:

@@ -80,8 +80,12 @@ class KmallocChecker(Checker):
             raise d.fail(e.rule_id, f"{what} returned {addr:#x}, but {e.reason}: it must return NULL")
         self.layer.place(what, addr, size, gfp, align=kmalloc_min_align(size), align_rule="KMALLOC-ALIGN", cid=None)
         step.result = d.names.bind_object(addr)
-        if "KMALLOC-SIZE-CLASS" in d.claims:
-            self.ksize(addr)  # a claimed size class is checked on every object, as its own step
+        if "KMALLOC-SIZE-CLASS" in d.claims:  # a claimed size class is checked on every object, as a step of its own
+            d.implying = True
+            try:
+                self.ksize(addr)
+            finally:
+                d.implying = False
         return addr
 
     def krealloc(self, addr: int, size: int, gfp: int) -> int | None:

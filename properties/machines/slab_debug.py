@@ -37,15 +37,18 @@ class ClobberRules(CacheDraws):
 
     @precondition(claims("SLAB-REDZONE-CHECK"))
     @precondition(not_in_atomic)
-    @rule(data=st.data(), free_first=st.booleans(), area=st.sampled_from(("left red zone", "right red zone")))
-    def clobber_and_validate(self, data: st.DataObject, free_first: bool, area: str) -> None:
-        """slub_kunit's clobber tests: overwrite a byte of a red zone before or after an object (freed first or not);
-        validate reports and restores it; validate again is clean."""
-        cache = self._cache(data, need=SlabFlag.RED_ZONE)
-        addr = self.iut.kmem_cache_alloc(cache, self._gfp(data) & ~_ZONE_BITS)
-        if addr is not None and free_first:
-            self.iut.kmem_cache_free(cache, addr)
-        self._clobber_one(cache, self.iut.slab.clobber_sites(cache, self.target.claims, area), data)
+    @rule(data=st.data(), free_first=st.booleans())
+    def clobber_left_red_zone(self, data: st.DataObject, free_first: bool) -> None:
+        """The byte before an object (freed first or not), which SLUB guards with its left red zone: validate reports
+        and restores it (mm/slub.c check_object, "Left Redzone"); validate again is clean."""
+        self._clobber_red_zone(data, free_first, "left red zone")
+
+    @precondition(claims("SLAB-REDZONE-CHECK"))
+    @precondition(not_in_atomic)
+    @rule(data=st.data(), free_first=st.booleans())
+    def clobber_right_red_zone(self, data: st.DataObject, free_first: bool) -> None:
+        """slub_kunit's test_clobber_zone and test_clobber_redzone_free: the byte after an object (freed first or not)."""
+        self._clobber_red_zone(data, free_first, "right red zone")
 
     @precondition(claims("SLAB-POISON-CHECK"))
     @precondition(not_in_atomic)
@@ -61,6 +64,13 @@ class ClobberRules(CacheDraws):
         end = addr + self.iut.slab.caches[cache].object_size
         sites = [s for s in self.iut.slab.clobber_sites(cache, self.target.claims, "poison") if addr <= s < end]
         self._clobber_one(cache, sites, data)
+
+    def _clobber_red_zone(self, data: st.DataObject, free_first: bool, area: str) -> None:
+        cache = self._cache(data, need=SlabFlag.RED_ZONE)
+        addr = self.iut.kmem_cache_alloc(cache, self._gfp(data) & ~_ZONE_BITS)
+        if addr is not None and free_first:
+            self.iut.kmem_cache_free(cache, addr)
+        self._clobber_one(cache, self.iut.slab.clobber_sites(cache, self.target.claims, area), data)
 
     def _clobber_one(self, cache: int, sites: list[int], data: st.DataObject) -> None:
         """One of ``sites`` overwritten, then the cache validated twice: reported and restored, then clean."""
