@@ -19,11 +19,12 @@ from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
-from ...refmodel.context import in_atomic
+from ...refmodel.context import Context, in_atomic
 from ...refmodel.gfp import GFP_ATOMIC, GFP_ZONEMASK
 from ...refmodel.kmalloc import kmalloc_max_cache_size
 from ...refmodel.slab import SLAB_NEVER_MERGE, Cache, SlabFlag
 from .._subsystems import register_rule_set
+from ..strategies.pages import ATOMIC_CONTEXTS
 from ..strategies.slab import aligns, cache_sizes, slab_flags, twin_requests
 from ._base import RuleSet, claims, rule_id
 from .pages import fill_gfp, fillable
@@ -127,6 +128,19 @@ class SlabRules(CacheDraws):
         assume(plain)
         twin = caches[data.draw(st.sampled_from(plain), label="twin of")]
         self.iut.kmem_cache_create(f"kmemspec_test_{len(caches)}", twin.object_size, twin.align, twin.flags | int(never))
+
+    @precondition(claims("SLAB-CACHE-MIGHT-SLEEP"))
+    @rule(data=st.data(), ctx=st.sampled_from(ATOMIC_CONTEXTS))
+    def kmem_cache_create_in_atomic(self, data: st.DataObject, ctx: Context) -> None:
+        """kmem_cache_create in atomic context (entered in the same step unless already there): it takes slab_mutex,
+        so might_sleep splats (mm/slab_common.c __kmem_cache_create_args)."""
+        before = self.iut.env.context
+        if not in_atomic(before):
+            self.iut.set_context(ctx)
+        self.iut.kmem_cache_create(f"kmemspec_test_{len(self.iut.slab.caches)}", data.draw(cache_sizes(), label="size"),
+                                   data.draw(aligns(), label="align"), data.draw(slab_flags(), label="flags"))
+        if not in_atomic(before):
+            self.iut.set_context(before)
 
     @precondition(claims("SLAB-WRONG-CACHE"))
     @rule(data=st.data())
