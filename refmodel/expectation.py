@@ -55,3 +55,8 @@ class Expectation:
     @property
     def is_misuse(self) -> bool:
         return self.report is not None
+
+    @property
+    def allowed_reports(self) -> tuple[type[Violation], ...]:
+        """Every kind of report the call may make: ``report``, its alternatives, and those made beside it."""
+        return (*((self.report,) if self.report is not None else ()), *self.also_report, *(kind for kind, _ in self.beside))

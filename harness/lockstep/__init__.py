@@ -207,13 +207,13 @@ class Lockstep:
     def _judge_reports(self, e: Expectation | None, reports: list[Violation], raised: bool, false_report_rule: str) -> None:
         self.coverage["IUT-NO-FALSE-REPORT"] += 1
         if e is None or e.report is None:
-            allowed = (*e.also_report, *(kind for kind, _ in e.beside)) if e is not None else ()
+            allowed = e.allowed_reports if e is not None else ()
             unexpected = [r for r in reports if not isinstance(r, allowed)]
             if unexpected:
                 r = unexpected[-1]
                 raise self.fail(false_report_rule, f"the call is valid, but {self.label} reported {r.kind()}: {r}")
             return
-        wrong = [r for r in reports if not isinstance(r, (e.report, *e.also_report, *(kind for kind, _ in e.beside)))]
+        wrong = [r for r in reports if not isinstance(r, e.allowed_reports)]
         if wrong:
             raise self.fail("IUT-NO-FALSE-REPORT", f"{e.misuse}: the kernel reports {e.report.__name__}, {self.label} reported {wrong[0].kind()}: {wrong[0]}")
         if e.report_rule in self.claims:
