@@ -66,6 +66,7 @@ class ClobberRules(CacheDraws):
         self._clobber_one(cache, sites, data)
 
     def _clobber_red_zone(self, data: st.DataObject, free_first: bool, area: str) -> None:
+        """An object of a red-zoned cache (freed first or not), then a byte of its ``area`` clobbered and validated."""
         cache = self._cache(data, need=SlabFlag.RED_ZONE)
         addr = self.iut.kmem_cache_alloc(cache, self._gfp(data) & ~_ZONE_BITS)
         if addr is not None and free_first:
