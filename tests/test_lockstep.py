@@ -154,3 +154,18 @@ def test_shrinking_stops_at_the_profiles_bound_and_says_so():
                        seed_value=1, progress=None)
     assert [f.rule_id for f in result.failures] == ["BUDDY-DOUBLE-FREE"] and result.failures[0].steps
     assert any(n.startswith("shrinking stopped after 0 s (profile hasty's shrink_seconds)") for n in result.notes), result.notes
+
+
+def test_a_krealloc_that_finds_its_object_changed_is_the_failing_step():
+    # The contents are checked after the step is recorded: the printed counterexample ends at the krealloc, so
+    # pasted it fails the same way (it used to end one step early and pass).
+    from kmemspec.harness import Lockstep, load_impl
+    from kmemspec.refmodel import ConformanceFailure
+    from kmemspec.refmodel.gfp import GFP_ATOMIC
+    iut = Lockstep(load_impl("mutant:free-pointer-in-neighbour").factory, machine="tiny")
+    cache = iut.kmem_cache_create("t", 1, 0, 0)
+    first, second = iut.kmem_cache_alloc(cache, int(GFP_ATOMIC)), iut.kmem_cache_alloc(cache, int(GFP_ATOMIC))
+    iut.krealloc(first, 0, int(GFP_ATOMIC))  # the mutant writes its free pointer into the neighbour
+    with pytest.raises(ConformanceFailure, match="SLAB-CONTENTS-INTACT") as caught:
+        iut.krealloc(second, 16, int(GFP_ATOMIC))
+    assert [s.op for s in caught.value.steps][-2:] == ["krealloc", "krealloc"]

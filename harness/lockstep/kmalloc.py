@@ -100,10 +100,11 @@ class KmallocChecker(Checker):
         if old is None:
             raise InvalidArgument(f"krealloc({addr:#x}) of something that is not a live slab object is undefined; the suite does not judge it")
         what = Lazy(lambda: f"krealloc({addr:#x}, {size}, {format_gfp(gfp)})")
-        d.contents.verify_object(old)
+        # p's contents are checked once the step is recorded, so a failure there shows the krealloc it happened at.
+        verify_old = lambda: d.contents.verify_object(old)  # noqa: E731
         if size == 0:
             e = Expectation(Outcome.MUST_SUCCEED, "KREALLOC", "krealloc(p, 0) frees p")
-            _, result, _ = self.layer.step("krealloc", values, e, call, gfp=None)
+            _, result, _ = self.layer.step("krealloc", values, e, call, gfp=None, before=verify_old)
             d.coverage["KREALLOC"] += 1
             if result != ZERO_SIZE_PTR:
                 raise d.fail("KREALLOC", f"{what} returned {result!r}; krealloc(p, 0) frees p and returns ZERO_SIZE_PTR ({ZERO_SIZE_PTR:#x})")
@@ -114,7 +115,7 @@ class KmallocChecker(Checker):
             # In place, krealloc reaches neither might_alloc() nor kmalloc_fix_flags
             # (mm/slab_common.c __do_krealloc): a report is allowed, not required.
             e = replace(e, report=None, report_rule=None, misuse="", also_report=(e.report, *e.also_report))
-        step, result, refused = self.layer.step("krealloc", values, e, call, gfp=gfp)
+        step, result, refused = self.layer.step("krealloc", values, e, call, gfp=gfp, before=verify_old)
         d.coverage["KREALLOC"] += 1
         if refused or result is None or result == 0:
             if not refused:
